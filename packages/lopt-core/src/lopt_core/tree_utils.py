@@ -1,0 +1,86 @@
+"""Pytree helpers used across the lopt packages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def path_str(path: tuple) -> str:
+    """Formats a `jax.tree_util` key path as a readable string, e.g. `['mlp']['w']`."""
+    return jax.tree_util.keystr(path) or "<root>"
+
+
+def first_difference(a: Any, b: Any, *, check_shapes: bool = True) -> str | None:
+    """Describes the first place where two pytrees differ in structure or leaf shape.
+
+    Args:
+      a: the expected pytree.
+      b: the pytree to compare with it.
+      check_shapes: also compare leaf shapes and dtypes.
+
+    Returns:
+      None when they match, else a one-line description naming the first path that
+      differs.
+    """
+    a_leaves = dict(jax.tree_util.tree_leaves_with_path(a))
+    b_leaves = dict(jax.tree_util.tree_leaves_with_path(b))
+    a_paths = {path_str(p): v for p, v in a_leaves.items()}
+    b_paths = {path_str(p): v for p, v in b_leaves.items()}
+    for p in a_paths:
+        if p not in b_paths:
+            return f"path {p} is expected but missing"
+    for p in b_paths:
+        if p not in a_paths:
+            return f"path {p} is present but not expected"
+    if check_shapes:
+        for p, va in a_paths.items():
+            vb = b_paths[p]
+            sa, sb = np.shape(va), np.shape(vb)
+            if sa != sb:
+                return f"path {p} has shape {sb}, expected {sa}"
+    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+        return (
+            f"tree structures differ: expected {jax.tree_util.tree_structure(a)}, "
+            f"got {jax.tree_util.tree_structure(b)}"
+        )
+    return None
+
+
+def tree_zeros_like(tree: Any) -> Any:
+    """Zeros with the shape and dtype of every leaf."""
+    return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+
+def tree_add(a: Any, b: Any) -> Any:
+    """Leaf-wise `a + b`."""
+    return jax.tree_util.tree_map(lambda x, y: x + y, a, b)
+
+
+def tree_sub(a: Any, b: Any) -> Any:
+    """Leaf-wise `a - b`."""
+    return jax.tree_util.tree_map(lambda x, y: x - y, a, b)
+
+
+def tree_scale(scalar: Any, tree: Any) -> Any:
+    """Multiplies every leaf by `scalar`."""
+    return jax.tree_util.tree_map(lambda x: scalar * x, tree)
+
+
+def tree_mean(tree: Any, axis: int = 0) -> Any:
+    """Mean of every leaf over `axis` (for averaging vectorised results)."""
+    return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=axis), tree)
+
+
+def tree_all_finite(tree: Any) -> jax.Array:
+    """A boolean scalar: every element of every leaf is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.asarray(leaves)) if leaves else jnp.asarray(True)
+
+
+def tree_size(tree: Any) -> int:
+    """Total number of elements across all leaves."""
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(tree)))

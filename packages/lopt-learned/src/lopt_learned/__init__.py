@@ -1,0 +1,3 @@
+"""lopt_learned: see the package README."""
+
+__all__: list[str] = []

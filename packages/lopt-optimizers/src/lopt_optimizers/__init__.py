@@ -1,0 +1,3 @@
+"""lopt_optimizers: see the package README."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""lopt_tasks: see the package README."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""Registers this package's components with lopt through the `lopt` entry point."""
