@@ -88,7 +88,11 @@ class TruncatedStep:
         raise TypeError(f"{type(self).__name__} must override outer_init().")
 
     def init_step_state(
-        self, theta: MetaParams, outer_state: OuterState, key: PRNGKey, theta_is_vector: bool = False
+        self,
+        theta: MetaParams,
+        outer_state: OuterState,
+        key: PRNGKey,
+        theta_is_vector: bool = False,
     ) -> Any:
         """Initializes the inner-training state of every vectorised task."""
         raise TypeError(f"{type(self).__name__} must override init_step_state().")

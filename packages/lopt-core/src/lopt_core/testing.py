@@ -119,7 +119,9 @@ def check_task(task: Task, key: jax.Array | None = None, data: Any = None) -> No
     k_init, k_loss = jax.random.split(key)
     params, state = task.init_with_state(k_init)
     params2, state2 = task.init_with_state(k_init)
-    _assert_equal_trees(who, "init_with_state with the same key", (params, state), (params2, state2))
+    _assert_equal_trees(
+        who, "init_with_state with the same key", (params, state), (params2, state2)
+    )
     if not jax.tree_util.tree_leaves(params):
         raise _fail(who, "init returned no parameters")
     batch = _batch(task, data)
@@ -131,9 +133,10 @@ def check_task(task: Task, key: jax.Array | None = None, data: Any = None) -> No
         loss, new_s = task.loss_with_state(p, s, k, b)
         return loss, new_s
 
+    forward, _ = jax.jit(loss_fn)(params, state, k_loss, batch)
+    _assert_finite_scalar(who, "loss", forward)
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     (loss, new_state), grads = grad_fn(params, state, k_loss, batch)
-    _assert_finite_scalar(who, "loss", loss)
     _assert_same_tree(who, "grads vs params", params, grads)
     _assert_same_tree(who, "model state after loss_with_state", state, new_state)
     if not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads)):
@@ -189,7 +192,7 @@ def _default_params() -> dict[str, jax.Array]:
     return {
         "w": jax.random.normal(k1, (3, 2)),
         "b": jax.random.normal(k2, (2,)),
-        "s": jnp.asarray(0.5),
+        "s": jnp.asarray(0.5, jnp.float32),
     }
 
 
@@ -213,7 +216,9 @@ def check_optimizer(opt: Optimizer, params: Any = None, key: jax.Array | None = 
     params = _default_params() if params is None else params
     key = jax.random.PRNGKey(0) if key is None else key
     state = opt.init(params, num_steps=100, key=key)
-    _assert_equal_trees(who, "init with the same inputs", state, opt.init(params, num_steps=100, key=key))
+    _assert_equal_trees(
+        who, "init with the same inputs", state, opt.init(params, num_steps=100, key=key)
+    )
     _assert_equal_trees(who, "get_params after init", params, opt.get_params(state))
     got_params, _ = opt.get_params_state(state)
     _assert_same_tree(who, "get_params_state", params, got_params)

@@ -1,0 +1,176 @@
+"""The registry finds plugins through real entry points (a dist-info written to a temp dir)."""
+
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+import lopt_core
+from lopt_core.registry import (
+    DuplicateComponentError,
+    PluginWarning,
+    Registry,
+    UnknownComponentError,
+)
+
+
+def _make_dist(root, dist, version, modules, entry_points):
+    """Writes an installed distribution (dist-info + modules) under `root`."""
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    eps = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[lopt]\n{eps}\n")
+    for name, source in modules.items():
+        (root / f"{name}.py").write_text(textwrap.dedent(source))
+
+
+GOOD = """
+import lopt_core
+
+class ToyTask(lopt_core.Task):
+    '''A toy task for registry tests.'''
+    def __init__(self, dim=2):
+        self.dim = dim
+    def init(self, key):
+        import jax.numpy as jnp
+        return {"x": jnp.ones(self.dim)}
+    def loss(self, params, key, data):
+        return (params["x"] ** 2).sum()
+
+@lopt_core.hookimpl
+def lopt_register_tasks(register):
+    register("toy_task", ToyTask)
+    register("toy_task_2", ToyTask, "Explicit description.")
+"""
+
+BROKEN_IMPORT = """
+raise RuntimeError("boom at import")
+"""
+
+BROKEN_HOOK = """
+import lopt_core
+
+@lopt_core.hookimpl
+def lopt_register_optimizers(register):
+    raise ValueError("boom in hook")
+"""
+
+CLASH = """
+import lopt_core
+
+class Other(lopt_core.Task):
+    '''Another toy task.'''
+
+@lopt_core.hookimpl
+def lopt_register_tasks(register):
+    register("toy_task", Other)
+"""
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for mod in ("good_plugin", "broken_import", "broken_hook", "clash_plugin"):
+        sys.modules.pop(mod, None)
+
+
+def test_entry_point_plugin_is_found_with_description_and_distribution(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.2.3", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    reg = Registry()
+    entry = reg.entry("tasks", "toy_task")
+    assert entry.plugin == "toy-plugin"
+    assert entry.version == "1.2.3"
+    assert entry.description == "A toy task for registry tests."
+    assert reg.entry("tasks", "toy_task_2").description == "Explicit description."
+    task = reg.build("tasks", "toy_task", dim=3)
+    assert task.dim == 3
+    assert {"toy_task", "toy_task_2"} <= set(reg.names("tasks"))
+
+
+def test_plugins_load_lazily_on_first_lookup(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.0", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    reg = Registry()
+    assert "good_plugin" not in sys.modules
+    reg.names("tasks")
+    assert "good_plugin" in sys.modules
+
+
+def test_unknown_name_lists_close_matches(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.0", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    reg = Registry()
+    with pytest.raises(
+        UnknownComponentError, match=r"Close matches: toy_task.*misspelled.*may not be installed"
+    ):
+        reg.entry("tasks", "toy_tsk")
+    with pytest.raises(UnknownComponentError, match="No task named 'zzz'"):
+        reg.entry("tasks", "zzz")
+
+
+def test_plugin_that_fails_to_import_warns_and_others_still_register(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.0", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    _make_dist(
+        plugin_dir, "bad-plugin", "0.1", {"broken_import": BROKEN_IMPORT}, {"bad": "broken_import"}
+    )
+    reg = Registry()
+    with pytest.warns(PluginWarning, match=r"bad-plugin:bad.*failed to import.*boom at import"):
+        names = reg.names("tasks")
+    assert "toy_task" in names
+    assert "bad-plugin:bad" in reg.failed_plugins
+
+
+def test_plugin_that_raises_in_its_hook_warns_and_others_still_register(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.0", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    _make_dist(plugin_dir, "hook-plugin", "0.1", {"broken_hook": BROKEN_HOOK}, {"h": "broken_hook"})
+    reg = Registry()
+    with pytest.warns(PluginWarning, match=r"hook-plugin.*lopt_register_optimizers.*boom in hook"):
+        assert "toy_task" in reg.names("tasks")
+
+
+def test_one_name_from_two_plugins_names_both(plugin_dir):
+    _make_dist(plugin_dir, "toy-plugin", "1.0", {"good_plugin": GOOD}, {"good": "good_plugin"})
+    _make_dist(plugin_dir, "clash-plugin", "1.0", {"clash_plugin": CLASH}, {"c": "clash_plugin"})
+    reg = Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        with pytest.raises(
+            DuplicateComponentError,
+            match=r"'toy-plugin' and 'clash-plugin'|'clash-plugin' and 'toy-plugin'",
+        ):
+            reg.entry("tasks", "toy_task")
+        # The other names of the same plugins still work.
+        assert reg.entry("tasks", "toy_task_2").plugin == "toy-plugin"
+
+
+def test_unknown_kind_is_rejected():
+    with pytest.raises(ValueError, match="Unknown kind 'widgets'"):
+        Registry().entries("widgets")
+
+
+def test_add_plugin_registers_an_object_directly():
+    class Plug:
+        @staticmethod
+        @lopt_core.hookimpl
+        def lopt_register_learned_optimizers(register):
+            register("direct_lopt", lopt_core.LearnedOptimizer, "Direct.")
+
+    reg = Registry()
+    reg.add_plugin(Plug, "direct-plugin", "9.9")
+    entry = reg.entry("learned_optimizers", "direct_lopt")
+    assert (entry.plugin, entry.version, entry.description) == ("direct-plugin", "9.9", "Direct.")
+
+
+def test_module_level_lookups_exist_for_every_kind():
+    for kind in (
+        "task",
+        "task_family",
+        "optimizer",
+        "learned_optimizer",
+        "outer_trainer",
+        "metric_writer",
+    ):
+        assert callable(getattr(lopt_core, f"get_{kind}"))
+        plural = "task_families" if kind == "task_family" else f"{kind}s"
+        assert isinstance(getattr(lopt_core, f"list_{plural}")(), list)
