@@ -85,7 +85,15 @@ def tests(session: nox.Session, package: str) -> None:
 def plugin_example(session: nox.Session) -> None:
     """Installs the third-party example non-editable beside lopt-core and checks it."""
     example = ROOT / "examples" / "lopt-plugin-example"
-    session.install(str(PACKAGES["lopt-core"]["path"]), str(example), "pytest", env=_ENV)
+    # Non-editable, as a user would install it; rebuilt every run so edits are picked up.
+    fresh = ["--reinstall-package", "lopt-core", "--reinstall-package", "lopt-plugin-example"]
+    session.install(
+        *(fresh if session.venv_backend == "uv" else []),
+        str(PACKAGES["lopt-core"]["path"]),
+        str(example),
+        "pytest",
+        env=_ENV,
+    )
     out = session.run("lopt", "list", silent=True, env=_ENV)
     for needle in ("example_quadratic", "example_signsgd", "example_learnable_signsgd"):
         if needle not in out or "lopt-plugin-example" not in out:
