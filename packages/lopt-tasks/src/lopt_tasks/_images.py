@@ -1,0 +1,64 @@
+"""Image helpers shared by the embedded and the TFDS image datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def as_image_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """Normalizes `image_size` (an int, an (H, W) pair or None) to a pair or None."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, int | np.integer):
+        return (int(image_size), int(image_size))
+    size = tuple(int(s) for s in image_size)
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(
+            f"image_size must be a positive int or an (height, width) pair; got {image_size!r}."
+        )
+    return size  # type: ignore[return-value]
+
+
+@jax.jit
+def _to_gray(images: jax.Array) -> jax.Array:
+    return jnp.mean(images, axis=-1, keepdims=True)
+
+
+def prepare_images(
+    images: np.ndarray,
+    max_value: float,
+    image_size: tuple[int, int] | None,
+    black_and_white: bool,
+    chunk: int = 4096,
+) -> np.ndarray:
+    """Scales `images` (N, H, W, C) to float32 in [0, 1], resizes, optionally converts to gray.
+
+    Work is done on the device in chunks so that large splits do not need one huge
+    intermediate buffer.
+
+    Returns:
+      float32 array (N, H', W', C') with H', W' = `image_size` (or unchanged) and C' = 1
+      when `black_and_white`.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"Expected images of shape (N, H, W, C); got {images.shape}.")
+    out = []
+    for start in range(0, images.shape[0], chunk):
+        x = jnp.asarray(images[start : start + chunk], jnp.float32) / float(max_value)
+        if black_and_white and x.shape[-1] != 1:
+            x = _to_gray(x)
+        if image_size is not None and tuple(x.shape[1:3]) != tuple(image_size):
+            x = jax.image.resize(x, (x.shape[0], *image_size, x.shape[-1]), method="linear")
+        out.append(np.asarray(jnp.clip(x, 0.0, 1.0)))
+    if not out:
+        h, w = image_size or images.shape[1:3]
+        c = 1 if black_and_white else images.shape[-1]
+        return np.zeros((0, h, w, c), np.float32)
+    return np.concatenate(out, axis=0)

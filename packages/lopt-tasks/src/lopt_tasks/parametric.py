@@ -1,0 +1,284 @@
+"""Task families: parametric image MLPs and convnets, and samplers over their structure.
+
+A family's `sample(key)` returns a pytree of arrays (vmappable); `task_fn(cfg)` works
+with a traced cfg, so `jax.vmap` over cfgs vectorizes the tasks. Structure (widths,
+depths, datasets) is fixed per family; the samplers `sample_image_mlp` and
+`sample_image_conv` draw that structure, log-uniformly as the reference does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
+from lopt_tasks import tfds_data
+from lopt_tasks._common import ones_like_abstract, softmax_cross_entropy
+from lopt_tasks._sampling import (
+    SwitchedInitializer,
+    choice,
+    log_uniform_int,
+    sample_activation,
+    sample_initializer,
+    switched_activation,
+)
+from lopt_tasks.digits import digits_datasets
+
+
+def parametric_classification_normalizer(loss: Any, num_classes: int) -> jax.Array:
+    """The reference's normalizer for sampled classification tasks.
+
+    Clips the loss to [0, log(2K)] (NaN and inf map to that maximum), then maps it
+    affinely so that log(K/5) goes to 0 and each log(K) of loss spans 10 units.
+    """
+    max_class = float(np.log(2 * num_classes))
+    loss = jnp.nan_to_num(loss, nan=max_class, neginf=max_class, posinf=max_class)
+    return (jnp.clip(loss, 0.0, max_class) - np.log(num_classes / 5)) * 10 / np.log(num_classes)
+
+
+def _image_family_cfg(key: PRNGKey) -> dict[str, Any]:
+    k_act, k_init = jax.random.split(key)
+    return {"activation": sample_activation(k_act), "initializer": sample_initializer(k_init)}
+
+
+class _ParametricImageTask(Task):
+    def __init__(self, family: Any, cfg: TaskCfg, forward: Any) -> None:
+        self.datasets = family.datasets
+        self.num_classes = family.num_classes
+        self._abstract = family.datasets.abstract_batch
+        self.cfg = cfg
+        self._mod = hk.transform(forward)
+        self._name = f"{family.name}_sample"
+
+    def init(self, key: PRNGKey) -> Params:
+        return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        logits = self._mod.apply(params, key, data["image"])
+        return softmax_cross_entropy(logits, data["label"])
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        return parametric_classification_normalizer(loss, self.num_classes)
+
+
+class _ImageFamilyBase(TaskFamily):
+    def __init__(self, datasets: Datasets, num_classes: int | None, name: str | None) -> None:
+        if datasets.abstract_batch is None:
+            raise ValueError(
+                f"{type(self).__name__} needs datasets.abstract_batch to initialize without "
+                "reading data; got None."
+            )
+        if num_classes is None:
+            num_classes = datasets.extra_info.get("num_classes")
+        if num_classes is None:
+            raise ValueError(
+                f"{type(self).__name__} needs num_classes, or datasets.extra_info['num_classes']."
+            )
+        self.datasets = datasets
+        self.num_classes = int(num_classes)
+        self._name = name
+
+    def sample(self, key: PRNGKey) -> TaskCfg:
+        """`{"activation": int32, "initializer": {"index": int32, "init_scale": float32}}`."""
+        return _image_family_cfg(key)
+
+
+class ParametricImageMLP(_ImageFamilyBase):
+    """Image MLPs with a sampled activation and a sampled weight initializer.
+
+    Activation: one of 12 (ReLU, ReLU6, SELU, tanh, cos, sin, sigmoid, SiLU, swish,
+    GELU, leaky ReLU with slope -0.5; ReLU counted twice). Initializer: orthogonal,
+    uniform scaling, or variance scaling (truncated normal, normal, uniform), with a
+    scale uniform in [0.5, 2]. Parameters are `mlp/~/linear_i` as in haiku's MLP.
+
+    Args:
+      datasets: image Datasets with `abstract_batch`.
+      num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
+      hidden_layers: widths of the hidden layers.
+      name: the family's name.
+    """
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        num_classes: int | None = None,
+        hidden_layers: Sequence[int] = (32, 32),
+        name: str | None = None,
+    ) -> None:
+        super().__init__(datasets, num_classes, name)
+        self.hidden_layers = tuple(int(h) for h in hidden_layers)
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        sizes = (*self.hidden_layers, self.num_classes)
+
+        def forward(images: jax.Array) -> jax.Array:
+            x = jnp.reshape(images, (images.shape[0], -1))
+            mlp = hk.nets.MLP(
+                sizes,
+                w_init=SwitchedInitializer(cfg["initializer"]),
+                activation=switched_activation(cfg["activation"]),
+            )
+            return mlp(x)
+
+        return _ParametricImageTask(self, cfg, forward)
+
+
+class ParametricImageConv(_ImageFamilyBase):
+    """Image convnets (3x3 convs, first with stride 2, mean pooling, linear head) with a
+    sampled activation and initializer, as `ParametricImageMLP`.
+
+    Args:
+      datasets: image Datasets with `abstract_batch`.
+      num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
+      hidden_units: channels of the conv layers.
+      name: the family's name.
+    """
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        num_classes: int | None = None,
+        hidden_units: Sequence[int] = (32, 64, 64),
+        name: str | None = None,
+    ) -> None:
+        super().__init__(datasets, num_classes, name)
+        self.hidden_units = tuple(int(h) for h in hidden_units)
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        units, num_classes = self.hidden_units, self.num_classes
+
+        def forward(images: jax.Array) -> jax.Array:
+            act = switched_activation(cfg["activation"])
+            init = SwitchedInitializer(cfg["initializer"])
+            x = images
+            for i, ch in enumerate(units):
+                x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1, w_init=init)(x))
+            return hk.Linear(num_classes, w_init=init)(jnp.mean(x, axis=(1, 2)))
+
+        return _ParametricImageTask(self, cfg, forward)
+
+
+# -- structure samplers -------------------------------------------------------------------
+
+#: Datasets the structure samplers draw from: name -> (factory, num_classes).
+IMAGE_DATASETS: dict[str, tuple[Any, int]] = {
+    "digits": (digits_datasets, 10),
+    "mnist": (tfds_data.mnist_datasets, 10),
+    "fashion_mnist": (tfds_data.fashion_mnist_datasets, 10),
+    "cifar10": (tfds_data.cifar10_datasets, 10),
+    "cifar100": (tfds_data.cifar100_datasets, 100),
+    "svhn_cropped": (tfds_data.svhn_cropped_datasets, 10),
+}
+
+
+@dataclass(frozen=True)
+class ImageFamilyConfig:
+    """The structure of a sampled image family; `make()` builds it (reading no data).
+
+    Attributes:
+      kind: "mlp" or "conv".
+      dataset: a key of `IMAGE_DATASETS`.
+      image_size: images are resized to (image_size, image_size).
+      batch_size: examples per batch.
+      hidden: hidden widths (MLP) or conv channels.
+    """
+
+    kind: str
+    dataset: str
+    image_size: int
+    batch_size: int
+    hidden: tuple[int, ...]
+
+    def make(self) -> TaskFamily:
+        """Builds the family this config describes."""
+        factory, num_classes = IMAGE_DATASETS[self.dataset]
+        datasets = factory(batch_size=self.batch_size, image_size=(self.image_size,) * 2)
+        name = (
+            f"Parametric{self.kind.upper()}_{self.dataset}{self.image_size}_bs{self.batch_size}_"
+            + ("x".join(map(str, self.hidden)) or "linear")
+        )
+        if self.kind == "mlp":
+            return ParametricImageMLP(datasets, num_classes, self.hidden, name=name)
+        return ParametricImageConv(datasets, num_classes, self.hidden, name=name)
+
+
+def _check_datasets(datasets: Sequence[str]) -> tuple[str, ...]:
+    unknown = sorted(set(datasets) - set(IMAGE_DATASETS))
+    if unknown or not datasets:
+        raise ValueError(
+            f"Unknown image datasets {unknown} (or none given); choose from "
+            f"{', '.join(sorted(IMAGE_DATASETS))}."
+        )
+    return tuple(sorted(datasets))
+
+
+def sample_image_mlp(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
+    """Samples an image-MLP family structure like the reference's `sample_image_mlp`.
+
+    Hidden width log-uniform in [8, 128], depth uniform in 0..4, image size
+    log-uniform in [4, 32], batch size log-uniform in [4, 512], dataset uniform over
+    `datasets` (only the embedded digits by default, which need no download).
+    """
+    names = _check_datasets(datasets)
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    width = log_uniform_int(k1, 8, 128)
+    depth = choice(k2, range(5))
+    return ImageFamilyConfig(
+        "mlp",
+        choice(k5, names),
+        log_uniform_int(k3, 4, 32),
+        log_uniform_int(k4, 4, 512),
+        (width,) * depth,
+    )
+
+
+def sample_image_conv(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
+    """Samples an image-convnet family structure: channels log-uniform in [8, 64] per
+    layer, 1 to 3 layers, image size log-uniform in [8, 32], batch size in [4, 256]."""
+    names = _check_datasets(datasets)
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    depth = choice(k2, (1, 2, 3))
+    channels = tuple(log_uniform_int(k, 8, 64) for k in jax.random.split(k1, depth))
+    return ImageFamilyConfig(
+        "conv",
+        choice(k5, names),
+        log_uniform_int(k3, 8, 32),
+        log_uniform_int(k4, 4, 256),
+        channels,
+    )
+
+
+def SampledImageMLPFamily(seed: int = 0, datasets: Sequence[str] = ("digits",)) -> TaskFamily:
+    """An image-MLP family whose structure is drawn by `sample_image_mlp` from `seed`."""
+    return sample_image_mlp(jax.random.PRNGKey(seed), datasets).make()
+
+
+def SampledImageConvFamily(seed: int = 0, datasets: Sequence[str] = ("digits",)) -> TaskFamily:
+    """An image-convnet family whose structure is drawn by `sample_image_conv` from `seed`."""
+    return sample_image_conv(jax.random.PRNGKey(seed), datasets).make()
+
+
+def ImageMLPFamily_Digits8() -> TaskFamily:
+    """ParametricImageMLP on the embedded 8x8 digits, hidden (32,), batch 128 (offline)."""
+    return ParametricImageMLP(
+        digits_datasets(batch_size=128, image_size=(8, 8)),
+        10,
+        (32,),
+        name="ImageMLPFamily_Digits8",
+    )
+
+
+def ImageConvFamily_Digits8() -> TaskFamily:
+    """ParametricImageConv on the embedded 8x8 digits, channels (16, 32), batch 128."""
+    return ParametricImageConv(
+        digits_datasets(batch_size=128, image_size=(8, 8)),
+        10,
+        (16, 32),
+        name="ImageConvFamily_Digits8",
+    )

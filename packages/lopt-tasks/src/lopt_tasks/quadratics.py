@@ -1,0 +1,215 @@
+"""Quadratic tasks and task families: tiny problems for tests and quick experiments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import ArraySplit, Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
+
+
+def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int = 0) -> Datasets:
+    """Standard-normal noise as keyed in-memory splits; each split has its own draws."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for i, name in enumerate(("train", "inner_valid", "outer_valid", "test")):
+        data = rng.normal(size=(num_examples, *shape[1:])).astype(np.float32)
+        # A batch of shape `shape`: ArraySplit stacks `shape[0]` rows; scalars squeeze.
+        splits[name] = ArraySplit(
+            {"x": data},
+            batch_size=max(shape[0], 1),
+            seed=seed * 4 + i,
+            transform=(lambda b: b["x"][0]) if shape[0] == 0 else (lambda b: b["x"]),
+        )
+    return Datasets(**splits)
+
+
+class QuadraticTask(Task):
+    """The loss `sum(params**2)` over a vector of `dim` standard-normal parameters.
+
+    Args:
+      dim: number of parameters.
+    """
+
+    def __init__(self, dim: int = 10) -> None:
+        if dim <= 0:
+            raise ValueError(f"QuadraticTask needs a positive dim; got {dim}.")
+        self.dim = int(dim)
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del key, data
+        return jnp.sum(jnp.square(params))
+
+
+class BatchQuadraticTask(Task):
+    """`sum(params**2)` with a dataset of (4, 2) noise batches that the loss ignores.
+
+    Useful for exercising data plumbing on a problem whose optimum is known.
+    """
+
+    def __init__(self, dim: int = 10) -> None:
+        self.dim = int(dim)
+        self.datasets = _noise_datasets((4, 2))
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del key, data
+        return jnp.sum(jnp.square(params))
+
+
+class NoisyMeanQuadraticTask(Task):
+    """`sum((params - mean(batch))**2)`: the target is the mean of a noisy batch.
+
+    Every batch holds `batch_size` samples of `dim`-dimensional N(target, noise_std**2)
+    noise around a fixed target, so the gradient is noisy but unbiased.
+
+    Args:
+      dim: number of parameters.
+      batch_size: samples per batch.
+      noise_std: standard deviation of the samples around the target.
+      seed: seed of the target and of the data.
+    """
+
+    def __init__(
+        self, dim: int = 10, batch_size: int = 8, noise_std: float = 1.0, seed: int = 0
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.dim = int(dim)
+        self.target = rng.normal(size=(dim,)).astype(np.float32)
+        splits = {}
+        for i, name in enumerate(("train", "inner_valid", "outer_valid", "test")):
+            samples = self.target + noise_std * rng.normal(size=(2048, dim)).astype(np.float32)
+            splits[name] = ArraySplit({"x": samples}, batch_size, seed=seed * 4 + i)
+        self.datasets = Datasets(**splits)
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del key
+        return jnp.sum(jnp.square(params - jnp.mean(data["x"], axis=0)))
+
+
+class _TargetQuadratic(Task):
+    def __init__(self, target: jax.Array, dim: int) -> None:
+        self.target = target
+        self.dim = dim
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del key, data
+        return jnp.sum(jnp.square(self.target - params))
+
+
+class FixedDimQuadraticFamily(TaskFamily):
+    """Quadratics `sum((target - params)**2)` with a sampled standard-normal target.
+
+    The cfg is the target, a float32 vector of shape (dim,).
+
+    Args:
+      dim: number of parameters.
+    """
+
+    def __init__(self, dim: int = 10) -> None:
+        self.dim = int(dim)
+
+    def sample(self, key: PRNGKey) -> TaskCfg:
+        return jax.random.normal(key, (self.dim,))
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        return _TargetQuadratic(cfg, self.dim)
+
+
+class _TargetQuadraticData(_TargetQuadratic):
+    def __init__(self, target: jax.Array, dim: int, datasets: Datasets) -> None:
+        super().__init__(target, dim)
+        self.datasets = datasets
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del key
+        return jnp.sum(jnp.square(self.target - params)) + data
+
+    def loss_and_aux(self, params: Params, key: PRNGKey, data: Batch) -> tuple[Any, dict]:
+        return self.loss(params, key, data), {
+            "l2": jnp.mean(params**2),
+            "l1": jnp.mean(jnp.abs(params)),
+        }
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        return jnp.clip(loss, 0.0, 1000.0)
+
+
+class FixedDimQuadraticFamilyData(TaskFamily):
+    """`FixedDimQuadraticFamily` whose loss adds a scalar standard-normal noise batch.
+
+    Each batch is one float32 scalar; the loss is `sum((target - params)**2) + batch`,
+    and the normalizer clips to [0, 1000].
+
+    Args:
+      dim: number of parameters.
+    """
+
+    def __init__(self, dim: int = 10) -> None:
+        self.dim = int(dim)
+        self.datasets = _noise_datasets((0,))
+
+    def sample(self, key: PRNGKey) -> TaskCfg:
+        return jax.random.normal(key, (self.dim,))
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        return _TargetQuadraticData(cfg, self.dim, self.datasets)
+
+
+class _NoisyQuadratic(Task):
+    def __init__(self, center: jax.Array, scale: jax.Array, dim: int, cov: float) -> None:
+        self.center, self.scale = center, scale
+        self.dim, self.cov = dim, cov
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        del data
+        noise = self.cov * jax.random.normal(key, (self.dim,)) * params
+        # Zero in value, `noise / params` in gradient: only the gradient is noisy.
+        grad_noise = noise - jax.lax.stop_gradient(noise)
+        return jnp.sum(jnp.square(self.scale * (self.center - params)) + grad_noise)
+
+
+class NoisyQuadraticFamily(TaskFamily):
+    """Quadratics with a sampled center and per-dimension scale, and noisy gradients.
+
+    A sample is `(center, scale)`: center standard normal, scale uniform in [0, 25).
+    The loss `sum((scale * (center - p))**2)` is exact in value; its gradient gets
+    added noise `cov * eps` (eps standard normal, from the loss key).
+
+    Args:
+      dim: number of parameters.
+      cov: standard deviation of the gradient noise.
+    """
+
+    scale_constant = 25.0
+
+    def __init__(self, dim: int = 10, cov: float = 0.1) -> None:
+        self.dim = int(dim)
+        self.cov = float(cov)
+
+    def sample(self, key: PRNGKey) -> TaskCfg:
+        k1, k2 = jax.random.split(key)
+        center = jax.random.normal(k1, (self.dim,))
+        scale = jax.random.uniform(k2, (self.dim,)) * self.scale_constant
+        return (center, scale)
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        center, scale = cfg
+        return _NoisyQuadratic(center, scale, self.dim, self.cov)
