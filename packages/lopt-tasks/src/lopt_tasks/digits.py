@@ -4,9 +4,9 @@ Splits (fixed and deterministic, the same on every machine):
 
 * A permutation of the 1797 examples is drawn with `numpy.random.default_rng(0)`
   (PCG64, whose stream numpy guarantees to be stable).
-* The last 20% of the permuted examples (360) form `test`.
-* The remaining 1437 follow the reference's split of a TFDS train split:
-  `train` is their first 80% (1149), `inner_valid` the next 10% (144) and
+* The last 20% of the permuted examples form `test` (359 = round(0.2 * 1797)).
+* The remaining 1438 follow the reference's split of a TFDS train split:
+  `train` is their first 80% (1150), `inner_valid` the next 10% (144) and
   `outer_valid` the rest (144).
 
 Pixels take values 0..16 in scikit-learn and are scaled to [0, 1].
