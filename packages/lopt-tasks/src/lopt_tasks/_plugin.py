@@ -7,7 +7,7 @@ its first batch.
 from __future__ import annotations
 
 import lopt_core
-from lopt_tasks import image_mlp, parametric, quadratics
+from lopt_tasks import conv, image_mlp, parametric, quadratics
 
 
 @lopt_core.hookimpl
@@ -16,7 +16,7 @@ def lopt_register_tasks(register):
     register("QuadraticTask", quadratics.QuadraticTask)
     register("BatchQuadraticTask", quadratics.BatchQuadraticTask)
     register("NoisyMeanQuadraticTask", quadratics.NoisyMeanQuadraticTask)
-    for factory in image_mlp.NAMED_TASKS:
+    for factory in [*image_mlp.NAMED_TASKS, *conv.NAMED_TASKS]:
         register(factory.__name__, factory)
 
 

@@ -1,0 +1,173 @@
+"""Convolutional image-classification tasks, named as in the reference library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
+from lopt_tasks import tfds_data
+from lopt_tasks._common import (
+    activation,
+    clipped_log_classes_normalizer,
+    ones_like_abstract,
+    softmax_cross_entropy,
+)
+from lopt_tasks.digits import digits_datasets
+
+
+class ConvTask(Task):
+    """A convnet: 3x3 convolutions (the first with stride 2), pooling, a linear head.
+
+    With `norm="batch_norm"` the batch statistics are model state: use
+    `init_with_state` and `loss_with_state`, which runs in training mode and returns
+    the updated moving averages.
+
+    Args:
+      datasets: image Datasets with `extra_info["num_classes"]` and `abstract_batch`.
+      hidden_units: channels of each conv layer.
+      act_fn: activation (callable or name).
+      norm: None, "batch_norm" or "layer_norm", applied after each activation.
+      pool: "avg" or "max" global pooling.
+      name: the task's name.
+    """
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        hidden_units: Sequence[int],
+        act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
+        norm: str | None = None,
+        pool: str = "avg",
+        name: str | None = None,
+    ) -> None:
+        if norm not in (None, "batch_norm", "layer_norm"):
+            raise ValueError(f"norm must be None, 'batch_norm' or 'layer_norm'; got {norm!r}.")
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}.")
+        if datasets.abstract_batch is None or "num_classes" not in datasets.extra_info:
+            raise ValueError(
+                "ConvTask needs datasets with abstract_batch and extra_info['num_classes']."
+            )
+        self.datasets = datasets
+        self.num_classes = int(datasets.extra_info["num_classes"])
+        self._abstract = datasets.abstract_batch
+        self._stateful = norm == "batch_norm"
+        self._name = name
+        act = activation(act_fn)
+        num_classes = self.num_classes
+
+        def forward(images: jax.Array) -> jax.Array:
+            x = images
+            for i, ch in enumerate(hidden_units):
+                x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1)(x))
+                if norm == "batch_norm":
+                    x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
+                elif norm == "layer_norm":
+                    x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
+            x = jnp.mean(x, axis=(1, 2)) if pool == "avg" else jnp.max(x, axis=(1, 2))
+            return hk.Linear(num_classes)(x)
+
+        self._mod = hk.transform_with_state(forward)
+
+    def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
+        params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+        return params, (state if state else None)
+
+    def init(self, key: PRNGKey) -> Params:
+        return self.init_with_state(key)[0]
+
+    def loss_with_state(
+        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+    ) -> tuple[jax.Array, ModelState]:
+        logits, new_state = self._mod.apply(params, state or {}, key, data["image"])
+        return softmax_cross_entropy(logits, data["label"]), (new_state if new_state else None)
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        if self._stateful:
+            raise ValueError(
+                f"{self.name} keeps batch-norm statistics as model state; call "
+                "loss_with_state(params, state, key, data) instead of loss()."
+            )
+        return self.loss_with_state(params, None, key, data)[0]
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        return clipped_log_classes_normalizer(loss, self.num_classes)
+
+
+def Conv_Digits8_16x32() -> ConvTask:
+    """A 2 layer (16, 32 channel) convnet on the embedded 8x8 digits (no network needed)."""
+    return ConvTask(digits_datasets(batch_size=128), [16, 32], name="Conv_Digits8_16x32")
+
+
+def Conv_Digits8_16x32_BatchNorm() -> ConvTask:
+    """`Conv_Digits8_16x32` with batch norm; its statistics are model state."""
+    return ConvTask(
+        digits_datasets(batch_size=128),
+        [16, 32],
+        norm="batch_norm",
+        name="Conv_Digits8_16x32_BatchNorm",
+    )
+
+
+def Conv_Cifar10_8_16x32() -> ConvTask:
+    """A 2 layer (16, 32 channel) convnet on 8x8 CIFAR-10."""
+    ds = tfds_data.cifar10_datasets(batch_size=128, image_size=(8, 8))
+    return ConvTask(ds, [16, 32], name="Conv_Cifar10_8_16x32")
+
+
+def Conv_Cifar10_16_32x64x64() -> ConvTask:
+    """A 3 layer (32, 64, 64 channel) convnet on 16x16 CIFAR-10."""
+    ds = tfds_data.cifar10_datasets(batch_size=128, image_size=(16, 16))
+    return ConvTask(ds, [32, 64, 64], name="Conv_Cifar10_16_32x64x64")
+
+
+def Conv_Cifar10_32x64x64() -> ConvTask:
+    """A 3 layer (32, 64, 64 channel) convnet on 32x32 CIFAR-10."""
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    return ConvTask(ds, [32, 64, 64], name="Conv_Cifar10_32x64x64")
+
+
+def Conv_Cifar10_32x64x64_Tanh() -> ConvTask:
+    """`Conv_Cifar10_32x64x64` with tanh activations."""
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    return ConvTask(ds, [32, 64, 64], jnp.tanh, name="Conv_Cifar10_32x64x64_Tanh")
+
+
+def Conv_Cifar10_32x64x64_batchnorm() -> ConvTask:
+    """`Conv_Cifar10_32x64x64` with batch norm; its statistics are model state."""
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    return ConvTask(
+        ds, [32, 64, 64], norm="batch_norm", name="Conv_Cifar10_32x64x64_batchnorm"
+    )
+
+
+def Conv_Cifar10_32x64x64_layernorm() -> ConvTask:
+    """`Conv_Cifar10_32x64x64` with layer norm."""
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    return ConvTask(
+        ds, [32, 64, 64], norm="layer_norm", name="Conv_Cifar10_32x64x64_layernorm"
+    )
+
+
+def Conv_Cifar100_32x64x64() -> ConvTask:
+    """A 3 layer (32, 64, 64 channel) convnet on 32x32 CIFAR-100."""
+    ds = tfds_data.cifar100_datasets(batch_size=128)
+    return ConvTask(ds, [32, 64, 64], name="Conv_Cifar100_32x64x64")
+
+
+NAMED_TASKS = [
+    Conv_Digits8_16x32,
+    Conv_Digits8_16x32_BatchNorm,
+    Conv_Cifar10_8_16x32,
+    Conv_Cifar10_16_32x64x64,
+    Conv_Cifar10_32x64x64,
+    Conv_Cifar10_32x64x64_Tanh,
+    Conv_Cifar10_32x64x64_batchnorm,
+    Conv_Cifar10_32x64x64_layernorm,
+    Conv_Cifar100_32x64x64,
+]

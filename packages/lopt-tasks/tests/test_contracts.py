@@ -1,0 +1,55 @@
+import lopt_core
+from lopt_core.testing import check_task, check_task_family
+
+PLUGIN = "lopt-tasks"
+
+
+def _ours(kind):
+    return sorted(n for n, e in lopt_core.REGISTRY.entries(kind).items() if e.plugin == PLUGIN)
+
+
+def test_registry_lists_every_component():
+    tasks, families = _ours("tasks"), _ours("task_families")
+    for name in [
+        "QuadraticTask",
+        "BatchQuadraticTask",
+        "NoisyMeanQuadraticTask",
+        "ImageMLP_Digits8_Relu32",
+        "ImageMLP_FashionMnist8_Relu32",
+        "ImageMLP_FashionMnist16_Relu32",
+        "ImageMLP_Mnist_128x128x128_Relu",
+        "ImageMLP_Cifar10_8_Relu32",
+        "ImageMLP_Cifar10BW8_Relu32",
+        "ImageMLP_Cifar10_128x128x128_Relu",
+        "Conv_Cifar10_8_16x32",
+        "Conv_Cifar10_32x64x64",
+        "Conv_Cifar100_32x64x64",
+    ]:
+        assert name in tasks, name
+    for name in [
+        "FixedDimQuadraticFamily",
+        "FixedDimQuadraticFamilyData",
+        "NoisyQuadraticFamily",
+        "ImageMLPFamily_Digits8",
+    ]:
+        assert name in families, name
+
+
+def test_every_registered_task_passes_check_task(mock_tfds):
+    names = _ours("tasks")
+    assert len(names) >= 20
+    for name in names:
+        check_task(lopt_core.get_task(name))
+
+
+def test_every_registered_family_passes_check_task_family(mock_tfds):
+    names = _ours("task_families")
+    assert len(names) >= 7
+    for name in names:
+        check_task_family(lopt_core.get_task_family(name))
+
+
+def test_registering_builds_nothing():
+    lopt_core.REGISTRY.reload()
+    entries = lopt_core.REGISTRY.entries("tasks")
+    assert all(callable(e.factory) for e in entries.values())
