@@ -1,3 +1,90 @@
-"""lopt_outer: see the package README."""
+"""lopt_outer: meta-training for lopt.
 
-__all__: list[str] = []
+Truncation schedules, truncated steps, gradient estimators (FullES, TruncatedES,
+TruncatedPES, TruncatedGrad, FullGrad), gradient learners, the `meta_train` loop
+and evaluation. Names load lazily, so `import lopt_outer` stays cheap until one is
+used.
+
+Example:
+  >>> from lopt_outer import TruncatedPES, VectorizedLOptTruncatedStep
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    # truncation schedules
+    "ConstantTruncationSchedule": "truncation_schedule",
+    "LogUniformLengthSchedule": "truncation_schedule",
+    "NeverEndingTruncationSchedule": "truncation_schedule",
+    "ScheduledTruncationSchedule": "truncation_schedule",
+    "TruncationState": "truncation_schedule",
+    # truncated steps
+    "VectorizedLOptTruncatedStep": "lopt_truncated_step",
+    "SimpleLOptTruncatedStep": "lopt_truncated_step",
+    "SimpleVecLOptTruncatedStep": "lopt_truncated_step",
+    "TruncatedUnrollState": "lopt_truncated_step",
+    "truncated_unroll": "truncated_step",
+    "antithetic_unroll": "truncated_step",
+    # estimators
+    "FullES": "full_es",
+    "TruncatedES": "truncated_es",
+    "TruncatedPES": "truncated_pes",
+    "PESWorkerState": "truncated_pes",
+    "TruncatedGrad": "truncated_grad",
+    "FullGrad": "truncated_grad",
+    # learners
+    "AggregatedGradient": "gradient_learner",
+    "GradientLearner": "gradient_learner",
+    "GradientLearnerState": "gradient_learner",
+    "SingleMachineGradientLearner": "gradient_learner",
+    "SingleMachineState": "gradient_learner",
+    "WorkerComputeOut": "gradient_learner",
+    "gradient_worker_compute": "gradient_learner",
+    # loop, evaluation, writers
+    "MetaTrainResult": "meta_train",
+    "meta_train": "meta_train",
+    "single_task_training_curves": "eval_training",
+    "multi_task_training_curves": "eval_training",
+    "FixedOptimizer": "evaluate",
+    "compare_with_adam": "evaluate",
+    "format_table": "evaluate",
+    "plot_curves": "evaluate",
+    "write_summary": "evaluate",
+    "JsonlWriter": "metric_writers",
+    "TensorBoardWriter": "metric_writers",
+}
+
+_SUBMODULES = (
+    "eval_training",
+    "evaluate",
+    "full_es",
+    "gradient_learner",
+    "lopt_truncated_step",
+    "meta_train",
+    "metric_writers",
+    "truncated_es",
+    "truncated_grad",
+    "truncated_pes",
+    "truncated_step",
+    "truncation_schedule",
+)
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"lopt_outer.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"lopt_outer.{name}")
+    raise AttributeError(f"module 'lopt_outer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

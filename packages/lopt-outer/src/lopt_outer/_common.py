@@ -1,0 +1,111 @@
+"""Helpers shared by the truncated steps and gradient estimators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import MetaParams, PRNGKey
+
+
+def strong(tree: Any) -> Any:
+    """Drops JAX's weak types from every leaf, keeping the dtype.
+
+    A weak-typed scalar (say `jnp.asarray(0.0)`) and a strong one of the same
+    dtype are different jit signatures; states that come back from a jitted update
+    are strong, so making initial states strong too means the second call hits
+    the compilation cache.
+    """
+
+    def one(x: Any) -> Any:
+        if x is None:
+            return x
+        arr = jnp.asarray(x)
+        return jnp.asarray(arr, dtype=arr.dtype)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def match_dtypes(like: Any, tree: Any) -> Any:
+    """Casts every leaf of `tree` to the dtype of the matching leaf of `like`."""
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.asarray(b).astype(jnp.result_type(a)), like, tree
+    )
+
+
+def vector_sample_perturbations(
+    theta: MetaParams, key: PRNGKey, std: float, num_samples: int
+) -> tuple[MetaParams, MetaParams, MetaParams]:
+    """Gaussian perturbations of theta for antithetic ES, one per vectorised task.
+
+    Args:
+      theta: the meta-parameters.
+      key: random key.
+      std: standard deviation of the perturbation.
+      num_samples: number of perturbations (leading axis of the results).
+
+    Returns:
+      `(eps, theta + eps, theta - eps)`, each with a leading `num_samples` axis.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(theta)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    eps = [
+        std * jax.random.normal(k, (num_samples, *jnp.shape(x)), jnp.result_type(x))
+        for k, x in zip(keys, leaves)
+    ]
+    pos = [x[None] + e for x, e in zip(leaves, eps)]
+    neg = [x[None] - e for x, e in zip(leaves, eps)]
+    unflat = treedef.unflatten
+    return unflat(eps), unflat(pos), unflat(neg)
+
+
+def masked_mean(values: jax.Array, mask: jax.Array, axis: int = 0) -> jax.Array:
+    """Mean of `values` over `axis` counting only entries where `mask` is True.
+
+    Where a column has no valid entry the result is 0 (not NaN), so a task that was
+    reset for a whole unroll contributes nothing.
+    """
+    mask = mask.astype(values.dtype)
+    total = jnp.sum(values * mask, axis=axis)
+    count = jnp.sum(mask, axis=axis)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
+
+
+def scale_per_task(coef: jax.Array, tree: Any) -> Any:
+    """`coef[i] * tree[i]` for every leaf with a leading task axis."""
+    return jax.tree_util.tree_map(
+        lambda x: x * coef.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype), tree
+    )
+
+
+def tree_stack(trees: list[Any]) -> Any:
+    """Stacks trees leaf-wise along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def tree_index(tree: Any, i: int) -> Any:
+    """`tree[i]` for every leaf."""
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def np_stack_batches(batches: list[Any]) -> Any:
+    """Stacks host batches leaf-wise with numpy (one device transfer later, not many)."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Returns `value` as an int, or raises a ValueError naming `name`."""
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def check_std(std: Any) -> float:
+    """Returns `std` as a float, or raises a ValueError when it is not positive and finite."""
+    std = float(std)
+    if not np.isfinite(std) or std <= 0:
+        raise ValueError(f"std must be positive and finite; got {std!r}.")
+    return std

@@ -1,0 +1,176 @@
+"""`lopt meta-train` and `lopt eval`: meta-train and evaluate from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+
+import lopt_core
+from lopt_core import GradientEstimator, TruncatedStep, TruncationSchedule
+
+__all__ = ["build_estimator", "build_learner", "setup_eval", "setup_meta_train"]
+
+
+def build_estimator(
+    name: str,
+    truncated_step: TruncatedStep,
+    *,
+    trunc_length: int,
+    std: float,
+    schedule: TruncationSchedule,
+) -> GradientEstimator:
+    """Builds the registered estimator `name`, passing the arguments its signature accepts.
+
+    Truncated estimators get `trunc_length` (or `unroll_length`); full-unroll ones
+    get the truncation schedule. Works for third-party estimators that follow the
+    same argument names.
+    """
+    factory = lopt_core.REGISTRY.entry("outer_trainers", name).factory
+    params = inspect.signature(factory).parameters
+    offered = {
+        "trunc_length": trunc_length,
+        "unroll_length": trunc_length,
+        "std": std,
+        "truncation_schedule": schedule,
+    }
+    if "truncation_schedule" in params:
+        offered.pop("unroll_length")
+    kwargs = {k: v for k, v in offered.items() if k in params}
+    est = factory(truncated_step, **kwargs)
+    if not isinstance(est, GradientEstimator):
+        raise ValueError(f"outer trainer {name!r} is not a GradientEstimator; pick an estimator.")
+    return est
+
+
+def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The task family, learned optimizer and SingleMachineGradientLearner that `args` describe."""
+    from lopt_outer.gradient_learner import SingleMachineGradientLearner
+    from lopt_outer.lopt_truncated_step import VectorizedLOptTruncatedStep
+    from lopt_outer.truncation_schedule import (
+        ConstantTruncationSchedule,
+        LogUniformLengthSchedule,
+    )
+
+    family = lopt_core.get_task_family(args.task_family)
+    lopt = lopt_core.get_learned_optimizer(args.learned_optimizer)
+    if args.min_length:
+        sched = LogUniformLengthSchedule(args.min_length, args.max_length)
+    else:
+        sched = ConstantTruncationSchedule(args.max_length)
+    step = VectorizedLOptTruncatedStep(
+        family, lopt, sched, args.num_tasks, random_initial_iteration_offset=args.max_length
+    )
+    est = build_estimator(
+        args.estimator, step, trunc_length=args.trunc_length, std=args.std, schedule=sched
+    )
+    theta_opt = lopt_core.get_optimizer("Adam", learning_rate=args.outer_lr)
+    return family, lopt, SingleMachineGradientLearner(lopt, [est], theta_opt)
+
+
+def _run_meta_train(args: argparse.Namespace) -> int:
+    from lopt_outer.meta_train import meta_train
+
+    _, lopt, learner = build_learner(args)
+    out = Path(args.output_dir)
+    result = meta_train(
+        learner,
+        args.num_steps,
+        seed=args.seed,
+        output_dir=out,
+        checkpoint_every=args.checkpoint_every,
+        time_budget_s=args.time_budget,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    theta_path = lopt_core.save(
+        out / "theta.lopt",
+        result.theta,
+        {
+            "task_family": args.task_family,
+            "estimator": args.estimator,
+            "outer_steps": result.steps,
+            "seed": args.seed,
+        },
+        producer=lopt,
+    )
+    last = result.history[-1]["meta_loss"] if result.history else float("nan")
+    print(
+        f"meta-trained {result.steps} steps ({result.stopped_by}); last meta-loss {last:.4f}\n"
+        f"theta: {theta_path}\nmetrics: {out / 'metrics.jsonl'}"
+    )
+    return 0
+
+
+def setup_meta_train(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `lopt meta-train`."""
+    parser.add_argument("--task-family", required=True, help="registered task family name")
+    parser.add_argument("--learned-optimizer", default="MLPLOpt")
+    parser.add_argument("--estimator", default="TruncatedPES", help="registered estimator name")
+    parser.add_argument("--num-tasks", type=int, default=8)
+    parser.add_argument("--trunc-length", type=int, default=20, help="inner steps per estimate")
+    parser.add_argument("--max-length", type=int, default=200, help="inner steps before a reset")
+    parser.add_argument(
+        "--min-length", type=int, default=0, help="if set, lengths are log-uniform in [min, max)"
+    )
+    parser.add_argument("--std", type=float, default=0.01, help="ES perturbation std")
+    parser.add_argument("--outer-lr", type=float, default=1e-3, help="Adam lr on theta")
+    parser.add_argument("--num-steps", type=int, default=1000, help="outer steps")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_run_meta_train)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from lopt_outer.evaluate import compare_with_adam, format_table, plot_curves, write_summary
+
+    family = lopt_core.get_task_family(args.task_family)
+    lopt = lopt_core.get_learned_optimizer(args.learned_optimizer)
+    like = lopt.init(jax.random.PRNGKey(0))
+    theta = lopt_core.load(args.theta, like=like).tree if args.theta else like
+    lrs = [float(x) for x in args.adam_lrs.split(",") if x.strip()]
+    result = compare_with_adam(
+        family,
+        lopt,
+        theta,
+        n_tasks=args.n_tasks,
+        steps=args.steps,
+        key=jax.random.PRNGKey(args.seed),
+        baseline_lr=args.baseline_lr,
+        adam_lrs=lrs,
+        eval_every=args.eval_every,
+        steps_per_jit=args.eval_every,
+    )
+    print(format_table(result))
+    out = Path(args.output_dir)
+    summary = write_summary(result, out / "eval_summary.json", theta=args.theta)
+    try:
+        plot = plot_curves(result, out / "eval_curves.png", title=args.task_family)
+    except ImportError as exc:
+        print(f"lopt eval: no plot written: {exc}", file=sys.stderr)
+        plot = None
+    print(f"summary: {summary}" + (f"\nplot: {plot}" if plot else ""))
+    return 0
+
+
+def setup_eval(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `lopt eval`."""
+    parser.add_argument("--task-family", required=True)
+    parser.add_argument("--learned-optimizer", default="MLPLOpt")
+    parser.add_argument("--theta", help="theta checkpoint (from lopt meta-train); default: init")
+    parser.add_argument("--n-tasks", type=int, default=4, help="held-out task samples")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=10_000, help="seed of the held-out samples")
+    parser.add_argument("--baseline-lr", type=float, default=1e-3)
+    parser.add_argument("--adam-lrs", default="1e-4,3e-4,3e-3,1e-2,3e-2")
+    parser.add_argument("--output-dir", default="lopt_eval_out")
+    parser.set_defaults(func=_run_eval)

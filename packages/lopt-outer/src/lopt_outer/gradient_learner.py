@@ -1,0 +1,345 @@
+"""Learners: apply meta-gradient estimates to theta with a meta-optimizer.
+
+`GradientLearner` owns theta's optimizer state; `gradient_worker_compute` runs the
+gradient estimators (the "worker" side); `SingleMachineGradientLearner` ties the
+two together on one machine. A non-finite meta-gradient never reaches theta: it
+is dropped and counted (`metrics["nonfinite_grads"]`, and the running total in
+`GradientLearnerState.num_dropped`).
+
+References:
+  learned_optimization, `outer_trainers/gradient_learner.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from lopt_core import (
+    GradientEstimator,
+    GradientEstimatorOut,
+    LearnedOptimizer,
+    MetaParams,
+    Optimizer,
+    OuterState,
+    PRNGKey,
+    WorkerWeights,
+)
+from lopt_core.tree_utils import tree_all_finite
+from lopt_outer._common import strong
+
+__all__ = [
+    "AggregatedGradient",
+    "GradientEstimator",
+    "GradientEstimatorOut",
+    "GradientLearner",
+    "GradientLearnerState",
+    "SingleMachineGradientLearner",
+    "SingleMachineState",
+    "WorkerComputeOut",
+    "WorkerWeights",
+    "gradient_worker_compute",
+]
+
+
+@flax.struct.dataclass
+class GradientLearnerState:
+    """State of a GradientLearner.
+
+    Attributes:
+      theta_opt_state: the meta-optimizer's state; it holds theta.
+      outer_iteration: int32, updates applied or attempted so far.
+      num_dropped: int32, non-finite gradients dropped so far.
+    """
+
+    theta_opt_state: Any
+    outer_iteration: jax.Array
+    num_dropped: jax.Array
+
+
+@flax.struct.dataclass
+class AggregatedGradient:
+    """What a worker sends to the learner: a gradient, theta's model state, the mean loss."""
+
+    theta_grads: MetaParams
+    theta_model_state: Any
+    mean_loss: jax.Array
+
+
+@flax.struct.dataclass
+class WorkerComputeOut:
+    """Result of `gradient_worker_compute`."""
+
+    to_put: AggregatedGradient
+    unroll_states: Sequence[Any]
+    metrics: dict[str, Any]
+    event_info: Sequence[Any]
+
+
+def _apply_update(
+    theta_opt: Optimizer,
+    state: GradientLearnerState,
+    grads: tuple[Any, ...],
+    losses: jax.Array,
+    key: PRNGKey | None,
+) -> tuple[GradientLearnerState, dict[str, jax.Array]]:
+    finite = jnp.stack([tree_all_finite(g) & jnp.isfinite(loss) for g, loss in zip(grads, losses)])
+    n_ok = jnp.sum(finite)
+    weights = finite.astype(jnp.float32) / jnp.maximum(n_ok, 1).astype(jnp.float32)
+    # Zero the dropped gradients before weighting: 0 * nan is still nan.
+    mean_grad = jax.tree_util.tree_map(
+        lambda *gs: sum(
+            jnp.where(ok, g, jnp.zeros_like(g)) * w.astype(g.dtype)
+            for g, ok, w in zip(gs, finite, weights)
+        ),
+        *grads,
+    )
+    safe_losses = jnp.where(finite, losses, 0.0)
+    mean_loss = jnp.sum(safe_losses * weights)
+    updated = theta_opt.update(state.theta_opt_state, mean_grad, loss=mean_loss, key=key)
+    any_ok = n_ok > 0
+    new_opt_state = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(any_ok, new, old).astype(jnp.result_type(old)),
+        updated,
+        state.theta_opt_state,
+    )
+    n_bad = jnp.asarray(len(grads), jnp.int32) - n_ok.astype(jnp.int32)
+    new_state = GradientLearnerState(
+        theta_opt_state=new_opt_state,
+        outer_iteration=state.outer_iteration + 1,
+        num_dropped=state.num_dropped + n_bad,
+    )
+    sq = sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(mean_grad))
+    metrics = {
+        "mean_loss": jnp.where(any_ok, mean_loss, jnp.nan),
+        "best_of_mean_loss": jnp.min(jnp.where(finite, losses, jnp.inf)),
+        "theta_grad_norm": jnp.sqrt(sq),
+        "nonfinite_grads": n_bad,
+        "nonfinite_grads_total": new_state.num_dropped,
+    }
+    return new_state, metrics
+
+
+class GradientLearner:
+    """Holds theta's optimizer state and applies aggregated meta-gradients.
+
+    Args:
+      meta_init: anything with `init(key) -> theta` (usually the LearnedOptimizer).
+      theta_opt: the meta-optimizer, a lopt `Optimizer` (e.g. `lopt_optimizers.Adam`).
+      init_theta: optional theta to start from instead of `meta_init.init(key)`.
+    """
+
+    def __init__(
+        self, meta_init: LearnedOptimizer, theta_opt: Optimizer, init_theta: MetaParams = None
+    ) -> None:
+        if not callable(getattr(meta_init, "init", None)):
+            raise TypeError(
+                f"meta_init must have an init(key) method (a LearnedOptimizer); got "
+                f"{type(meta_init).__name__}."
+            )
+        if not callable(getattr(theta_opt, "update", None)):
+            raise TypeError(
+                f"theta_opt must be a lopt Optimizer (e.g. lopt_optimizers.Adam(1e-3)); got "
+                f"{type(theta_opt).__name__}."
+            )
+        self.meta_init = meta_init
+        self.theta_opt = theta_opt
+        self.init_theta = init_theta
+        self._update_jit = jax.jit(
+            lambda s, g, loss, k: _apply_update(self.theta_opt, s, g, loss, k)
+        )
+
+    @property
+    def learned_optimizer(self) -> LearnedOptimizer:
+        """The object theta was initialised from."""
+        return self.meta_init
+
+    def init(self, key: PRNGKey) -> GradientLearnerState:
+        """Initial theta (from `meta_init.init(key)` or `init_theta`) and its optimizer state."""
+        theta = self.meta_init.init(key) if self.init_theta is None else self.init_theta
+        opt_state = self.theta_opt.init(strong(theta), None)
+        return strong(
+            GradientLearnerState(
+                theta_opt_state=opt_state,
+                outer_iteration=jnp.asarray(0, jnp.int32),
+                num_dropped=jnp.asarray(0, jnp.int32),
+            )
+        )
+
+    def get_meta_params(self, state: GradientLearnerState) -> MetaParams:
+        """Current theta."""
+        return self.theta_opt.get_params(state.theta_opt_state)
+
+    def get_lopt_params(self, state: GradientLearnerState) -> MetaParams:
+        """Alias of `get_meta_params` (the reference's name)."""
+        return self.get_meta_params(state)
+
+    def get_state_for_worker(self, state: GradientLearnerState) -> WorkerWeights:
+        """Theta, its model state and the outer state, as the workers need them."""
+        opt_state = state.theta_opt_state
+        model_state = None
+        if hasattr(opt_state, "model_state") or hasattr(opt_state, "state"):
+            model_state = self.theta_opt.get_state(opt_state)
+        return WorkerWeights(
+            theta=self.get_meta_params(state),
+            theta_model_state=model_state,
+            outer_state=OuterState(outer_iteration=state.outer_iteration),
+        )
+
+    def update(
+        self,
+        state: GradientLearnerState,
+        grads_list: Sequence[AggregatedGradient],
+        with_metrics: bool = False,
+        key: PRNGKey | None = None,
+    ) -> tuple[GradientLearnerState, dict[str, jax.Array]]:
+        """Averages the finite gradients of `grads_list` and applies them to theta.
+
+        A gradient (or its loss) with any NaN or inf is dropped and counted; when
+        all are dropped theta and the meta-optimizer state stay unchanged.
+
+        Args:
+          state: the learner state.
+          grads_list: gradients from workers.
+          with_metrics: accepted for API compatibility; metrics are always returned.
+          key: optional key for the meta-optimizer.
+
+        Returns:
+          `(next_state, metrics)` with mean_loss, best_of_mean_loss,
+          theta_grad_norm, nonfinite_grads and nonfinite_grads_total.
+        """
+        del with_metrics
+        if not grads_list:
+            raise ValueError("grads_list is empty; pass at least one AggregatedGradient.")
+        grads = tuple(g.theta_grads for g in grads_list)
+        losses = jnp.stack([jnp.asarray(g.mean_loss, jnp.float32) for g in grads_list])
+        key = jax.random.PRNGKey(0) if key is None else key
+        return self._update_jit(state, grads, losses, key)
+
+
+def gradient_worker_compute(
+    worker_weights: WorkerWeights,
+    gradient_estimators: Sequence[GradientEstimator],
+    unroll_states: Sequence[Any],
+    key: PRNGKey,
+    with_metrics: bool = False,
+) -> WorkerComputeOut:
+    """Runs every estimator once and averages their gradients.
+
+    Args:
+      worker_weights: theta, its model state and the outer state.
+      gradient_estimators: the estimators.
+      unroll_states: one worker state per estimator.
+      key: random key.
+      with_metrics: passed to the estimators.
+
+    Returns:
+      A `WorkerComputeOut`: the averaged gradient and mean loss (non-finite values
+      are left for the learner to drop), the next worker states, metrics named
+      `<estimator cfg>/<metric>`, and per-estimator unroll info.
+
+    Raises:
+      ValueError: the number of states does not match the number of estimators.
+    """
+    if len(gradient_estimators) != len(unroll_states):
+        raise ValueError(
+            f"Got {len(gradient_estimators)} gradient estimators but {len(unroll_states)} "
+            "unroll states; pass one state per estimator."
+        )
+    grads, losses, states, metrics, events = [], [], [], {}, []
+    keys = jax.random.split(key, len(gradient_estimators))
+    for est, state, k in zip(gradient_estimators, unroll_states, keys):
+        out, m = est.compute_gradient_estimate(worker_weights, k, state, with_summary=with_metrics)
+        grads.append(out.grad)
+        losses.append(out.mean_loss)
+        states.append(out.unroll_state)
+        events.append(out.unroll_info)
+        name = est.cfg_name()
+        for k_name, v in m.items():
+            metrics[f"{name}/{k_name}"] = v
+    n = len(grads)
+    mean_grad = jax.tree_util.tree_map(lambda *gs: sum(gs) / n, *grads)
+    mean_loss = sum(losses) / n
+    to_put = AggregatedGradient(
+        theta_grads=mean_grad,
+        theta_model_state=worker_weights.theta_model_state,
+        mean_loss=mean_loss,
+    )
+    return WorkerComputeOut(to_put=to_put, unroll_states=states, metrics=metrics, event_info=events)
+
+
+@flax.struct.dataclass
+class SingleMachineState:
+    """Everything a single-machine meta-training run needs to continue: checkpoint this."""
+
+    gradient_learner_state: GradientLearnerState
+    gradient_estimator_states: tuple[Any, ...]
+
+
+class SingleMachineGradientLearner:
+    """Meta-trains on one machine: estimators compute gradients, a GradientLearner applies them.
+
+    Args:
+      meta_init: the LearnedOptimizer (anything with `init(key)`).
+      gradient_estimators: one or more estimators; their gradients are averaged.
+      theta_opt: the meta-optimizer, e.g. `lopt_optimizers.Adam(1e-3)`.
+      init_theta: optional starting theta.
+
+    Example:
+      >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
+      >>> state = learner.init(jax.random.PRNGKey(0))
+      >>> state, loss, metrics = learner.update(state, jax.random.PRNGKey(1))
+    """
+
+    def __init__(
+        self,
+        meta_init: LearnedOptimizer,
+        gradient_estimators: Sequence[GradientEstimator],
+        theta_opt: Optimizer,
+        init_theta: MetaParams = None,
+    ) -> None:
+        gradient_estimators = list(gradient_estimators)
+        if not gradient_estimators:
+            raise ValueError("gradient_estimators is empty; pass at least one estimator.")
+        self.gradient_learner = GradientLearner(meta_init, theta_opt, init_theta)
+        self.gradient_estimators = gradient_estimators
+
+    def init(self, key: PRNGKey) -> SingleMachineState:
+        """Initial theta, meta-optimizer state and worker states."""
+        k_theta, k_workers = jax.random.split(key)
+        learner_state = self.gradient_learner.init(k_theta)
+        weights = self.gradient_learner.get_state_for_worker(learner_state)
+        keys = jax.random.split(k_workers, len(self.gradient_estimators))
+        states = tuple(
+            est.init_worker_state(weights, k) for est, k in zip(self.gradient_estimators, keys)
+        )
+        return SingleMachineState(learner_state, states)
+
+    def get_meta_params(self, state: SingleMachineState) -> MetaParams:
+        """Current theta."""
+        return self.gradient_learner.get_meta_params(state.gradient_learner_state)
+
+    def update(
+        self, state: SingleMachineState, key: PRNGKey, with_metrics: bool = False
+    ) -> tuple[SingleMachineState, jax.Array, dict[str, jax.Array]]:
+        """One outer step: estimate the meta-gradient and apply it.
+
+        Returns:
+          `(next_state, mean_loss, metrics)`.
+        """
+        k_worker, k_learner = jax.random.split(key)
+        weights = self.gradient_learner.get_state_for_worker(state.gradient_learner_state)
+        worker_out = gradient_worker_compute(
+            weights, self.gradient_estimators, state.gradient_estimator_states, k_worker,
+            with_metrics,
+        )  # fmt: skip
+        learner_state, metrics = self.gradient_learner.update(
+            state.gradient_learner_state, [worker_out.to_put], with_metrics, k_learner
+        )
+        metrics = {**metrics, **worker_out.metrics}
+        new_state = SingleMachineState(learner_state, tuple(worker_out.unroll_states))
+        return new_state, worker_out.to_put.mean_loss, metrics

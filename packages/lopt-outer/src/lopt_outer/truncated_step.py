@@ -1,0 +1,80 @@
+"""Unrolling a TruncatedStep: `lax.scan` over `unroll_step`, used inside every estimator's jit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax import lax
+
+from lopt_core import MetaParams, OuterState, PRNGKey, TruncatedStep, TruncatedUnrollOut
+
+__all__ = ["TruncatedStep", "TruncatedUnrollOut", "antithetic_unroll", "truncated_unroll"]
+
+
+def truncated_unroll(
+    truncated_step: TruncatedStep,
+    theta: MetaParams,
+    state: Any,
+    key: PRNGKey,
+    datas: Any,
+    outer_state: OuterState,
+    length: int,
+    theta_is_vector: bool = False,
+) -> tuple[Any, TruncatedUnrollOut]:
+    """Runs `length` inner steps of `truncated_step` as one `lax.scan`.
+
+    Args:
+      truncated_step: the step to unroll.
+      theta: meta-parameters (a leading task axis when `theta_is_vector`).
+      state: the vectorised inner-training state.
+      key: random key; split into one key per step.
+      datas: data for every step with a leading `length` axis, or None when the
+        step draws its batches from keys (see `get_batch`).
+      outer_state: the outer-training state.
+      length: number of inner steps (static).
+      theta_is_vector: whether theta has a leading task axis.
+
+    Returns:
+      The final state and the stacked per-step `TruncatedUnrollOut`s, leading
+      axis `length`.
+    """
+    keys = jax.random.split(key, length)
+
+    def body(s: Any, xs: Any) -> tuple[Any, TruncatedUnrollOut]:
+        k, d = xs
+        return truncated_step.unroll_step(theta, s, k, d, outer_state, theta_is_vector)
+
+    return lax.scan(body, state, (keys, datas))
+
+
+def antithetic_unroll(
+    truncated_step: TruncatedStep,
+    thetas: MetaParams,
+    states: Any,
+    key: PRNGKey,
+    datas: Any,
+    outer_state: OuterState,
+    length: int,
+) -> tuple[Any, TruncatedUnrollOut]:
+    """Unrolls the positive and negative perturbations together, sharing keys and data.
+
+    `thetas` and `states` carry a leading axis of 2 (positive, negative) in front of
+    the task axis. Both perturbations see the same batches and the same random
+    keys, so the difference of their losses measures theta's effect alone.
+
+    Returns:
+      The final states (leading axis 2) and outputs with leading axes
+      `(length, 2, num_tasks)`.
+    """
+    keys = jax.random.split(key, length)
+
+    def body(s: Any, xs: Any) -> tuple[Any, TruncatedUnrollOut]:
+        k, d = xs
+
+        def one(th: Any, st: Any) -> tuple[Any, TruncatedUnrollOut]:
+            return truncated_step.unroll_step(th, st, k, d, outer_state, True)
+
+        return jax.vmap(one)(thetas, s)
+
+    return lax.scan(body, states, (keys, datas))
