@@ -1,3 +1,71 @@
-"""lopt_optimizers: see the package README."""
+"""lopt-optimizers: hand-designed optimizers for lopt, through one adapter from optax.
 
-__all__: list[str] = []
+Every optimizer here is an optax transform behind `OptaxOptimizer`; wrappers
+(`GradientClipOptimizer`, `WeightDecayWrapper`, `GraftedOptimizer`,
+`GradientAccumulator`) work on any lopt `Optimizer`; `as_optax` goes the other
+way and turns any lopt `Optimizer`, learned ones included, into an optax
+transform.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> from lopt_optimizers import Adam
+  >>> opt = Adam(1e-4)
+  >>> state = opt.init({"a": jnp.zeros(2)})
+  >>> state = opt.update(state, {"a": jnp.ones(2)}, 10.0)
+  >>> opt.get_params(state)["a"]
+  Array([-9.9999335e-05, -9.9999335e-05], dtype=float32)
+"""
+
+from lopt_optimizers.optax_optimizer import OptaxOptimizer, OptaxState
+from lopt_optimizers.optimizers import (
+    SGD,
+    SGDM,
+    SM3,
+    AdaBelief,
+    Adafactor,
+    AdaGrad,
+    Adam,
+    AdamW,
+    Lamb,
+    Lars,
+    NAdamW,
+    RAdam,
+    RMSProp,
+    Yogi,
+)
+from lopt_optimizers.to_optax import as_optax, needs_loss
+from lopt_optimizers.wrappers import (
+    GradientAccumulator,
+    GradientAccumulatorState,
+    GradientClipOptimizer,
+    GraftedOptimizer,
+    GraftedOptimizerState,
+    WeightDecayWrapper,
+)
+
+__all__ = [
+    "SGD",
+    "SGDM",
+    "SM3",
+    "AdaBelief",
+    "AdaGrad",
+    "Adafactor",
+    "Adam",
+    "AdamW",
+    "GradientAccumulator",
+    "GradientAccumulatorState",
+    "GradientClipOptimizer",
+    "GraftedOptimizer",
+    "GraftedOptimizerState",
+    "Lamb",
+    "Lars",
+    "NAdamW",
+    "OptaxOptimizer",
+    "OptaxState",
+    "RAdam",
+    "RMSProp",
+    "WeightDecayWrapper",
+    "Yogi",
+    "as_optax",
+    "needs_loss",
+]

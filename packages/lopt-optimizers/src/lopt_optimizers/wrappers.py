@@ -1,0 +1,458 @@
+"""Wrappers that change how any lopt Optimizer sees its gradients or takes its steps.
+
+Each wrapper works on any `lopt_core.Optimizer` (optax-backed, learned or
+hand-written), keeps its state an immutable pytree and can be jitted. A wrapper
+needs the loss exactly when the optimizer it wraps does (`needs_loss`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from lopt_core._types import ModelState, OptState, Params, PRNGKey
+from lopt_core.optimizers import Optimizer
+from lopt_optimizers._validation import (
+    check_grads_match,
+    check_number,
+    check_optimizer_instance,
+)
+
+
+def _needs_loss(*opts: Any) -> bool:
+    return any(bool(getattr(o, "needs_loss", False)) for o in opts)
+
+
+def _global_norm(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        return jnp.asarray(0.0, jnp.float32)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+
+
+class _Delegating(Optimizer):
+    """An optimizer whose state is the inner optimizer's own state."""
+
+    opt: Optimizer
+
+    @property
+    def needs_loss(self) -> bool:
+        """True when the wrapped optimizer needs the loss."""
+        return _needs_loss(self.opt)
+
+    def init(
+        self,
+        params: Params,
+        model_state: ModelState = None,
+        num_steps: int | None = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> OptState:
+        """The wrapped optimizer's initial state."""
+        return self.opt.init(
+            params, model_state=model_state, num_steps=num_steps, key=key, **kwargs
+        )
+
+    def get_params(self, opt_state: OptState) -> Params:
+        """The wrapped optimizer's params."""
+        return self.opt.get_params(opt_state)
+
+    def get_state(self, opt_state: OptState) -> ModelState:
+        """The wrapped optimizer's model state."""
+        return self.opt.get_state(opt_state)
+
+    def set_params(self, opt_state: OptState, params: Params) -> OptState:
+        """The wrapped optimizer's state, holding `params`."""
+        return self.opt.set_params(opt_state, params)
+
+
+class GradientClipOptimizer(_Delegating):
+    """Clips every gradient element to `[-grad_clip, grad_clip]` before the wrapped step.
+
+    The state is the wrapped optimizer's state, unchanged in structure.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from lopt_optimizers import SGD
+      >>> opt = GradientClipOptimizer(SGD(1.0), grad_clip=0.5)
+      >>> s = opt.update(opt.init({"w": jnp.zeros(2)}), {"w": jnp.array([2.0, -0.1])})
+      >>> opt.get_params(s)["w"]
+      Array([-0.5,  0.1], dtype=float32)
+    """
+
+    def __init__(self, opt: Optimizer, grad_clip: float = 3.0) -> None:
+        """Wraps `opt`.
+
+        Args:
+          opt: any lopt Optimizer instance.
+          grad_clip: the largest absolute gradient value passed on, > 0.
+
+        Raises:
+          TypeError: `opt` is not an Optimizer instance.
+          ValueError: `grad_clip` is not a finite number > 0.
+        """
+        owner = type(self).__name__
+        self.opt = check_optimizer_instance(opt, owner)
+        self.grad_clip = check_number(grad_clip, owner, "grad_clip", low=0.0, low_open=True)
+
+    def update(
+        self,
+        opt_state: OptState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> OptState:
+        """Clips `grads` by value, then calls the wrapped optimizer's `update`."""
+        check_grads_match(self.get_params(opt_state), grads, type(self).__name__)
+        clipped = jax.tree_util.tree_map(
+            lambda g: jnp.clip(g, -self.grad_clip, self.grad_clip), grads
+        )
+        return self.opt.update(
+            opt_state, clipped, loss=loss, model_state=model_state, key=key, **kwargs
+        )
+
+    @property
+    def name(self) -> str:
+        """`GradientClip<grad_clip>_<inner name>`."""
+        return f"GradientClip{self.grad_clip}_{self.opt.name}"
+
+
+class WeightDecayWrapper(_Delegating):
+    """Adds an L2 penalty `weight_decay / 2 * ||params||^2` to the loss the optimizer sees.
+
+    The gradients passed on are `grads + weight_decay * params`, and, when a loss is
+    given (and `add_to_loss`), the loss passed on includes the penalty, so
+    optimizers that use the loss see the penalized objective.
+
+    References:
+      Krogh & Hertz, "A Simple Weight Decay Can Improve Generalization", NIPS 1991.
+    """
+
+    def __init__(
+        self, opt: Optimizer, weight_decay: float = 1e-4, add_to_loss: bool = True
+    ) -> None:
+        """Wraps `opt`.
+
+        Args:
+          opt: any lopt Optimizer instance.
+          weight_decay: the penalty's coefficient, >= 0.
+          add_to_loss: also add the penalty to the loss passed on.
+
+        Raises:
+          TypeError: `opt` is not an Optimizer instance.
+          ValueError: `weight_decay` is negative or not finite.
+        """
+        owner = type(self).__name__
+        self.opt = check_optimizer_instance(opt, owner)
+        self.weight_decay = check_number(weight_decay, owner, "weight_decay", low=0.0)
+        self.add_to_loss = bool(add_to_loss)
+
+    def update(
+        self,
+        opt_state: OptState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> OptState:
+        """Adds the penalty's gradient (and value) and calls the wrapped `update`."""
+        params = self.get_params(opt_state)
+        check_grads_match(params, grads, type(self).__name__)
+        grads = jax.tree_util.tree_map(
+            lambda g, p: g + (self.weight_decay * p).astype(g.dtype), grads, params
+        )
+        if loss is not None and self.add_to_loss:
+            sq = sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))
+            loss = loss + 0.5 * self.weight_decay * sq
+        return self.opt.update(
+            opt_state, grads, loss=loss, model_state=model_state, key=key, **kwargs
+        )
+
+    @property
+    def name(self) -> str:
+        """`WeightDecay<weight_decay>_<inner name>`."""
+        return f"WeightDecay{self.weight_decay}_{self.opt.name}"
+
+
+@flax.struct.dataclass
+class GraftedOptimizerState:
+    """The state of a `GraftedOptimizer`.
+
+    Attributes:
+      params: the parameters.
+      state: the model state.
+      iteration: int32 scalar, updates applied so far.
+      mag_opt_state: the magnitude optimizer's state.
+      dir_opt_state: the direction optimizer's state.
+    """
+
+    params: Params
+    state: ModelState
+    iteration: Any
+    mag_opt_state: Any
+    dir_opt_state: Any
+
+
+class GraftedOptimizer(Optimizer):
+    """Takes the step length of one optimizer and the step direction of another.
+
+    Each step, both optimizers step from the current params; the grafted step is
+    the direction optimizer's step rescaled to the global norm of the magnitude
+    optimizer's step. Both inner states then continue from the grafted params.
+
+    References:
+      Agarwal et al., "Disentangling Adaptive Gradient Methods from Learning Rates",
+      2020 (arXiv:2002.11803), Sec. 3.
+    """
+
+    def __init__(self, magnitude_opt: Optimizer, direction_opt: Optimizer) -> None:
+        """Grafts `magnitude_opt`'s step norm onto `direction_opt`'s step direction.
+
+        Args:
+          magnitude_opt: the optimizer whose step length is used.
+          direction_opt: the optimizer whose step direction is used.
+
+        Raises:
+          TypeError: either is not an Optimizer instance.
+        """
+        owner = type(self).__name__
+        self.magnitude_opt = check_optimizer_instance(magnitude_opt, owner, "magnitude_opt")
+        self.direction_opt = check_optimizer_instance(direction_opt, owner, "direction_opt")
+
+    @property
+    def needs_loss(self) -> bool:
+        """True when either grafted optimizer needs the loss."""
+        return _needs_loss(self.magnitude_opt, self.direction_opt)
+
+    def init(
+        self,
+        params: Params,
+        model_state: ModelState = None,
+        num_steps: int | None = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> GraftedOptimizerState:
+        """Initializes both optimizers around `params`."""
+        k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
+        return GraftedOptimizerState(
+            params=params,
+            state=model_state,
+            iteration=jnp.asarray(0, jnp.int32),
+            mag_opt_state=self.magnitude_opt.init(
+                params, model_state=model_state, num_steps=num_steps, key=k_mag, **kwargs
+            ),
+            dir_opt_state=self.direction_opt.init(
+                params, model_state=model_state, num_steps=num_steps, key=k_dir, **kwargs
+            ),
+        )
+
+    def update(
+        self,
+        opt_state: GraftedOptimizerState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> GraftedOptimizerState:
+        """One grafted step.
+
+        Returns:
+          The next state. Where the direction step is zero the params do not move.
+        """
+        base = opt_state.params
+        check_grads_match(base, grads, type(self).__name__)
+        k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
+        mag_state = self.magnitude_opt.update(
+            opt_state.mag_opt_state, grads, loss=loss, model_state=model_state, key=k_mag, **kwargs
+        )
+        dir_state = self.direction_opt.update(
+            opt_state.dir_opt_state, grads, loss=loss, model_state=model_state, key=k_dir, **kwargs
+        )
+        mag_step = jax.tree_util.tree_map(
+            lambda n, p: n - p, self.magnitude_opt.get_params(mag_state), base
+        )
+        dir_step = jax.tree_util.tree_map(
+            lambda n, p: n - p, self.direction_opt.get_params(dir_state), base
+        )
+        mag_norm = _global_norm(mag_step)
+        dir_norm = _global_norm(dir_step)
+        # A zero direction has no direction to scale: take no step rather than NaN.
+        scale = jnp.where(dir_norm > 0, mag_norm / jnp.where(dir_norm > 0, dir_norm, 1.0), 0.0)
+        new_params = jax.tree_util.tree_map(
+            lambda p, d: p + (scale * d).astype(p.dtype), base, dir_step
+        )
+        return GraftedOptimizerState(
+            params=new_params,
+            state=opt_state.state if model_state is None else model_state,
+            iteration=opt_state.iteration + 1,
+            mag_opt_state=self.magnitude_opt.set_params(mag_state, new_params),
+            dir_opt_state=self.direction_opt.set_params(dir_state, new_params),
+        )
+
+    def set_params(self, opt_state: GraftedOptimizerState, params: Params) -> GraftedOptimizerState:
+        """`opt_state` holding `params`, in it and in both inner states."""
+        return opt_state.replace(
+            params=params,
+            mag_opt_state=self.magnitude_opt.set_params(opt_state.mag_opt_state, params),
+            dir_opt_state=self.direction_opt.set_params(opt_state.dir_opt_state, params),
+        )
+
+    def get_state(self, opt_state: GraftedOptimizerState) -> ModelState:
+        """The model state held in `opt_state.state`."""
+        return opt_state.state
+
+    @property
+    def name(self) -> str:
+        """`Grafted_<magnitude name>_<direction name>`."""
+        return f"Grafted_{self.magnitude_opt.name}_{self.direction_opt.name}"
+
+
+@flax.struct.dataclass
+class GradientAccumulatorState:
+    """The state of a `GradientAccumulator`.
+
+    Attributes:
+      inner_opt_state: the wrapped optimizer's state.
+      grad_accum: the sum of the gradients since the last applied step.
+      loss_accum: float32 scalar, the sum of the losses since then.
+      iteration: int32 scalar, calls to `update` so far.
+      model_state: the latest model state.
+    """
+
+    inner_opt_state: Any
+    grad_accum: Params
+    loss_accum: Any
+    iteration: Any
+    model_state: ModelState
+
+
+class GradientAccumulator(Optimizer):
+    """Averages gradients over `num_steps` calls, then applies one step of the wrapped optimizer.
+
+    Calls that do not complete a group of `num_steps` only accumulate; the params
+    change on every `num_steps`-th call, by one step of the wrapped optimizer on
+    the mean gradient (and mean loss). Under `jit` the choice is a `lax.cond`, so
+    one compiled function serves every call.
+    """
+
+    def __init__(self, opt: Optimizer, num_steps: int = 2) -> None:
+        """Wraps `opt`.
+
+        Args:
+          opt: any lopt Optimizer instance.
+          num_steps: how many gradients to average per applied step, an int >= 1.
+
+        Raises:
+          TypeError: `opt` is not an Optimizer instance.
+          ValueError: `num_steps` is not an int >= 1.
+        """
+        owner = type(self).__name__
+        self.opt = check_optimizer_instance(opt, owner)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"{owner}: num_steps must be an int >= 1, got {num_steps!r}.")
+        self.num_steps = num_steps
+
+    @property
+    def needs_loss(self) -> bool:
+        """True when the wrapped optimizer needs the loss."""
+        return _needs_loss(self.opt)
+
+    def init(
+        self,
+        params: Params,
+        model_state: ModelState = None,
+        num_steps: int | None = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> GradientAccumulatorState:
+        """Initializes the wrapped optimizer for `num_steps // self.num_steps` applied steps."""
+        inner_steps = None if num_steps is None else max(1, num_steps // self.num_steps)
+        return GradientAccumulatorState(
+            inner_opt_state=self.opt.init(
+                params, model_state=model_state, num_steps=inner_steps, key=key, **kwargs
+            ),
+            grad_accum=jax.tree_util.tree_map(jnp.zeros_like, params),
+            loss_accum=jnp.asarray(0.0, jnp.float32),
+            iteration=jnp.asarray(0, jnp.int32),
+            model_state=model_state,
+        )
+
+    def update(
+        self,
+        opt_state: GradientAccumulatorState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> GradientAccumulatorState:
+        """Accumulates `grads`; on every `num_steps`-th call applies the averaged step.
+
+        Raises:
+          ValueError: `grads` does not match the params (the first differing path is named).
+        """
+        check_grads_match(self.get_params(opt_state), grads, type(self).__name__)
+        grad_accum = jax.tree_util.tree_map(
+            lambda a, g: a + g.astype(a.dtype), opt_state.grad_accum, grads
+        )
+        loss_value = jnp.asarray(0.0 if loss is None else loss, jnp.float32)
+        loss_accum = opt_state.loss_accum + loss_value
+        iteration = opt_state.iteration + 1
+        new_model_state = opt_state.model_state if model_state is None else model_state
+
+        def apply(inner: Any) -> tuple[Any, Any, Any]:
+            mean_grads = jax.tree_util.tree_map(lambda a: a / self.num_steps, grad_accum)
+            mean_loss = None if loss is None else loss_accum / self.num_steps
+            new_inner = self.opt.update(
+                inner, mean_grads, loss=mean_loss, model_state=model_state, key=key, **kwargs
+            )
+            return (
+                new_inner,
+                jax.tree_util.tree_map(jnp.zeros_like, grad_accum),
+                jnp.zeros_like(loss_accum),
+            )
+
+        def accumulate(inner: Any) -> tuple[Any, Any, Any]:
+            return inner, grad_accum, loss_accum
+
+        if self.num_steps == 1:
+            new_inner, grad_accum, loss_accum = apply(opt_state.inner_opt_state)
+        else:
+            new_inner, grad_accum, loss_accum = jax.lax.cond(
+                iteration % self.num_steps == 0, apply, accumulate, opt_state.inner_opt_state
+            )
+        return GradientAccumulatorState(
+            inner_opt_state=new_inner,
+            grad_accum=grad_accum,
+            loss_accum=loss_accum,
+            iteration=iteration,
+            model_state=new_model_state,
+        )
+
+    def get_params(self, opt_state: GradientAccumulatorState) -> Params:
+        """The wrapped optimizer's params."""
+        return self.opt.get_params(opt_state.inner_opt_state)
+
+    def get_state(self, opt_state: GradientAccumulatorState) -> ModelState:
+        """The latest model state given to `update` (or to `init`)."""
+        return opt_state.model_state
+
+    def set_params(
+        self, opt_state: GradientAccumulatorState, params: Params
+    ) -> GradientAccumulatorState:
+        """`opt_state` with the wrapped optimizer holding `params`."""
+        return opt_state.replace(
+            inner_opt_state=self.opt.set_params(opt_state.inner_opt_state, params)
+        )
+
+    @property
+    def name(self) -> str:
+        """`GradientAccumulator<num_steps>_<inner name>`."""
+        return f"GradientAccumulator{self.num_steps}_{self.opt.name}"
