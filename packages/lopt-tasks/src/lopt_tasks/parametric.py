@@ -8,6 +8,7 @@ depths, datasets) is fixed per family; the samplers `sample_image_mlp` and
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
 from lopt_tasks import tfds_data
-from lopt_tasks._common import ones_like_abstract, softmax_cross_entropy
+from lopt_tasks._common import softmax_cross_entropy
 from lopt_tasks._sampling import (
     SwitchedInitializer,
     choice,
@@ -48,26 +49,25 @@ def _image_family_cfg(key: PRNGKey) -> dict[str, Any]:
 
 
 class _ParametricImageTask(Task):
-    def __init__(self, family: Any, cfg: TaskCfg, forward: Any) -> None:
+    def __init__(self, family: _ImageFamilyBase, cfg: TaskCfg) -> None:
         self.datasets = family.datasets
         self.num_classes = family.num_classes
-        self._abstract = family.datasets.abstract_batch
+        self.family = family
         self.cfg = cfg
-        self._mod = hk.transform(forward)
         self._name = f"{family.name}_sample"
 
     def init(self, key: PRNGKey) -> Params:
-        return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+        return self.family._init_jit(self.cfg, key)
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        logits = self._mod.apply(params, key, data["image"])
+        logits = self.family._apply_jit(self.cfg, params, key, data["image"])
         return softmax_cross_entropy(logits, data["label"])
 
     def normalizer(self, loss: Any) -> jax.Array:
         return parametric_classification_normalizer(loss, self.num_classes)
 
 
-class _ImageFamilyBase(TaskFamily):
+class _ImageFamilyBase(TaskFamily, abc.ABC):
     def __init__(self, datasets: Datasets, num_classes: int | None, name: str | None) -> None:
         if datasets.abstract_batch is None:
             raise ValueError(
@@ -83,10 +83,30 @@ class _ImageFamilyBase(TaskFamily):
         self.datasets = datasets
         self.num_classes = int(num_classes)
         self._name = name
+        abstract_images = datasets.abstract_batch["image"]
+
+        # The cfg is an explicit argument of one family-wide jitted function, so every
+        # sample (and every vmapped batch of samples) reuses one compiled program.
+        def init(cfg: TaskCfg, key: PRNGKey) -> Params:
+            images = jnp.ones(abstract_images.shape, abstract_images.dtype)
+            return hk.transform(lambda x: self._forward(cfg, x)).init(key, images)
+
+        def apply(cfg: TaskCfg, params: Params, key: PRNGKey, images: jax.Array) -> jax.Array:
+            return hk.transform(lambda x: self._forward(cfg, x)).apply(params, key, images)
+
+        self._init_jit = jax.jit(init)
+        self._apply_jit = jax.jit(apply)
+
+    @abc.abstractmethod
+    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
+        """The network's logits for `images` under sample `cfg` (inside hk.transform)."""
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         """`{"activation": int32, "initializer": {"index": int32, "init_scale": float32}}`."""
         return _image_family_cfg(key)
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        return _ParametricImageTask(self, cfg)
 
 
 class ParametricImageMLP(_ImageFamilyBase):
@@ -114,19 +134,14 @@ class ParametricImageMLP(_ImageFamilyBase):
         super().__init__(datasets, num_classes, name)
         self.hidden_layers = tuple(int(h) for h in hidden_layers)
 
-    def task_fn(self, cfg: TaskCfg) -> Task:
-        sizes = (*self.hidden_layers, self.num_classes)
-
-        def forward(images: jax.Array) -> jax.Array:
-            x = jnp.reshape(images, (images.shape[0], -1))
-            mlp = hk.nets.MLP(
-                sizes,
-                w_init=SwitchedInitializer(cfg["initializer"]),
-                activation=switched_activation(cfg["activation"]),
-            )
-            return mlp(x)
-
-        return _ParametricImageTask(self, cfg, forward)
+    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
+        x = jnp.reshape(images, (images.shape[0], -1))
+        mlp = hk.nets.MLP(
+            (*self.hidden_layers, self.num_classes),
+            w_init=SwitchedInitializer(cfg["initializer"]),
+            activation=switched_activation(cfg["activation"]),
+        )
+        return mlp(x)
 
 
 class ParametricImageConv(_ImageFamilyBase):
@@ -150,18 +165,13 @@ class ParametricImageConv(_ImageFamilyBase):
         super().__init__(datasets, num_classes, name)
         self.hidden_units = tuple(int(h) for h in hidden_units)
 
-    def task_fn(self, cfg: TaskCfg) -> Task:
-        units, num_classes = self.hidden_units, self.num_classes
-
-        def forward(images: jax.Array) -> jax.Array:
-            act = switched_activation(cfg["activation"])
-            init = SwitchedInitializer(cfg["initializer"])
-            x = images
-            for i, ch in enumerate(units):
-                x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1, w_init=init)(x))
-            return hk.Linear(num_classes, w_init=init)(jnp.mean(x, axis=(1, 2)))
-
-        return _ParametricImageTask(self, cfg, forward)
+    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
+        act = switched_activation(cfg["activation"])
+        init = SwitchedInitializer(cfg["initializer"])
+        x = images
+        for i, ch in enumerate(self.hidden_units):
+            x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1, w_init=init)(x))
+        return hk.Linear(self.num_classes, w_init=init)(jnp.mean(x, axis=(1, 2)))
 
 
 # -- structure samplers -------------------------------------------------------------------
