@@ -41,7 +41,9 @@ class OptaxOptimizer(Optimizer):
 
     Attributes:
       opt: the wrapped optax transform.
-      needs_loss: False: optax transforms run without the loss.
+      needs_loss: whether `update` must be given the loss; False unless the
+        constructor was told otherwise (for transforms that read optax's `value`,
+        such as `optax.contrib.reduce_on_plateau`).
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -54,11 +56,14 @@ class OptaxOptimizer(Optimizer):
 
     needs_loss: bool = False
 
-    def __init__(self, opt: optax.GradientTransformation) -> None:
+    def __init__(self, opt: optax.GradientTransformation, needs_loss: bool = False) -> None:
         """Wraps `opt`.
 
         Args:
           opt: an optax transform, for example `optax.adam(1e-3)`.
+          needs_loss: set True when `opt` reads optax's `value` extra argument;
+            `update` then raises a clear error when no loss is given, and
+            `as_optax` asks for the loss too.
 
         Raises:
           TypeError: `opt` is not an optax transform (for example the `optax.adam`
@@ -76,6 +81,8 @@ class OptaxOptimizer(Optimizer):
                 f"{type(opt).__name__}.{hint}"
             )
         self.opt = opt
+        if needs_loss:
+            self.needs_loss = True
 
     def init(
         self,
@@ -129,11 +136,17 @@ class OptaxOptimizer(Optimizer):
           The next `OptaxState`, with `iteration` incremented.
 
         Raises:
-          ValueError: `grads` does not have the params' structure; the message names
-            the first path that differs.
+          ValueError: `grads` does not have the params' structure (the message names
+            the first path that differs), or the transform needs the loss and none
+            was given.
         """
         del key, kwargs
         check_grads_match(opt_state.params, grads, type(self).__name__)
+        if loss is None and self.needs_loss:
+            raise ValueError(
+                f"{self.name}: this optax transform reads the loss (needs_loss=True); "
+                "call update(opt_state, grads, loss=loss)."
+            )
         extra = {}
         if loss is not None and isinstance(self.opt, optax.GradientTransformationExtraArgs):
             extra["value"] = loss
