@@ -47,3 +47,12 @@ def activation(name_or_fn: Any) -> Any:
             f"{', '.join(sorted(ACTIVATIONS))}."
         )
     return ACTIVATIONS[name_or_fn]
+
+
+def jit_transformed(mod: Any) -> Any:
+    """A haiku Transformed / TransformedWithState whose init and apply are jitted.
+
+    Eager calls (e.g. `task.init(key)` outside `jit`) then compile once instead of
+    dispatching op by op; inside an outer `jit` or `vmap` the inner jit is inlined.
+    """
+    return type(mod)(jax.jit(mod.init), jax.jit(mod.apply))

@@ -7,7 +7,7 @@ its first batch.
 from __future__ import annotations
 
 import lopt_core
-from lopt_tasks import conv, image_mlp, parametric, quadratics
+from lopt_tasks import conv, generative, image_mlp, lm, parametric, quadratics
 
 
 @lopt_core.hookimpl
@@ -16,7 +16,12 @@ def lopt_register_tasks(register):
     register("QuadraticTask", quadratics.QuadraticTask)
     register("BatchQuadraticTask", quadratics.BatchQuadraticTask)
     register("NoisyMeanQuadraticTask", quadratics.NoisyMeanQuadraticTask)
-    for factory in [*image_mlp.NAMED_TASKS, *conv.NAMED_TASKS]:
+    for factory in [
+        *image_mlp.NAMED_TASKS,
+        *conv.NAMED_TASKS,
+        *generative.NAMED_TASKS,
+        *lm.NAMED_TASKS,
+    ]:
         register(factory.__name__, factory)
 
 
@@ -30,3 +35,4 @@ def lopt_register_task_families(register):
     register("ImageConvFamily_Digits8", parametric.ImageConvFamily_Digits8)
     register("SampledImageMLPFamily", parametric.SampledImageMLPFamily)
     register("SampledImageConvFamily", parametric.SampledImageConvFamily)
+    register("LMRNNFamily_EmbeddedText", lm.LMRNNFamily_EmbeddedText)

@@ -13,6 +13,7 @@ from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
 from lopt_tasks import tfds_data
 from lopt_tasks._common import (
     activation,
+    jit_transformed,
     clipped_log_classes_normalizer,
     ones_like_abstract,
     softmax_cross_entropy,
@@ -72,7 +73,7 @@ class ConvTask(Task):
             x = jnp.mean(x, axis=(1, 2)) if pool == "avg" else jnp.max(x, axis=(1, 2))
             return hk.Linear(num_classes)(x)
 
-        self._mod = hk.transform_with_state(forward)
+        self._mod = jit_transformed(hk.transform_with_state(forward))
 
     def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
         params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])

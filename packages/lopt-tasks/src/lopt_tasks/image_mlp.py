@@ -13,6 +13,7 @@ from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
 from lopt_tasks import tfds_data
 from lopt_tasks._common import (
     activation,
+    jit_transformed,
     clipped_log_classes_normalizer,
     ones_like_abstract,
     softmax_cross_entropy,
@@ -74,7 +75,7 @@ class ImageMLPTask(Task):
                 return mlp(x, dropout_rate=dropout_rate, rng=hk.next_rng_key())
             return mlp(x)
 
-        self._mod = hk.transform(forward)
+        self._mod = jit_transformed(hk.transform(forward))
 
     def init(self, key: PRNGKey) -> Params:
         return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
@@ -132,7 +133,7 @@ class ImageMLPNormTask(Task):
                 x = act(x)
             return x
 
-        self._mod = hk.transform_with_state(forward)
+        self._mod = jit_transformed(hk.transform_with_state(forward))
         self._stateful = norm_type == "batch_norm"
 
     def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:

@@ -1,0 +1,158 @@
+"""Image generative tasks: an MLP autoencoder and an MLP variational autoencoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import Batch, Datasets, Params, PRNGKey, Task
+from lopt_tasks import tfds_data
+from lopt_tasks._common import jit_transformed, ones_like_abstract
+from lopt_tasks.digits import digits_datasets
+
+
+def _bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Per-pixel sigmoid cross-entropy; targets in [0, 1]."""
+    return jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+class _ImageGenerativeTask(Task):
+    def __init__(self, datasets: Datasets, name: str | None) -> None:
+        if datasets.abstract_batch is None:
+            raise ValueError("Image generative tasks need datasets.abstract_batch; got None.")
+        self.datasets = datasets
+        self._abstract = datasets.abstract_batch
+        self._num_pixels = int(np.prod(self._abstract["image"].shape[1:]))
+        self._name = name
+
+    def init(self, key: PRNGKey) -> Params:
+        return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+
+
+class ImageMLPAutoencoderTask(_ImageGenerativeTask):
+    """An MLP autoencoder on flattened images with a per-pixel sigmoid cross-entropy loss.
+
+    The loss is summed over pixels and averaged over the batch; the normalizer divides
+    by the pixel count and clips to [0, 1] (the loss of predicting 0.5 everywhere is
+    log 2 = 0.69 per pixel).
+
+    Args:
+      datasets: image Datasets (labels unused).
+      hidden_sizes: widths of the encoder and decoder layers; the middle one is the code.
+      name: the task's name.
+    """
+
+    def __init__(
+        self, datasets: Datasets, hidden_sizes: Sequence[int], name: str | None = None
+    ) -> None:
+        super().__init__(datasets, name)
+        sizes = [*hidden_sizes, self._num_pixels]
+
+        def forward(images: jax.Array) -> jax.Array:
+            x = jnp.reshape(images, (images.shape[0], -1))
+            return hk.nets.MLP(sizes, activation=jax.nn.relu)(x)
+
+        self._mod = jit_transformed(hk.transform(forward))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        x = jnp.reshape(data["image"], (data["image"].shape[0], -1))
+        logits = self._mod.apply(params, key, data["image"])
+        return jnp.mean(jnp.sum(_bernoulli_nll(logits, x), axis=-1))
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
+        return jnp.clip(per_pixel, 0.0, 1.0)
+
+
+class ImageMLPVAETask(_ImageGenerativeTask):
+    """A variational autoencoder with MLP encoder and decoder and a Gaussian latent.
+
+    The loss is the negative ELBO per example (Bernoulli likelihood on pixels in
+    [0, 1], KL to a standard normal prior), with one reparameterized sample drawn
+    from the loss key.
+
+    Args:
+      datasets: image Datasets (labels unused).
+      hidden_sizes: encoder widths (the decoder mirrors them).
+      latent_size: dimension of the latent.
+      name: the task's name.
+
+    References:
+      Kingma and Welling, "Auto-Encoding Variational Bayes", ICLR 2014, section 2.4.
+    """
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        hidden_sizes: Sequence[int],
+        latent_size: int,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(datasets, name)
+        hidden = list(hidden_sizes)
+        num_pixels = self._num_pixels
+
+        def forward(images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+            x = jnp.reshape(images, (images.shape[0], -1))
+            h = hk.nets.MLP(hidden, activate_final=True, name="encoder")(x)
+            mean = hk.Linear(latent_size, name="mean")(h)
+            log_std = hk.Linear(latent_size, name="log_std")(h)
+            z = mean + jnp.exp(log_std) * jax.random.normal(hk.next_rng_key(), mean.shape)
+            logits = hk.nets.MLP([*reversed(hidden), num_pixels], name="decoder")(z)
+            return logits, mean, log_std
+
+        self._mod = jit_transformed(hk.transform(forward))
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        x = jnp.reshape(data["image"], (data["image"].shape[0], -1))
+        logits, mean, log_std = self._mod.apply(params, key, data["image"])
+        recon = jnp.sum(_bernoulli_nll(logits, x), axis=-1)
+        kl = 0.5 * jnp.sum(jnp.exp(2 * log_std) + mean**2 - 1.0 - 2 * log_std, axis=-1)
+        return jnp.mean(recon + kl)
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
+        return jnp.clip(per_pixel, 0.0, 1.0)
+
+
+def ImageMLPAE_Digits8_32x8x32() -> ImageMLPAutoencoderTask:
+    """An MLP autoencoder (32, 8, 32) on the embedded 8x8 digits, batch 128."""
+    return ImageMLPAutoencoderTask(
+        digits_datasets(batch_size=128), [32, 8, 32], name="ImageMLPAE_Digits8_32x8x32"
+    )
+
+
+def ImageMLPVAE_Digits8_32_Latent8() -> ImageMLPVAETask:
+    """An MLP VAE (hidden 32, latent 8) on the embedded 8x8 digits, batch 128."""
+    return ImageMLPVAETask(
+        digits_datasets(batch_size=128), [32], 8, name="ImageMLPVAE_Digits8_32_Latent8"
+    )
+
+
+def ImageMLPAE_Mnist_128x32x128_bs128() -> ImageMLPAutoencoderTask:
+    """An MLP autoencoder (128, 32, 128) on 28x28 MNIST, batch 128."""
+    return ImageMLPAutoencoderTask(
+        tfds_data.mnist_datasets(batch_size=128),
+        [128, 32, 128],
+        name="ImageMLPAE_Mnist_128x32x128_bs128",
+    )
+
+
+def ImageMLPVAE_Mnist_128_Latent32() -> ImageMLPVAETask:
+    """An MLP VAE (hidden 128, latent 32) on 28x28 MNIST, batch 128."""
+    return ImageMLPVAETask(
+        tfds_data.mnist_datasets(batch_size=128), [128], 32, name="ImageMLPVAE_Mnist_128_Latent32"
+    )
+
+
+NAMED_TASKS = [
+    ImageMLPAE_Digits8_32x8x32,
+    ImageMLPVAE_Digits8_32_Latent8,
+    ImageMLPAE_Mnist_128x32x128_bs128,
+    ImageMLPVAE_Mnist_128_Latent32,
+]
