@@ -37,12 +37,9 @@ from flax import serialization
 
 from lopt_core import GradientEstimator, PRNGKey, checkpoint
 from lopt_core.tree_utils import first_difference
-from lopt_outer.gradient_learner import (
-    GradientLearner,
-    gradient_worker_compute,
-    single_machine_init_keys,
-    single_machine_step_keys,
-)
+from lopt_outer.gradient_learner import GradientLearner, gradient_worker_compute
+from lopt_outer.meta_train import step_key
+from lopt_outer.metric_writers import to_floats
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -149,8 +146,7 @@ class GradientWorker:
             worker_weights, self._estimators, self._states, key, with_metrics=with_metrics
         )
         self._states = out.unroll_states
-        metrics = {k: float(v) for k, v in jax.device_get(dict(out.metrics)).items()}
-        return _host(out.to_put), metrics
+        return _host(out.to_put), to_floats(jax.device_get(dict(out.metrics)))
 
     def states(self) -> Any:
         """The estimator states after the last finished estimate, as numpy arrays."""
@@ -161,26 +157,47 @@ class GradientWorker:
         return os.getpid()
 
 
+def _init_keys(seed: int) -> tuple[PRNGKey, PRNGKey]:
+    """`(learner key, estimator-init key)` exactly as `meta_train` and
+    `SingleMachineGradientLearner.init` derive them from the seed."""
+    k_theta, k_workers = jax.random.split(jax.random.PRNGKey(seed))
+    return k_theta, k_workers
+
+
+def _estimate_keys(seed: int, index: int) -> tuple[PRNGKey, PRNGKey]:
+    """`(worker key, learner key)` of estimate `index`, as outer step `index` of
+    `meta_train` splits `step_key(seed, index)` in `SingleMachineGradientLearner.update`."""
+    k_worker, k_learner = jax.random.split(step_key(seed, index))
+    return k_worker, k_learner
+
+
 @dataclasses.dataclass
 class RayMetaTrainResult:
     """What a Ray meta-training run returns.
 
     Attributes:
-      learner_state: the final `GradientLearner` state.
+      learner_state: the final `GradientLearnerState`.
       theta: the final meta-parameters.
-      step: outer updates applied in total (resumed runs count the earlier ones).
-      metrics: one dict of float metrics per update applied in this process.
+      steps: outer updates applied in total (a resumed run counts the earlier ones).
+      history: one dict of float metrics per update applied by this process, with
+        the keys of `meta_train`'s history (`step`, `meta_loss`, `steps_per_s`,
+        `elapsed_s`, the learner's and estimators' metrics) plus `ray/staleness`,
+        `ray/dropped_stale`, `ray/worker_replacements` and `ray/num_workers`.
+      stopped_by: "num_steps" or "time_budget".
+      resumed_from: the step the run resumed from (0 for a fresh run).
       estimates: estimates handed to workers in total.
-      dropped_stale: estimates dropped for exceeding `max_staleness`.
-      worker_replacements: workers that died and were replaced.
-      steps_per_s: updates applied per second of this process's training loop.
+      dropped_stale: estimates dropped for exceeding `max_staleness`, in total.
+      worker_replacements: workers that died and were replaced, in total.
+      steps_per_s: updates applied per second by this process's training loop.
       checkpoint_path: the last checkpoint written, or None.
     """
 
     learner_state: Any
     theta: Any
-    step: int
-    metrics: list[dict[str, float]]
+    steps: int
+    history: list[dict[str, float]]
+    stopped_by: str
+    resumed_from: int
     estimates: int
     dropped_stale: int
     worker_replacements: int
@@ -191,28 +208,31 @@ class RayMetaTrainResult:
 class RayMetaTrainer:
     """A learner driving `num_workers` `GradientWorker` actors on a Ray cluster.
 
+    Build it, then call `run`. While it runs, `workers` holds the live actor
+    handles (slot `i` is `workers[i]`).
+
     Args:
-      gradient_learner: the `GradientLearner` (holds the learned optimizer and the
-        theta optimizer).
-      gradient_estimators: estimators every worker runs each estimate.
+      gradient_learner: the `GradientLearner` (learned optimizer and meta-optimizer).
+      gradient_estimators: estimators every worker runs for each estimate; their
+        gradients are averaged by `gradient_worker_compute`.
       num_workers: number of worker actors.
       seed: the run's seed; the same seed as `meta_train` gives the same keys.
-      max_staleness: an estimate computed on theta more than this many updates old
-        is dropped. None: `num_workers`, which with workers of equal speed drops
-        nothing in steady state and drops the estimates of a worker that fell
-        behind.
-      address: address of an existing Ray cluster to join (`"auto"`, or
+      max_staleness: an estimate computed on a theta more than this many updates
+        older than the learner's is dropped and counted. None: `num_workers`, so
+        that with workers of equal speed (staleness `num_workers - 1`) nothing is
+        dropped and a worker that fell behind is.
+      address: address of an existing Ray cluster to join (`"auto"` or
         `"host:6379"`). None starts a local cluster, unless Ray is already
         initialised in this process, whose cluster is then used.
-      num_cpus: CPUs of the local cluster (None: at least `num_workers`).
+      num_cpus: CPUs of a local cluster this trainer starts (None: at least
+        `num_workers * cpus_per_worker`).
       cpus_per_worker: CPUs each worker actor reserves.
-      checkpoint_dir: folder of the learner checkpoint (`CHECKPOINT_NAME`); None
+      output_dir: folder of the learner checkpoint (`CHECKPOINT_NAME`); None
         writes none.
       checkpoint_every: updates between checkpoints (one is also written at the end).
-      resume: continue from the checkpoint in `checkpoint_dir` when there is one.
-      metrics_every: updates between calls that compute the slower metrics.
-      max_worker_failures: a run whose workers die more often than this stops
-        with an error instead of replacing them forever.
+      resume: continue from the checkpoint in `output_dir` when there is one.
+      max_worker_failures: a run whose workers die more often than this stops with
+        an error instead of replacing them forever (None: `10 * num_workers`).
 
     Raises:
       ImportError: Ray is not installed.
@@ -230,10 +250,9 @@ class RayMetaTrainer:
         address: str | None = None,
         num_cpus: int | None = None,
         cpus_per_worker: float = 1.0,
-        checkpoint_dir: str | os.PathLike | None = None,
+        output_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 100,
-        resume: bool = False,
-        metrics_every: int = 10,
+        resume: bool = True,
         max_worker_failures: int | None = None,
     ):
         self._ray = require_ray()
@@ -243,10 +262,10 @@ class RayMetaTrainer:
             raise ValueError("gradient_estimators is empty; pass at least one GradientEstimator.")
         if max_staleness is not None and max_staleness < 0:
             raise ValueError(f"max_staleness must be >= 0 or None; got {max_staleness!r}.")
-        if checkpoint_every < 1 or metrics_every < 1:
-            raise ValueError("checkpoint_every and metrics_every must be positive integers.")
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir, the folder of the run to resume.")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1; got {checkpoint_every!r}.")
+        if cpus_per_worker <= 0:
+            raise ValueError(f"cpus_per_worker must be positive; got {cpus_per_worker!r}.")
         self.gradient_learner = gradient_learner
         self.gradient_estimators = list(gradient_estimators)
         self.num_workers = int(num_workers)
@@ -255,28 +274,34 @@ class RayMetaTrainer:
         self.address = address
         self.num_cpus = num_cpus
         self.cpus_per_worker = float(cpus_per_worker)
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.output_dir = None if output_dir is None else Path(output_dir)
         self.checkpoint_every = int(checkpoint_every)
         self.resume = bool(resume)
-        self.metrics_every = int(metrics_every)
         self.max_worker_failures = (
             10 * self.num_workers if max_worker_failures is None else int(max_worker_failures)
         )
         self.workers: list[Any] = []
 
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint file, or None when checkpoints are off."""
+        return None if self.output_dir is None else self.output_dir / CHECKPOINT_NAME
+
     # -- cluster ------------------------------------------------------------------
     def _connect(self) -> bool:
-        """Joins or starts a cluster; True when this call started the connection."""
+        """Joins or starts a cluster; True when this call made the connection."""
         ray = self._ray
         if ray.is_initialized():
             return False
-        if self.address is not None:
-            ray.init(address=self.address)
-        else:
-            num_cpus = self.num_cpus or max(
-                math.ceil(self.num_workers * self.cpus_per_worker), os.cpu_count() or 1
-            )
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+        with warnings.catch_warnings():
+            # Ray starts its daemons with fork+exec, which JAX's fork warning does not
+            # distinguish from a bare fork; nothing runs JAX in the forked child.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            if self.address is not None:
+                ray.init(address=self.address)
+            else:
+                need = math.ceil(self.num_workers * self.cpus_per_worker)
+                ray.init(num_cpus=self.num_cpus or need, include_dashboard=False)
         return True
 
     def _check_capacity(self) -> None:
@@ -284,19 +309,32 @@ class RayMetaTrainer:
         need = self.num_workers * self.cpus_per_worker
         if cpus < need:
             warnings.warn(
-                f"The Ray cluster has {cpus:g} CPUs but {self.num_workers} workers need "
-                f"{need:g}; workers wait until the cluster grows. Lower num_workers or "
+                f"The Ray cluster has {cpus:g} CPUs but {self.num_workers} workers reserve "
+                f"{need:g}; the rest wait until the cluster grows. Lower num_workers or "
                 "cpus_per_worker, or add nodes.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
-    # -- the run ------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path | None:
-        """The checkpoint file, or None when checkpoints are off."""
-        return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
+    def _load(self, template: Any) -> tuple[Any, dict[str, int], dict[str, Any]]:
+        path = self.checkpoint_path
+        ck = checkpoint.load(path)
+        meta = ck.metadata
+        if "ray" not in meta:
+            raise checkpoint.CheckpointError(
+                f"{path} is not a checkpoint of the Ray backend; resume it with the backend "
+                "that wrote it, or pass another output directory."
+            )
+        if meta.get("seed") != self.seed:
+            raise ValueError(
+                f"{path} was written by a run with seed {meta.get('seed')}, not {self.seed}; "
+                "pass the same seed, another output_dir, or resume=False."
+            )
+        state = _restore(template, ck.tree["learner"], "learner state")
+        state = jax.tree_util.tree_map(jax.numpy.asarray, state)
+        return state, dict(meta["ray"]), dict(ck.tree.get("workers") or {})
 
+    # -- the run ------------------------------------------------------------------
     def run(
         self,
         num_steps: int,
@@ -308,14 +346,17 @@ class RayMetaTrainer:
 
         Args:
           num_steps: total outer updates (a resumed run counts the earlier ones).
-          time_budget_s: stop after this many seconds of training (None: no limit).
-          on_step: called after every applied update with `(step, metrics)`, where
-            `step` is the number of updates applied so far; use it for progress
-            bars and metric writers.
+          time_budget_s: stop once this many seconds of training have passed.
+          on_step: called after every applied update as `on_step(step, row)`, where
+            `step` counts the updates applied so far and `row` is that update's
+            metrics (the entry added to `history`); use it for progress bars and
+            metric writers.
 
         Returns:
           A `RayMetaTrainResult`.
         """
+        if num_steps < 0:
+            raise ValueError(f"num_steps must be >= 0; got {num_steps!r}.")
         started = self._connect()
         try:
             return self._run(int(num_steps), time_budget_s, on_step)
@@ -335,85 +376,88 @@ class RayMetaTrainer:
         ray = self._ray
         self._check_capacity()
         learner = self.gradient_learner
-        root = jax.random.PRNGKey(self.seed)
-        learner_key, estimator_key = single_machine_init_keys(root)
-        state = learner.init(learner_key)
-        step, estimates, dropped, replaced = 0, 0, 0, 0
+        learner_init_key, estimator_init_key = _init_keys(self.seed)
+        state = learner.init(learner_init_key)
+        counters = {"step": 0, "estimates": 0, "dropped_stale": 0, "worker_replacements": 0}
         saved_workers: dict[str, Any] = {}
         path = self.checkpoint_path
         if self.resume and path is not None and path.exists():
-            ck = checkpoint.load(path)
-            state = _restore(state, ck.tree["learner"], "learner state")
-            saved_workers = ck.tree.get("workers", {}) or {}
-            counters = ck.metadata["ray"]
-            step, estimates = counters["step"], counters["estimates"]
-            dropped, replaced = counters["dropped_stale"], counters["worker_replacements"]
+            state, counters, saved_workers = self._load(state)
+        start = step = counters["step"]
+        estimates = counters["estimates"]
+        dropped, replaced = counters["dropped_stale"], counters["worker_replacements"]
 
+        # Two concurrent calls per actor: `states` (for a checkpoint) must not wait
+        # behind a running `compute`.
         remote_worker = ray.remote(num_cpus=self.cpus_per_worker, max_concurrency=2)(GradientWorker)
         estimators_ref = ray.put(self.gradient_estimators)
         generations = [0] * self.num_workers
-
-        def publish(st: Any) -> Any:
-            return ray.put(_host(learner.get_state_for_worker(st)))
-
-        weights_ref = publish(state)
-        version = step
+        weights_ref = ray.put(_host(learner.get_state_for_worker(state)))
+        in_flight: dict[Any, tuple[int, int, PRNGKey]] = {}
 
         def make_worker(slot: int) -> Any:
             return remote_worker.remote(
                 estimators_ref,
                 weights_ref,
-                _worker_init_key(estimator_key, slot, generations[slot]),
+                _worker_init_key(estimator_init_key, slot, generations[slot]),
                 saved_workers.pop(str(slot), None),
             )
 
-        self.workers = [make_worker(s) for s in range(self.num_workers)]
-        in_flight: dict[Any, tuple[int, int, int, PRNGKey]] = {}
-
         def dispatch(slot: int) -> None:
             nonlocal estimates
-            worker_key, learner_key = single_machine_step_keys(root, estimates)
-            with_metrics = estimates % self.metrics_every == 0
-            ref = self.workers[slot].compute.remote(weights_ref, worker_key, with_metrics)
-            in_flight[ref] = (slot, version, estimates, learner_key)
+            k_worker, k_learner = _estimate_keys(self.seed, estimates)
+            ref = self.workers[slot].compute.remote(weights_ref, k_worker, False)
+            in_flight[ref] = (slot, step, k_learner)
             estimates += 1
 
         def save() -> Path | None:
             if path is None:
                 return None
-            worker_states = ray.get([w.states.remote() for w in self.workers])
-            counters = {
-                "step": step,
-                "estimates": estimates,
-                "dropped_stale": dropped,
-                "worker_replacements": replaced,
+            worker_states = {}
+            for slot, ref in enumerate([w.states.remote() for w in self.workers]):
+                try:
+                    worker_states[str(slot)] = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    # A dead worker's replacement starts from fresh states.
+                    continue
+            meta = {
+                "ray": {
+                    "step": step,
+                    "estimates": estimates,
+                    "dropped_stale": dropped,
+                    "worker_replacements": replaced,
+                },
+                "seed": self.seed,
+                "num_steps": num_steps,
+                "num_workers": self.num_workers,
             }
-            tree = {
-                "learner": state,
-                "workers": {str(s): ws for s, ws in enumerate(worker_states)},
-            }
-            meta = {"ray": counters, "seed": self.seed, "num_workers": self.num_workers}
-            return checkpoint.save(path, tree, meta, producer=learner)
+            tree = {"learner": state, "workers": worker_states}
+            return checkpoint.save(path, tree, meta, producer=learner.meta_init)
 
-        last_ckpt = None
-        history: list[dict[str, float]] = []
-        applied_here = 0
+        self.workers = [make_worker(s) for s in range(self.num_workers)]
         for slot in range(self.num_workers):
             dispatch(slot)
-        t0 = time.perf_counter()
+
+        last_ckpt: Path | None = None
+        history: list[dict[str, float]] = []
+        stopped_by = "num_steps"
+        t0 = last_t = time.perf_counter()
+        last_step = step
         while step < num_steps:
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                break
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            slot, theta_version, _, learner_key = in_flight.pop(ref)
+            slot, theta_step, k_learner = in_flight.pop(ref)
             try:
                 to_put, worker_metrics = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
+                if exc.actor_init_failed:
+                    # A worker that cannot even start (an estimator that fails to
+                    # unpickle or to initialise) would fail the same way again.
+                    raise RuntimeError(f"A Ray gradient worker failed to start: {exc}") from exc
                 replaced += 1
                 if replaced > self.max_worker_failures:
                     raise RuntimeError(
-                        f"Ray workers died {replaced} times (more than max_worker_failures="
-                        f"{self.max_worker_failures}); the last failure was: {exc}"
+                        f"Ray workers died {replaced} times, more than max_worker_failures="
+                        f"{self.max_worker_failures}; the last failure: {exc}"
                     ) from exc
                 warnings.warn(
                     f"Ray worker {slot} died ({type(exc).__name__}); starting a replacement.",
@@ -424,47 +468,47 @@ class RayMetaTrainer:
                 self.workers[slot] = make_worker(slot)
                 dispatch(slot)
                 continue
-            staleness = version - theta_version
+            staleness = step - theta_step
             if staleness > self.max_staleness:
                 dropped += 1
                 dispatch(slot)
                 continue
-            with_metrics = step % self.metrics_every == 0
-            state, learner_metrics = learner.update(
-                state, [to_put], with_metrics=with_metrics, key=learner_key
-            )
+            state, learner_metrics = learner.update(state, [to_put], False, k_learner)
             step += 1
-            applied_here += 1
-            version = step
-            weights_ref = publish(state)
-            if path is not None and step % self.checkpoint_every == 0:
-                last_ckpt = save()
+            weights_ref = ray.put(_host(learner.get_state_for_worker(state)))
+            if step % self.checkpoint_every == 0:
+                last_ckpt = save() or last_ckpt
             dispatch(slot)
-            metrics = {k: float(v) for k, v in jax.device_get(dict(learner_metrics)).items()}
-            metrics.update(worker_metrics)
-            metrics.update(
-                {
-                    "ray/staleness": float(staleness),
-                    "ray/dropped_stale": float(dropped),
-                    "ray/worker_replacements": float(replaced),
-                    "ray/num_workers": float(self.num_workers),
-                }
-            )
-            history.append(metrics)
+            now = time.perf_counter()
+            row = {"step": float(step), **to_floats(learner_metrics), **worker_metrics}
+            row["meta_loss"] = float(to_put.mean_loss)
+            row["steps_per_s"] = (step - last_step) / max(now - last_t, 1e-9)
+            row["elapsed_s"] = now - t0
+            row["ray/staleness"] = float(staleness)
+            row["ray/dropped_stale"] = float(dropped)
+            row["ray/worker_replacements"] = float(replaced)
+            row["ray/num_workers"] = float(self.num_workers)
+            last_t, last_step = now, step
+            history.append(row)
             if on_step is not None:
-                on_step(step, metrics)
+                on_step(step, row)
+            if time_budget_s is not None and now - t0 >= time_budget_s:
+                stopped_by = "time_budget"
+                break
         elapsed = time.perf_counter() - t0
-        if path is not None and (last_ckpt is None or step % self.checkpoint_every):
-            last_ckpt = save()
+        if step % self.checkpoint_every or last_ckpt is None:
+            last_ckpt = save() or last_ckpt
         return RayMetaTrainResult(
             learner_state=state,
             theta=learner.get_meta_params(state),
-            step=step,
-            metrics=history,
+            steps=step,
+            history=history,
+            stopped_by=stopped_by,
+            resumed_from=start,
             estimates=estimates,
             dropped_stale=dropped,
             worker_replacements=replaced,
-            steps_per_s=applied_here / elapsed if elapsed > 0 else float("nan"),
+            steps_per_s=(step - start) / elapsed if elapsed > 0 else float("nan"),
             checkpoint_path=last_ckpt,
         )
 
@@ -478,21 +522,23 @@ def meta_train_ray(
     seed: int = 0,
     address: str | None = None,
     max_staleness: int | None = None,
-    checkpoint_dir: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
-    resume: bool = False,
+    resume: bool = True,
     time_budget_s: float | None = None,
-    metrics_every: int = 10,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     num_cpus: int | None = None,
     cpus_per_worker: float = 1.0,
+    max_worker_failures: int | None = None,
 ) -> RayMetaTrainResult:
-    """Meta-trains on a Ray cluster with `num_workers` gradient workers.
+    """Meta-trains on a Ray cluster with `num_workers` gradient-worker actors.
 
-    With one worker and the same seed, the result equals the in-process loop's.
-    See `RayMetaTrainer` for every argument.
+    With one worker and the same seed the result equals `meta_train`'s. See
+    `RayMetaTrainer` for every argument and `RayMetaTrainer.run` for `num_steps`,
+    `time_budget_s` and `on_step`.
 
     Example:
+      >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
       >>> result = meta_train_ray(learner.gradient_learner, learner.gradient_estimators,
       ...                         num_steps=100, num_workers=2, seed=0)
       >>> result.theta  # the trained meta-parameters
@@ -506,9 +552,9 @@ def meta_train_ray(
         address=address,
         num_cpus=num_cpus,
         cpus_per_worker=cpus_per_worker,
-        checkpoint_dir=checkpoint_dir,
+        output_dir=output_dir,
         checkpoint_every=checkpoint_every,
         resume=resume,
-        metrics_every=metrics_every,
+        max_worker_failures=max_worker_failures,
     )
     return trainer.run(num_steps, time_budget_s=time_budget_s, on_step=on_step)

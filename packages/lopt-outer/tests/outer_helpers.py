@@ -1,0 +1,198 @@
+"""Small tasks, learned optimizers and meta-optimizers shared by the lopt-outer tests.
+
+They are defined here, on the lopt_core interfaces alone, so that the estimator
+maths is tested against exactly known problems.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lopt_core
+
+
+class QuadraticFamily(lopt_core.TaskFamily):
+    """f(x) = 0.5 * sum(scale * x^2), scale sampled log-uniformly per task; no data."""
+
+    def __init__(self, dim: int = 4) -> None:
+        self.dim = dim
+
+    def sample(self, key):
+        return jnp.exp(jax.random.uniform(key, (self.dim,), minval=-1.0, maxval=1.0))
+
+    def task_fn(self, cfg):
+        return QuadraticTask(cfg)
+
+
+class QuadraticTask(lopt_core.Task):
+    def __init__(self, scale) -> None:
+        self.scale = scale
+
+    def init(self, key):
+        return {"x": jax.random.normal(key, self.scale.shape)}
+
+    def loss(self, params, key, data):
+        return 0.5 * jnp.sum(self.scale * params["x"] ** 2)
+
+
+class DataQuadraticFamily(lopt_core.TaskFamily):
+    """Least squares on in-memory data, batches drawn from keys (a keyed dataset)."""
+
+    def __init__(self, keyed: bool = True) -> None:
+        rng = np.random.RandomState(0)
+        x = rng.randn(256, 3).astype(np.float32)
+        y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).astype(np.float32)
+
+        def split(seed):
+            if keyed:
+                return lopt_core.ArraySplit({"x": x, "y": y}, batch_size=16, seed=seed)
+            return _PlainIterator(x, y, seed)
+
+        self.datasets = lopt_core.Datasets(split(0), split(1), split(2), split(3))
+
+    def sample(self, key):
+        return jax.random.uniform(key, (), minval=0.5, maxval=1.5)
+
+    def task_fn(self, cfg):
+        return LeastSquaresTask(cfg, self.datasets)
+
+
+class _PlainIterator:
+    """A plain Python iterator (no sample(key)): exercises the host-batch path."""
+
+    def __init__(self, x, y, seed):
+        self.x, self.y = x, y
+        self.rng = np.random.RandomState(seed)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        idx = self.rng.randint(0, len(self.x), 16)
+        return {"x": self.x[idx], "y": self.y[idx]}
+
+
+class LeastSquaresTask(lopt_core.Task):
+    def __init__(self, scale, datasets) -> None:
+        self.scale = scale
+        self.datasets = datasets
+
+    def init(self, key):
+        return {"w": 0.1 * jax.random.normal(key, (3,))}
+
+    def loss(self, params, key, data):
+        pred = data["x"] @ params["w"]
+        return self.scale * jnp.mean((pred - data["y"]) ** 2)
+
+    def normalizer(self, loss):
+        return jnp.clip(loss, 0.0, 100.0)
+
+
+@flax.struct.dataclass
+class SGDState:
+    params: Any
+    model_state: Any
+    iteration: jax.Array
+
+
+class LrSGD(lopt_core.Optimizer):
+    """Plain SGD with learning rate exp(log_lr)."""
+
+    def __init__(self, log_lr) -> None:
+        self.log_lr = log_lr
+
+    def init(self, params, model_state=None, num_steps=None, key=None, **kw):
+        return SGDState(params, model_state, jnp.asarray(0, jnp.int32))
+
+    def update(self, opt_state, grads, loss=None, model_state=None, key=None, **kw):
+        lr = jnp.exp(self.log_lr)
+        params = jax.tree_util.tree_map(lambda p, g: p - lr * g, opt_state.params, grads)
+        return SGDState(params, model_state, opt_state.iteration + 1)
+
+
+class LearnableSGD(lopt_core.LearnedOptimizer):
+    """theta = {log_lr}."""
+
+    def __init__(self, initial_lr: float = 0.1) -> None:
+        self.initial_lr = initial_lr
+
+    def init(self, key):
+        return {"log_lr": jnp.asarray(np.log(self.initial_lr), jnp.float32)}
+
+    def opt_fn(self, theta, is_training=False):
+        return LrSGD(theta["log_lr"])
+
+
+@flax.struct.dataclass
+class AdamState:
+    params: Any
+    state: Any
+    m: Any
+    v: Any
+    iteration: jax.Array
+
+
+class MetaAdam(lopt_core.Optimizer):
+    """A plain Adam used as the meta-optimizer in these tests."""
+
+    def __init__(self, learning_rate: float = 1e-2) -> None:
+        self.learning_rate = learning_rate
+
+    def init(self, params, model_state=None, num_steps=None, key=None, **kw):
+        z = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return AdamState(params, model_state, z, z, jnp.asarray(0, jnp.int32))
+
+    def update(self, opt_state, grads, loss=None, model_state=None, key=None, **kw):
+        t = opt_state.iteration + 1
+        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, opt_state.m, grads)
+        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, opt_state.v, grads)
+        tf = t.astype(jnp.float32)
+
+        def step(p, m, v):
+            mh = m / (1 - 0.9**tf)
+            vh = v / (1 - 0.999**tf)
+            return p - self.learning_rate * mh / (jnp.sqrt(vh) + 1e-8)
+
+        params = jax.tree_util.tree_map(step, opt_state.params, m, v)
+        return AdamState(params, opt_state.state, m, v, t)
+
+
+class FixedQuadraticFamily(lopt_core.TaskFamily):
+    """Every sample is f(x) = 0.5 * sum(scale * x^2) from x0 = 1: the unroll is known exactly."""
+
+    scale = (0.5, 1.0, 1.5, 2.0)
+
+    def sample(self, key):
+        return jnp.zeros([], jnp.int32)
+
+    def task_fn(self, cfg):
+        return FixedQuadraticTask()
+
+
+class FixedQuadraticTask(lopt_core.Task):
+    def init(self, key):
+        return {"x": jnp.ones(4)}
+
+    def loss(self, params, key, data):
+        return 0.5 * jnp.sum(jnp.asarray(FixedQuadraticFamily.scale) * params["x"] ** 2)
+
+
+def sgd_quadratic_losses(log_lr: float, steps: np.ndarray) -> np.ndarray:
+    """Exact losses of SGD on FixedQuadraticTask after `steps` updates, in float64."""
+    s = np.asarray(FixedQuadraticFamily.scale, np.float64)[:, None]
+    lr = np.exp(log_lr)
+    return 0.5 * np.sum(s * (1 - lr * s) ** (2 * steps[None, :]), axis=0)
+
+
+def sgd_quadratic_grad(log_lr: float, steps: np.ndarray) -> float:
+    """d/d(log_lr) of the mean over `steps` of `sgd_quadratic_losses` (analytic, float64)."""
+    s = np.asarray(FixedQuadraticFamily.scale, np.float64)[:, None]
+    lr = np.exp(log_lr)
+    t = steps[None, :].astype(np.float64)
+    d_dlr = 0.5 * np.sum(s * 2 * t * (1 - lr * s) ** (2 * t - 1) * (-s), axis=0)
+    return float(np.mean(d_dlr) * lr)

@@ -1,0 +1,104 @@
+import json
+import types
+
+import jax
+import numpy as np
+from outer_helpers import LearnableSGD
+
+import lopt_core
+from lopt_core.cli import main
+
+# A learned optimizer registered the way a third-party plugin would be.
+_plugin = types.SimpleNamespace()
+
+
+@lopt_core.hookimpl
+def _register(register):
+    register("OuterTestLearnableSGD", LearnableSGD, "test-only learnable SGD")
+
+
+_plugin.lopt_register_learned_optimizers = _register
+lopt_core.REGISTRY.add_plugin(_plugin, "lopt-outer-tests")
+
+
+def test_lopt_meta_train_then_eval(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "meta-train",
+            "--task-family",
+            "FixedDimQuadraticFamily",
+            "--learned-optimizer",
+            "OuterTestLearnableSGD",
+            "--num-tasks",
+            "4",
+            "--trunc-length",
+            "5",
+            "--max-length",
+            "20",
+            "--num-steps",
+            "6",
+            "--outer-lr",
+            "0.05",
+            "--output-dir",
+            str(out),
+            "--checkpoint-every",
+            "3",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "meta-trained 6 steps" in text
+    theta = lopt_core.load(out / "theta.lopt", like=LearnableSGD().init(jax.random.PRNGKey(0)))
+    assert theta.metadata["outer_steps"] == 6 and theta.metadata["estimator"] == "TruncatedPES"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+
+    rc = main(
+        [
+            "eval",
+            "--task-family",
+            "FixedDimQuadraticFamily",
+            "--learned-optimizer",
+            "OuterTestLearnableSGD",
+            "--theta",
+            str(out / "theta.lopt"),
+            "--n-tasks",
+            "2",
+            "--steps",
+            "20",
+            "--eval-every",
+            "10",
+            "--adam-lrs",
+            "0.1",
+            "--output-dir",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert (
+        "learned (LearnableSGD)" in text and "Adam(lr=0.001) *" in text and "Adam(lr=0.1)" in text
+    )
+    summary = json.loads((tmp_path / "eval" / "eval_summary.json").read_text())
+    assert set(summary["summary"]) == {"learned (LearnableSGD)", "Adam(lr=0.001)", "Adam(lr=0.1)"}
+    assert np.isfinite(summary["summary"]["Adam(lr=0.1)"]["final_test_loss"])
+    assert (tmp_path / "eval" / "eval_curves.png").stat().st_size > 1000
+
+
+def test_unknown_estimator_name_is_a_clean_error(tmp_path, capsys):
+    rc = main(
+        [
+            "meta-train",
+            "--task-family",
+            "FixedDimQuadraticFamily",
+            "--learned-optimizer",
+            "OuterTestLearnableSGD",
+            "--estimator",
+            "TruncatedPESS",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 2
+    assert "Close matches: TruncatedPES" in capsys.readouterr().err
