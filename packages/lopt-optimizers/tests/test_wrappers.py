@@ -203,3 +203,33 @@ def test_wrapper_names():
         == "Grafted_Adam_lr0.01_b10.9_b20.999_eps1e-08_SGD_lr0.01"
     )
     assert GradientAccumulator(SGD(), 4).name == "GradientAccumulator4_SGD_lr0.01"
+
+
+class MinimalSGD(lopt_core.Optimizer):
+    """Declares only what it uses, like many hand-written optimizers."""
+
+    def init(self, params):
+        return _PlainState(params, None, jnp.asarray(0, jnp.int32))
+
+    def update(self, opt_state, grads, loss):
+        new = jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, opt_state.params, grads)
+        return _PlainState(new, None, opt_state.iteration + 1)
+
+
+def test_wrappers_and_as_optax_drive_minimal_optimizers():
+    from lopt_optimizers import as_optax
+
+    params = {"w": jnp.ones(2)}
+    grads = {"w": jnp.array([4.0, -0.5])}
+    for opt in (
+        GradientClipOptimizer(MinimalSGD(), 1.0),
+        WeightDecayWrapper(MinimalSGD(), 0.0),
+        GraftedOptimizer(MinimalSGD(), MinimalSGD()),
+        GradientAccumulator(MinimalSGD(), 1),
+    ):
+        state = opt.update(opt.init(params), grads)
+        expected = [0.5, 1.25] if isinstance(opt, GradientClipOptimizer) else [-1.0, 1.25]
+        np.testing.assert_allclose(np.asarray(opt.get_params(state)["w"]), expected, rtol=1e-6)
+    tx = as_optax(MinimalSGD())
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["w"]), [-2.0, 0.25])

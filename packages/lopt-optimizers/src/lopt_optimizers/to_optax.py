@@ -9,6 +9,7 @@ import optax
 
 from lopt_core._types import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
+from lopt_optimizers._calls import call_update
 from lopt_optimizers._validation import check_optimizer_instance
 
 
@@ -112,7 +113,7 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
             old = params
         else:
             old = opt.get_params(state)
-        new_state = opt.update(state, updates, loss=loss, model_state=model_state, key=key)
+        new_state = call_update(opt, state, updates, loss, model_state, key)
         new = opt.get_params(new_state)
         deltas = jax.tree_util.tree_map(lambda n, o: n - o, new, old)
         return deltas, new_state

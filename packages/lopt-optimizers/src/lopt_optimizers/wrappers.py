@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from lopt_core._types import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
+from lopt_optimizers._calls import call_init, call_update
 from lopt_optimizers._validation import (
     check_grads_match,
     check_number,
@@ -52,9 +53,7 @@ class _Delegating(Optimizer):
         **kwargs: Any,
     ) -> OptState:
         """The wrapped optimizer's initial state."""
-        return self.opt.init(
-            params, model_state=model_state, num_steps=num_steps, key=key, **kwargs
-        )
+        return call_init(self.opt, params, model_state, num_steps, key, **kwargs)
 
     def get_params(self, opt_state: OptState) -> Params:
         """The wrapped optimizer's params."""
@@ -112,9 +111,7 @@ class GradientClipOptimizer(_Delegating):
         clipped = jax.tree_util.tree_map(
             lambda g: jnp.clip(g, -self.grad_clip, self.grad_clip), grads
         )
-        return self.opt.update(
-            opt_state, clipped, loss=loss, model_state=model_state, key=key, **kwargs
-        )
+        return call_update(self.opt, opt_state, clipped, loss, model_state, key, **kwargs)
 
     @property
     def name(self) -> str:
@@ -170,9 +167,7 @@ class WeightDecayWrapper(_Delegating):
         if loss is not None and self.add_to_loss:
             sq = sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))
             loss = loss + 0.5 * self.weight_decay * sq
-        return self.opt.update(
-            opt_state, grads, loss=loss, model_state=model_state, key=key, **kwargs
-        )
+        return call_update(self.opt, opt_state, grads, loss, model_state, key, **kwargs)
 
     @property
     def name(self) -> str:
@@ -244,11 +239,11 @@ class GraftedOptimizer(Optimizer):
             params=params,
             state=model_state,
             iteration=jnp.asarray(0, jnp.int32),
-            mag_opt_state=self.magnitude_opt.init(
-                params, model_state=model_state, num_steps=num_steps, key=k_mag, **kwargs
+            mag_opt_state=call_init(
+                self.magnitude_opt, params, model_state, num_steps, k_mag, **kwargs
             ),
-            dir_opt_state=self.direction_opt.init(
-                params, model_state=model_state, num_steps=num_steps, key=k_dir, **kwargs
+            dir_opt_state=call_init(
+                self.direction_opt, params, model_state, num_steps, k_dir, **kwargs
             ),
         )
 
@@ -269,11 +264,11 @@ class GraftedOptimizer(Optimizer):
         base = opt_state.params
         check_grads_match(base, grads, type(self).__name__)
         k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
-        mag_state = self.magnitude_opt.update(
-            opt_state.mag_opt_state, grads, loss=loss, model_state=model_state, key=k_mag, **kwargs
+        mag_state = call_update(
+            self.magnitude_opt, opt_state.mag_opt_state, grads, loss, model_state, k_mag, **kwargs
         )
-        dir_state = self.direction_opt.update(
-            opt_state.dir_opt_state, grads, loss=loss, model_state=model_state, key=k_dir, **kwargs
+        dir_state = call_update(
+            self.direction_opt, opt_state.dir_opt_state, grads, loss, model_state, k_dir, **kwargs
         )
         mag_step = jax.tree_util.tree_map(
             lambda n, p: n - p, self.magnitude_opt.get_params(mag_state), base
@@ -375,9 +370,7 @@ class GradientAccumulator(Optimizer):
         """Initializes the wrapped optimizer for `num_steps // self.num_steps` applied steps."""
         inner_steps = None if num_steps is None else max(1, num_steps // self.num_steps)
         return GradientAccumulatorState(
-            inner_opt_state=self.opt.init(
-                params, model_state=model_state, num_steps=inner_steps, key=key, **kwargs
-            ),
+            inner_opt_state=call_init(self.opt, params, model_state, inner_steps, key, **kwargs),
             grad_accum=jax.tree_util.tree_map(jnp.zeros_like, params),
             loss_accum=jnp.asarray(0.0, jnp.float32),
             iteration=jnp.asarray(0, jnp.int32),
@@ -410,8 +403,8 @@ class GradientAccumulator(Optimizer):
         def apply(inner: Any) -> tuple[Any, Any, Any]:
             mean_grads = jax.tree_util.tree_map(lambda a: a / self.num_steps, grad_accum)
             mean_loss = None if loss is None else loss_accum / self.num_steps
-            new_inner = self.opt.update(
-                inner, mean_grads, loss=mean_loss, model_state=model_state, key=key, **kwargs
+            new_inner = call_update(
+                self.opt, inner, mean_grads, mean_loss, model_state, key, **kwargs
             )
             return (
                 new_inner,
