@@ -1,0 +1,341 @@
+"""AdafacMLPLOpt: a per-parameter MLP fed Adafactor-style factored second moments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import LearnedOptimizer
+from lopt_core._types import MetaParams, ModelState, Params, PRNGKey
+from lopt_learned._base import ThetaOptimizer, check_theta
+from lopt_learned._common import (
+    F32,
+    TIMESCALES,
+    check_grads,
+    keep_model_state,
+    layout_of,
+    mlp_apply,
+    second_moment_normalize,
+    tanh_time_features,
+)
+
+
+def factored_dims(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The two largest dims of a tensor of rank >= 2 (as Adafactor factors them), else None.
+
+    Returns:
+      `(d1, d0)`: d0 the largest dim, d1 the second largest; None for rank < 2.
+    """
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape)
+    return int(order[-2]), int(order[-1])
+
+
+def _decay_to_param(x: Any) -> jax.Array:
+    return jnp.log(1.0 - jnp.asarray(x, F32)) / 10.0
+
+
+def _param_to_decay(x: jax.Array) -> jax.Array:
+    return 1.0 - jnp.exp(x * 10.0)
+
+
+def _safe_rsqrt(x: jax.Array) -> jax.Array:
+    return jax.lax.rsqrt(jnp.maximum(x, 1e-9))
+
+
+@flax.struct.dataclass
+class AdafacMLPLOptState:
+    """State of an AdafacMLPLOpt optimizer.
+
+    Attributes:
+      params: the parameters.
+      model_state: the model state, or None.
+      iteration: int32 number of updates applied.
+      momenta: float32 `(num_params, num_momentum_decays)`, leaves concatenated.
+      rms: float32 `(num_params, num_rms_decays)`, leaves concatenated.
+      fac_rows: per leaf, the factored row accumulator `(shape without d0) + (k,)`
+        for tensors of rank >= 2, else an empty `(0, k)` array.
+      fac_cols: per leaf, the factored column accumulator `(shape without d1) + (k,)`,
+        else empty.
+      fac_diag: per leaf, the unfactored accumulator `shape + (k,)` for tensors of
+        rank < 2, else empty.
+    """
+
+    params: Params
+    model_state: ModelState
+    iteration: jax.Array
+    momenta: jax.Array
+    rms: jax.Array
+    fac_rows: tuple
+    fac_cols: tuple
+    fac_diag: tuple
+
+
+class AdafacMLPLOptOptimizer(ThetaOptimizer):
+    """The optimizer an `AdafacMLPLOpt` theta describes (see `AdafacMLPLOpt`)."""
+
+    def _decays(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        lopt, th = self.lopt, self.theta
+        mom = _param_to_decay(_decay_to_param(lopt.initial_momentum_decays) + th["momentum_decays"])
+        rms = _param_to_decay(_decay_to_param(lopt.initial_rms_decays) + th["rms_decays"])
+        fac = _param_to_decay(
+            _decay_to_param(lopt.initial_adafactor_decays) + th["adafactor_decays"]
+        )
+        return mom, jnp.clip(rms, 0.0, 1.0), jnp.clip(fac, 0.0, 1.0)
+
+    def init(
+        self,
+        params: Params,
+        model_state: ModelState = None,
+        num_steps: int | None = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> AdafacMLPLOptState:
+        """Zero accumulators, iteration 0; `num_steps` and `key` are unused."""
+        del num_steps, key, kwargs
+        lopt = self.lopt
+        layout = layout_of(params)
+        k = len(lopt.initial_adafactor_decays)
+        rows, cols, diag = [], [], []
+        empty = jnp.zeros((0, k), F32)
+        for shape in layout.shapes:
+            dims = factored_dims(shape)
+            if dims is None:
+                rows.append(empty)
+                cols.append(empty)
+                diag.append(jnp.zeros((*shape, k), F32))
+            else:
+                d1, d0 = dims
+                rows.append(jnp.zeros((*np.delete(shape, d0), k), F32))
+                cols.append(jnp.zeros((*np.delete(shape, d1), k), F32))
+                diag.append(empty)
+        return AdafacMLPLOptState(
+            params=params,
+            model_state=model_state,
+            iteration=jnp.asarray(0, jnp.int32),
+            momenta=jnp.zeros((layout.total, len(lopt.initial_momentum_decays)), F32),
+            rms=jnp.zeros((layout.total, len(lopt.initial_rms_decays)), F32),
+            fac_rows=tuple(rows),
+            fac_cols=tuple(cols),
+            fac_diag=tuple(diag),
+        )
+
+    def update(
+        self,
+        opt_state: AdafacMLPLOptState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> AdafacMLPLOptState:
+        """One step: update the accumulators, build 28 normalised + 11 time features, apply the MLP.
+
+        Raises:
+          ValueError: grads are not shaped like the params.
+        """
+        del loss, key, kwargs
+        lopt = self.lopt
+        layout = layout_of(opt_state.params)
+        check_grads(layout, grads, type(lopt).__name__)
+        mom_d, rms_d, fac_d = self._decays()
+        g = layout.flatten(grads)
+        p = layout.flatten(opt_state.params)
+        m = opt_state.momenta * mom_d + (1.0 - mom_d) * g[:, None]
+        rms = opt_state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[:, None]
+        m_leaves = layout.split(m)
+        rows, cols, diag, fac_feats = [], [], [], []
+        for i, (gl, ml) in enumerate(zip(layout.split(g), m_leaves)):
+            r, c, d, feats = _factored_features(
+                gl, ml, opt_state.fac_rows[i], opt_state.fac_cols[i], opt_state.fac_diag[i], fac_d
+            )
+            rows.append(r)
+            cols.append(c)
+            diag.append(d)
+            fac_feats.append(jnp.reshape(feats, (gl.size, feats.shape[-1])))
+        rsqrt = jax.lax.rsqrt(rms + 1e-6)
+        feats = jnp.concatenate(
+            [g[:, None], p[:, None], m, rms, m * rsqrt, rsqrt, jnp.concatenate(fac_feats, 0)], 1
+        )
+        feats = second_moment_normalize(layout, feats)
+        nn = self.theta["nn"]["~"]
+        layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(lopt.hidden_layers + 1)]
+        w0, b0 = layers[0]
+        n_norm = feats.shape[1]
+        # Time features are constant over parameters: fold them into the first bias.
+        time_bias = b0 + tanh_time_features(opt_state.iteration) @ w0[n_norm:]
+        out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], feats, first_bias=time_bias)
+        step = out[:, 0] * jnp.exp(out[:, 1] * lopt.exp_mult) * lopt.step_mult
+        return AdafacMLPLOptState(
+            params=layout.unflatten(p - step),
+            model_state=keep_model_state(opt_state.model_state, model_state),
+            iteration=opt_state.iteration + 1,
+            momenta=m,
+            rms=rms,
+            fac_rows=tuple(rows),
+            fac_cols=tuple(cols),
+            fac_diag=tuple(diag),
+        )
+
+
+def _factored_features(
+    g: jax.Array,
+    m: jax.Array,
+    v_row: jax.Array,
+    v_col: jax.Array,
+    v_diag: jax.Array,
+    decay: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Updates one tensor's factored accumulators and returns its 6k factored features.
+
+    Args:
+      g: the gradient, the tensor's shape.
+      m: the momenta, shape + (k,).
+      v_row, v_col, v_diag: the accumulators (see AdafacMLPLOptState).
+      decay: `(k,)` decays.
+
+    Returns:
+      `(v_row, v_col, v_diag, features shape + (6k,))`: the preconditioned gradient
+      (k), the row and column accumulators broadcast (2k), their inverse roots (2k)
+      and the factored-preconditioned momentum (k), with k = 3 by default.
+    """
+    mix = 1.0 - decay
+    grad_sqr = (jnp.square(g) + 1e-30)[..., None]
+    dims = factored_dims(g.shape)
+    if dims is None:
+        v_diag = decay * v_diag + mix * grad_sqr
+        fac_g = g[..., None] * _safe_rsqrt(v_diag + 1e-9)
+        inv = jax.lax.rsqrt(v_diag + 1e-8)
+        feats = [fac_g, v_diag, v_diag, inv, inv, m * (v_diag + 1e-6) ** -0.5]
+        return v_row, v_col, v_diag, jnp.concatenate(feats, -1)
+    d1, d0 = dims
+    v_row = decay * v_row + mix * jnp.mean(grad_sqr, axis=d0)
+    v_col = decay * v_col + mix * jnp.mean(grad_sqr, axis=d1)
+    reduced_d1 = d1 - 1 if d1 > d0 else d1
+    row_col_mean = jnp.mean(v_row, axis=reduced_d1, keepdims=True)
+    row_factor = jnp.expand_dims(_safe_rsqrt(v_row / (row_col_mean + 1e-9)), d0)
+    col_factor = jnp.expand_dims(_safe_rsqrt(v_col), d1)
+    fac_g = g[..., None] * row_factor * col_factor
+    shape = (*g.shape, v_row.shape[-1])
+    row_feat = jnp.broadcast_to(jnp.expand_dims(v_row, d0), shape)
+    col_feat = jnp.broadcast_to(jnp.expand_dims(v_col, d1), shape)
+    feats = [
+        fac_g,
+        row_feat,
+        col_feat,
+        jax.lax.rsqrt(row_feat + 1e-8),
+        jax.lax.rsqrt(col_feat + 1e-8),
+        m * row_factor * col_factor,
+    ]
+    return v_row, v_col, v_diag, jnp.concatenate(feats, -1)
+
+
+class AdafacMLPLOpt(LearnedOptimizer):
+    """A per-parameter MLP learned optimizer with Adafactor-style features and learned decays.
+
+    Per parameter, 28 features, each divided by its root mean square over the
+    tensor: the gradient, the parameter, 3 momenta, an RMS accumulator, the
+    momenta over the root of the RMS, that inverse root, and 18 factored
+    features from 3 Adafactor accumulators (the preconditioned gradient, the row
+    and column accumulators, their inverse roots, the factored-preconditioned
+    momentum; tensors of rank < 2 use an unfactored accumulator instead). Eleven
+    `tanh(t / tau - 1)` time features follow. An MLP 39 -> 4 -> 4 -> 2 gives
+    `p -= direction * exp(magnitude * exp_mult) * step_mult`.
+
+    theta: `{"momentum_decays" (3,), "rms_decays" (1,), "adafactor_decays" (3,),
+    "nn": {"~": {"w0", "b0", "w1", "b1", "w2", "b2"}}}`. The decays are offsets
+    in the space `log(1 - decay) / 10` from the initial decays.
+
+    Example:
+      >>> lopt = AdafacMLPLOpt()
+      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+      >>> state = opt.update(opt.init({"w": jnp.ones([3, 2])}), {"w": jnp.ones([3, 2])})
+
+    References:
+      Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up",
+      2022 (the small per-parameter MLP); Shazeer & Stern, "Adafactor", ICML 2018.
+    """
+
+    def __init__(
+        self,
+        exp_mult: float = 0.001,
+        step_mult: float = 0.001,
+        hidden_size: int = 4,
+        hidden_layers: int = 2,
+        initial_momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999),
+        initial_rms_decays: tuple[float, ...] = (0.999,),
+        initial_adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999),
+    ) -> None:
+        """Args:
+        exp_mult: multiplier of the magnitude output inside the exponential.
+        step_mult: multiplier of the whole step.
+        hidden_size: width of each hidden layer.
+        hidden_layers: number of hidden layers.
+        initial_momentum_decays: momentum decays theta starts from.
+        initial_rms_decays: second-moment decays theta starts from (one value).
+        initial_adafactor_decays: factored accumulator decays theta starts from.
+
+        Raises:
+          ValueError: there is not exactly one RMS decay, or the momentum and
+            Adafactor decays differ in number (the features pair them up).
+        """
+        self.exp_mult = exp_mult
+        self.step_mult = step_mult
+        self.hidden_size = int(hidden_size)
+        self.hidden_layers = int(hidden_layers)
+        self.initial_momentum_decays = tuple(float(x) for x in initial_momentum_decays)
+        self.initial_rms_decays = tuple(float(x) for x in initial_rms_decays)
+        self.initial_adafactor_decays = tuple(float(x) for x in initial_adafactor_decays)
+        if len(self.initial_rms_decays) != 1:
+            raise ValueError(
+                f"AdafacMLPLOpt: initial_rms_decays must hold one decay, got "
+                f"{self.initial_rms_decays}; pass e.g. (0.999,)."
+            )
+        if len(self.initial_momentum_decays) != len(self.initial_adafactor_decays):
+            raise ValueError(
+                "AdafacMLPLOpt: initial_momentum_decays and initial_adafactor_decays must "
+                f"have the same length, got {len(self.initial_momentum_decays)} and "
+                f"{len(self.initial_adafactor_decays)}."
+            )
+
+    @property
+    def num_features(self) -> int:
+        """Inputs of the MLP: normalised features plus 11 time features (39 by default)."""
+        k = len(self.initial_momentum_decays)
+        return 2 + k + 1 + k + 1 + 6 * k + len(TIMESCALES)
+
+    def init(self, key: PRNGKey) -> MetaParams:
+        """Zero decay offsets and the MLP's weights (truncated normal, std 1/sqrt(fan_in))."""
+        sizes = [self.hidden_size] * self.hidden_layers + [2]
+        n_in = self.num_features
+
+        def make() -> None:
+            last = n_in
+            for i, width in enumerate(sizes):
+                w_init = hk.initializers.TruncatedNormal(stddev=1.0 / np.sqrt(last))
+                hk.get_parameter(f"w{i}", (last, width), F32, init=w_init)
+                hk.get_parameter(f"b{i}", (width,), F32, init=jnp.zeros)
+                last = width
+
+        nn = hk.transform(make).init(key)
+        return {
+            "adafactor_decays": jnp.zeros([len(self.initial_adafactor_decays)], F32),
+            "momentum_decays": jnp.zeros([len(self.initial_momentum_decays)], F32),
+            "nn": nn,
+            "rms_decays": jnp.zeros([len(self.initial_rms_decays)], F32),
+        }
+
+    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> AdafacMLPLOptOptimizer:
+        """The optimizer using these decays and MLP weights."""
+        check_theta(
+            theta,
+            ("adafactor_decays", "momentum_decays", "nn", "rms_decays"),
+            type(self).__name__,
+        )
+        return AdafacMLPLOptOptimizer(self, theta, is_training)
