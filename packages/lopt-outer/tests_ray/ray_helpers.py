@@ -8,6 +8,7 @@ and momentum defined here, small so that each worker compiles in about a second.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import flax
@@ -80,3 +81,19 @@ class EstimatorThatCannotStart(lopt_core.GradientEstimator):
 
     def init_worker_state(self, worker_weights, key):
         raise ValueError("this estimator cannot build a worker state")
+
+
+class SlowEstimator(lopt_core.GradientEstimator):
+    """Another estimator, slowed by `delay_s` per estimate so that workers overlap in time."""
+
+    def __init__(self, inner: lopt_core.GradientEstimator, delay_s: float) -> None:
+        self.inner = inner
+        self.truncated_step = inner.truncated_step
+        self.delay_s = delay_s
+
+    def init_worker_state(self, worker_weights, key):
+        return self.inner.init_worker_state(worker_weights, key)
+
+    def compute_gradient_estimate(self, worker_weights, key, state, with_summary=False):
+        time.sleep(self.delay_s)
+        return self.inner.compute_gradient_estimate(worker_weights, key, state, with_summary)

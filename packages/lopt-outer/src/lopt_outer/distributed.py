@@ -233,10 +233,15 @@ class RayMetaTrainer:
       resume: continue from the checkpoint in `output_dir` when there is one.
       max_worker_failures: a run whose workers die more often than this stops with
         an error instead of replacing them forever (None: `10 * num_workers`).
+      startup_timeout_s: how long to wait for the first workers to start (importing
+        JAX and building their estimator states) before failing with an error.
 
     Raises:
       ImportError: Ray is not installed.
       ValueError: a bad argument; the message names it.
+      RuntimeError: (from `run`) a worker fails to start, or workers die more than
+        `max_worker_failures` times.
+      TimeoutError: (from `run`) the workers do not start within `startup_timeout_s`.
     """
 
     def __init__(
@@ -254,6 +259,7 @@ class RayMetaTrainer:
         checkpoint_every: int = 100,
         resume: bool = True,
         max_worker_failures: int | None = None,
+        startup_timeout_s: float = 600.0,
     ):
         self._ray = require_ray()
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 1:
@@ -280,6 +286,7 @@ class RayMetaTrainer:
         self.max_worker_failures = (
             10 * self.num_workers if max_worker_failures is None else int(max_worker_failures)
         )
+        self.startup_timeout_s = float(startup_timeout_s)
         self.workers: list[Any] = []
 
     @property
@@ -315,6 +322,29 @@ class RayMetaTrainer:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+    def _wait_for_workers(self) -> None:
+        """Blocks until every worker has built its estimator states.
+
+        Starting the clock (and the first estimates) together keeps the early
+        staleness fair, and a cluster without room for the workers fails with a
+        clear error instead of hanging.
+        """
+        ray = self._ray
+        refs = [w.pid.remote() for w in self.workers]
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=self.startup_timeout_s)
+        if pending:
+            cpus = ray.cluster_resources().get("CPU", 0.0)
+            raise TimeoutError(
+                f"{len(pending)} of {len(refs)} Ray workers did not start within "
+                f"{self.startup_timeout_s:g} s. Each reserves {self.cpus_per_worker:g} CPUs "
+                f"and the cluster has {cpus:g}; lower num_workers or cpus_per_worker, add "
+                "nodes, or raise startup_timeout_s."
+            )
+        try:
+            ray.get(refs)
+        except ray.exceptions.RayActorError as exc:
+            raise RuntimeError(f"A Ray gradient worker failed to start: {exc}") from exc
 
     def _load(self, template: Any) -> tuple[Any, dict[str, int], dict[str, Any]]:
         path = self.checkpoint_path
@@ -435,6 +465,7 @@ class RayMetaTrainer:
             return checkpoint.save(path, tree, meta, producer=learner.meta_init)
 
         self.workers = [make_worker(s) for s in range(self.num_workers)]
+        self._wait_for_workers()
         for slot in range(self.num_workers):
             dispatch(slot)
 
@@ -530,6 +561,7 @@ def meta_train_ray(
     num_cpus: int | None = None,
     cpus_per_worker: float = 1.0,
     max_worker_failures: int | None = None,
+    startup_timeout_s: float = 600.0,
 ) -> RayMetaTrainResult:
     """Meta-trains on a Ray cluster with `num_workers` gradient-worker actors.
 
@@ -556,5 +588,6 @@ def meta_train_ray(
         checkpoint_every=checkpoint_every,
         resume=resume,
         max_worker_failures=max_worker_failures,
+        startup_timeout_s=startup_timeout_s,
     )
     return trainer.run(num_steps, time_budget_s=time_budget_s, on_step=on_step)
