@@ -1,0 +1,411 @@
+"""RNNMLPLOpt: a per-tensor LSTM conditions a per-parameter MLP (hierarchical).
+
+Every step a per-tensor LSTM reads statistics of each tensor, the normalised
+training and validation losses, a summary sent up from the per-parameter MLP and
+a summary shared across all tensors. Its output is projected to inputs of the
+per-parameter MLP, which computes the step and a summary sent back up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lopt_core import LearnedOptimizer
+from lopt_core._types import MetaParams, ModelState, Params, PRNGKey
+from lopt_learned._base import ThetaOptimizer, check_theta
+from lopt_learned._common import (
+    F32,
+    TIMESCALES,
+    check_grads,
+    keep_model_state,
+    layout_of,
+    linear_apply,
+    linear_params,
+    lstm_apply,
+    lstm_initial_state,
+    lstm_params,
+    mlp_apply,
+    mlp_layers,
+    mlp_params,
+    require_loss,
+    second_moment_normalize,
+    sin_time_features,
+    tile_lstm_state,
+)
+
+NUM_TENSOR_FEATURES = 18
+"""Per-tensor statistics fed to the LSTM (besides the two conditioning vectors)."""
+NUM_PARAM_FEATURES = 37
+"""Per-parameter features of the MLP (besides the LSTM's projection)."""
+_TRAIN_LOSS_DECAY = 0.9
+_VALID_LOSS_DECAY = 0.95
+_CLIP_ALPHA = 0.99
+_CLIP_MULT = 10.0
+
+
+@flax.struct.dataclass
+class LossNormalizerState:
+    """Running mean and variance of a loss (bias-corrected when read)."""
+
+    mean: jax.Array
+    var: jax.Array
+    updates: jax.Array
+
+
+def _loss_norm_init() -> LossNormalizerState:
+    return LossNormalizerState(jnp.asarray(0.0, F32), jnp.asarray(0.0, F32), jnp.int32(0))
+
+
+def _loss_norm_next(s: LossNormalizerState, loss: jax.Array, decay: float) -> LossNormalizerState:
+    mean = decay * s.mean + (1.0 - decay) * loss
+    var = decay * s.var + (1.0 - decay) * jnp.square(mean - loss)
+    return LossNormalizerState(mean, var, s.updates + 1)
+
+
+def _loss_norm_correction(s: LossNormalizerState, decay: float) -> jax.Array:
+    # The maximum keeps XLA from folding `1 - decay**0 + 1e-8` into `(1 + 1e-8) - 1 = 0`.
+    return 1.0 / (jnp.maximum(1.0 - decay ** jnp.asarray(s.updates, F32), 0.0) + 1e-8)
+
+
+def _loss_norm_weight(s: LossNormalizerState, loss: jax.Array, decay: float) -> jax.Array:
+    c = _loss_norm_correction(s, decay)
+    return jnp.clip((loss - s.mean * c) * jax.lax.rsqrt(s.var * c + 1e-8), -5.0, 5.0)
+
+
+@flax.struct.dataclass
+class DynamicClipState:
+    """A running root-mean-square of the gradients, used to clip outliers."""
+
+    iteration: jax.Array
+    value: jax.Array
+
+
+def _clip_log_abs(value: jax.Array) -> jax.Array:
+    return jnp.clip(jnp.log(1e-8 + jnp.abs(value)), -5.0, 5.0)
+
+
+@flax.struct.dataclass
+class RNNMLPLOptState:
+    """State of an RNNMLPLOpt optimizer.
+
+    Attributes:
+      params: the parameters.
+      model_state: the model state, or None.
+      iteration: int32 number of updates applied (training and validation).
+      momenta: float32 `(num_params, 5)`, leaves concatenated, one column per decay.
+      rms: float32 `(num_params, 5)` second moments.
+      lstm_hidden_state: `{"hidden", "cell"}`, float32 `(num_tensors, lstm_hidden_size)`.
+      from_mlp: float32 `(num_tensors, from_mlp_size)`: each tensor's summary from the MLP.
+      from_lstm: float32 `(from_lstm_size,)`: the summary shared across tensors.
+      train_loss_accum, valid_loss_accum: running loss statistics.
+      dynamic_clip: the running gradient scale used for clipping.
+    """
+
+    params: Params
+    model_state: ModelState
+    iteration: jax.Array
+    momenta: jax.Array
+    rms: jax.Array
+    lstm_hidden_state: dict[str, jax.Array]
+    from_mlp: jax.Array
+    from_lstm: jax.Array
+    train_loss_accum: LossNormalizerState
+    valid_loss_accum: LossNormalizerState
+    dynamic_clip: DynamicClipState
+
+
+class RNNMLPLOptOptimizer(ThetaOptimizer):
+    """The optimizer an `RNNMLPLOpt` theta describes (see `RNNMLPLOpt`)."""
+
+    needs_loss = True
+
+    def init(
+        self,
+        params: Params,
+        model_state: ModelState = None,
+        num_steps: int | None = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> RNNMLPLOptState:
+        """Zero accumulators; the LSTM state and summaries start from theta."""
+        del num_steps, key, kwargs
+        lopt, th = self.lopt, self.theta
+        layout = layout_of(params)
+        n = layout.num_leaves
+        k = len(lopt.decays)
+        return RNNMLPLOptState(
+            params=params,
+            model_state=model_state,
+            iteration=jnp.asarray(0, jnp.int32),
+            momenta=jnp.zeros((layout.total, k), F32),
+            rms=jnp.zeros((layout.total, k), F32),
+            lstm_hidden_state=tile_lstm_state(th["lstm_init_state"], n),
+            from_mlp=jnp.tile(jnp.asarray(th["initial_from_mlp"], F32)[None], (n, 1)),
+            from_lstm=jnp.asarray(th["initial_from_lstm"], F32),
+            train_loss_accum=_loss_norm_init(),
+            valid_loss_accum=_loss_norm_init(),
+            dynamic_clip=DynamicClipState(
+                jnp.asarray(1.0, F32), jnp.asarray(1.0 - _CLIP_ALPHA, F32)
+            ),
+        )
+
+    def update(
+        self,
+        opt_state: RNNMLPLOptState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        is_valid: Any = False,
+        **kwargs: Any,
+    ) -> RNNMLPLOptState:
+        """A training step, or with `is_valid=True` only a record of the validation loss.
+
+        Args:
+          opt_state: the current state.
+          grads: gradients shaped like the params (ignored when `is_valid`).
+          loss: the loss at the current params (the training loss, or the
+            validation loss when `is_valid`); required.
+          model_state: the next model state; None keeps the current one.
+          key: unused.
+          is_valid: True (a bool or a traced boolean) when `loss` is a validation
+            loss: then the parameters do not move.
+          **kwargs: unused.
+
+        Raises:
+          ValueError: `loss` is None, or grads are not shaped like the params.
+        """
+        del key, kwargs
+        require_loss(loss, type(self.lopt).__name__)
+        loss = jnp.asarray(loss, F32)
+        valid = opt_state.replace(
+            iteration=opt_state.iteration + 1,
+            valid_loss_accum=_loss_norm_next(opt_state.valid_loss_accum, loss, _VALID_LOSS_DECAY),
+        )
+        if isinstance(is_valid, bool) and is_valid:
+            return valid
+        train = self._train_step(opt_state, grads, loss, model_state)
+        if isinstance(is_valid, bool):
+            return train
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(is_valid, a, b), valid, train)
+
+    def _train_step(
+        self, s: RNNMLPLOptState, grads: Params, loss: jax.Array, model_state: ModelState
+    ) -> RNNMLPLOptState:
+        lopt, th = self.lopt, self.theta
+        layout = layout_of(s.params)
+        check_grads(layout, grads, type(lopt).__name__)
+        n_tensors = layout.num_leaves
+
+        train_accum = _loss_norm_next(s.train_loss_accum, loss, _TRAIN_LOSS_DECAY)
+        train_loss_feat = _loss_norm_weight(train_accum, loss, _TRAIN_LOSS_DECAY)
+        valid_loss = s.valid_loss_accum.mean * _loss_norm_correction(
+            s.valid_loss_accum, _VALID_LOSS_DECAY
+        )
+        valid_loss_feat = _loss_norm_weight(train_accum, valid_loss, _TRAIN_LOSS_DECAY)
+
+        # Clip gradients to a multiple of their running scale, then update that scale.
+        clip = s.dynamic_clip
+        amount = clip.value / (1.0 - _CLIP_ALPHA**clip.iteration) * _CLIP_MULT
+        g = jnp.clip(layout.flatten(grads), -amount, amount)
+        p = layout.flatten(s.params)
+        g_sq_mean = layout.segment_mean(jnp.square(g))
+        new_scale = jnp.sqrt(1e-8 + jnp.mean(g_sq_mean))
+        next_clip = DynamicClipState(
+            clip.iteration + 1, clip.value * _CLIP_ALPHA + new_scale * (1.0 - _CLIP_ALPHA)
+        )
+
+        decays = jnp.asarray(lopt.decays, F32)
+        m = s.momenta * decays + (1.0 - decays) * g[:, None]
+        rms = s.rms * decays + (1.0 - decays) * jnp.square(g)[:, None]
+
+        # Per-tensor statistics for the LSTM.
+        stats = jnp.stack([m.mean(1), rms.mean(1), p], axis=1)
+        means = layout.segment_mean(stats)
+        centred = jnp.concatenate([m, rms, p[:, None]], axis=1) - layout.broadcast(
+            jnp.repeat(means, np.asarray([m.shape[1], rms.shape[1], 1]), axis=1)
+        )
+        sq = jnp.square(centred)
+        var = layout.segment_mean(
+            jnp.stack([sq[:, : m.shape[1]].mean(1), sq[:, m.shape[1] : -1].mean(1), sq[:, -1]], 1)
+        )
+        sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=1))
+        shapes = np.ones((n_tensors, 4), np.float32)
+        for i, shape in enumerate(layout.shapes):
+            dims = list(shape)
+            if len(dims) > 4:
+                dims = [int(np.prod(dims[:-3])), *dims[-3:]]
+            shapes[i, : len(dims)] = dims
+        ranks = np.asarray([len(shape) for shape in layout.shapes])
+        scalars = {
+            "g_norm": _clip_log_abs(jnp.sqrt(sums[:, 1])),
+            "is_scalar": jnp.asarray(np.where(ranks == 0, 1.0, -1.0), F32),
+            "mean_ms_mag": _clip_log_abs(means[:, 0]),
+            "mean_ms_sign": jnp.sign(means[:, 0]),
+            "mean_rms": _clip_log_abs(means[:, 1]),
+            "mean_sign": jnp.sign(means[:, 1]),
+            "mean_v_mag": _clip_log_abs(means[:, 2]),
+            "mean_v_sign": jnp.sign(means[:, 2]),
+            "norm_weight": _clip_log_abs(jnp.sqrt(sums[:, 0])),
+            "train_loss_feat": jnp.full((n_tensors,), train_loss_feat),
+            "valid_loss_feat": jnp.full((n_tensors,), valid_loss_feat),
+            "var_ms": _clip_log_abs(var[:, 0]),
+            "var_rms": _clip_log_abs(var[:, 1]),
+            "var_v": _clip_log_abs(var[:, 2]),
+        }
+        for j in range(4):
+            scalars[f"shape_{j}"] = jnp.asarray(np.log(shapes[:, j]) - 1.0, F32)
+        blocks = {
+            **{name: v[:, None] for name, v in scalars.items()},
+            "from_mlp": s.from_mlp,
+            "from_lstm": jnp.tile(s.from_lstm[None], (n_tensors, 1)),
+        }
+        # Sorted by name, so the LSTM's input order does not depend on dict order.
+        rnn_in = jnp.concatenate([blocks[name] for name in sorted(blocks)], axis=1)
+        lstm_out, next_hidden = lstm_apply(
+            th["rnn_params"], rnn_in, s.lstm_hidden_state, lopt.lstm_hidden_size
+        )
+        new_from_lstm = jnp.mean(linear_apply(th["rnn_to_in_params"], "rnn_to_in", lstm_out), 0)
+        ff_inputs = linear_apply(th["rnn_to_ff_params"], "rnn_to_ff", lstm_out)
+
+        # Per-parameter features, normalised over each tensor (names sorted).
+        rsqrt = jax.lax.rsqrt(rms + 1e-6)
+        per_param = jnp.concatenate(
+            [g[:, None], p[:, None], jnp.log(jnp.abs(p) + 1e-8)[:, None], m, rms, m * rsqrt, rsqrt],
+            axis=1,
+        )
+        per_param = second_moment_normalize(layout, per_param)
+        n_norm = per_param.shape[1]
+        # Features constant over a tensor enter through a per-tensor first-layer bias
+        # instead of being tiled over its parameters.
+        sizes = np.maximum(np.asarray(layout.sizes, np.float32), 1.0)
+        per_tensor = jnp.concatenate(
+            [
+                jnp.tile(sin_time_features(s.iteration)[None], (n_tensors, 1)),
+                jnp.full((n_tensors, 1), np.log(float(n_tensors)) - 1.0, F32),
+                jnp.log(jnp.sqrt(sums[:, 0:1]) + 1e-8),
+                jnp.asarray(np.log(sizes)[:, None], F32),
+                ff_inputs,
+            ],
+            axis=1,
+        )
+        layers = mlp_layers(th["ffmod_params"])
+        w0, b0 = layers[0]
+        tensor_bias = layout.broadcast(b0 + per_tensor @ w0[n_norm:])
+        out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], per_param, first_bias=tensor_bias)
+        step = out[:, 0] * jnp.exp(out[:, 1] * lopt.magnitude_rate) * lopt.step_multiplier
+        return RNNMLPLOptState(
+            params=layout.unflatten(p - step),
+            model_state=keep_model_state(s.model_state, model_state),
+            iteration=s.iteration + 1,
+            momenta=m,
+            rms=rms,
+            lstm_hidden_state=next_hidden,
+            from_mlp=layout.segment_mean(out[:, 2:]),
+            from_lstm=new_from_lstm,
+            train_loss_accum=train_accum,
+            valid_loss_accum=s.valid_loss_accum,
+            dynamic_clip=next_clip,
+        )
+
+
+class RNNMLPLOpt(LearnedOptimizer):
+    """A hierarchical learned optimizer: a per-tensor LSTM feeding a per-parameter MLP.
+
+    The LSTM (`lstm_hidden_size` wide, shared by all tensors) reads 18 statistics
+    per tensor (log magnitudes and signs of the mean momentum, second moment and
+    value; their variances; the weight and gradient norms; the shape; the
+    normalised training and validation losses), the MLP's previous summary of
+    the tensor and a summary shared across tensors. The MLP
+    (`hidden_size` x `hidden_layer`, ReLU) reads 23 per-parameter features
+    normalised over the tensor (gradient, value, log |value|, 5 momenta, 5
+    second moments, momenta over their root, inverse roots), 11
+    `sin(t / (tau pi))` time features, log tensor count, log weight norm, log
+    tensor size and the LSTM's projection; it outputs a direction, a magnitude
+    and a summary. `p -= direction * exp(magnitude * magnitude_rate) * step_multiplier`.
+    The loss is required; `update(..., is_valid=True)` records a validation
+    loss without moving the parameters.
+
+    Example:
+      >>> lopt = RNNMLPLOpt()
+      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+      >>> s = opt.update(opt.init({"w": jnp.ones([3])}), {"w": jnp.ones([3])}, loss=1.0)
+
+    References:
+      Metz et al., "Tasks, stability, architecture, and compute: Training more
+      effective learned optimizers, and using them to train themselves", 2020
+      (arXiv:2009.11243).
+    """
+
+    def __init__(
+        self,
+        step_multiplier: float = 0.001,
+        magnitude_rate: float = 0.001,
+        hidden_size: int = 32,
+        hidden_layer: int = 2,
+        from_mlp_size: int = 16,
+        from_lstm_size: int = 18,
+        lstm_to_ff: int = 17,
+        lstm_hidden_size: int = 64,
+        decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 0.9999),
+    ) -> None:
+        """Args:
+        step_multiplier: multiplier of the whole step.
+        magnitude_rate: multiplier of the magnitude inside the exponential.
+        hidden_size: width of the per-parameter MLP.
+        hidden_layer: hidden layers of the per-parameter MLP.
+        from_mlp_size: size of the MLP's per-tensor summary sent to the LSTM.
+        from_lstm_size: size of the summary shared across tensors.
+        lstm_to_ff: size of the LSTM's projection into the MLP.
+        lstm_hidden_size: width of the LSTM.
+        decays: decays of the momentum and second-moment accumulators.
+        """
+        self.step_multiplier = step_multiplier
+        self.magnitude_rate = magnitude_rate
+        self.hidden_size = int(hidden_size)
+        self.hidden_layer = int(hidden_layer)
+        self.from_mlp_size = int(from_mlp_size)
+        self.from_lstm_size = int(from_lstm_size)
+        self.lstm_to_ff = int(lstm_to_ff)
+        self.lstm_hidden_size = int(lstm_hidden_size)
+        self.decays = tuple(float(d) for d in decays)
+
+    def init(self, key: PRNGKey) -> MetaParams:
+        """The LSTM, projections, MLP, and initial summaries (variance-scaling init)."""
+        k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
+        nd = len(self.decays)
+        n_norm = 3 + 4 * nd
+        n_mlp = n_norm + len(TIMESCALES) + 3 + self.lstm_to_ff
+        n_rnn = NUM_TENSOR_FEATURES + self.from_lstm_size + self.from_mlp_size
+        var_init = hk.initializers.VarianceScaling()
+        init_vec = hk.transform(lambda n: var_init([n], F32))
+        return {
+            "ffmod_params": mlp_params(
+                k6, [self.hidden_size] * self.hidden_layer + [2 + self.from_mlp_size], n_mlp
+            ),
+            "initial_from_lstm": init_vec.apply({}, k1, self.from_lstm_size),
+            "initial_from_mlp": init_vec.apply({}, k2, self.from_mlp_size),
+            "lstm_init_state": lstm_initial_state(self.lstm_hidden_size),
+            "rnn_params": lstm_params(k3, n_rnn, self.lstm_hidden_size),
+            "rnn_to_ff_params": linear_params(
+                k4, self.lstm_hidden_size, self.lstm_to_ff, "rnn_to_ff"
+            ),
+            "rnn_to_in_params": linear_params(
+                k5, self.lstm_hidden_size, self.from_lstm_size, "rnn_to_in"
+            ),
+        }
+
+    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> RNNMLPLOptOptimizer:
+        """The optimizer using these weights."""
+        check_theta(
+            theta,
+            ("ffmod_params", "lstm_init_state", "rnn_params", "rnn_to_ff_params"),
+            type(self).__name__,
+        )
+        return RNNMLPLOptOptimizer(self, theta, is_training)

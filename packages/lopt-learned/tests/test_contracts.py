@@ -1,0 +1,108 @@
+"""Every registered learned optimizer passes the lopt contract, plus shared properties."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lopt_core
+from lopt_core.testing import check_learned_optimizer
+
+PLUGIN = "lopt-learned"
+NEEDS_LOSS = {"RNNMLPLOpt", "HParamControllerLOPT"}
+
+
+def registered_names() -> list[str]:
+    """Names of every learned optimizer that this distribution registers."""
+    entries = lopt_core.REGISTRY.entries("learned_optimizers")
+    return sorted(n for n, e in entries.items() if e.plugin == PLUGIN)
+
+
+def test_every_architecture_is_registered():
+    assert registered_names() == [
+        "AdafacMLPLOpt",
+        "HParamControllerLOPT",
+        "LearnableAdam",
+        "LearnableSGD",
+        "LearnableSGDM",
+        "MLPLOpt",
+        "MetaSGDWD",
+        "NNAdam",
+        "PerParamMLP",
+        "RNNMLPLOpt",
+    ]
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_contract(name):
+    check_learned_optimizer(lopt_core.get_learned_optimizer(name))
+
+
+def _mixed_params():
+    return {
+        "w": jnp.full((4, 3), 0.5, jnp.bfloat16),
+        "b": jnp.linspace(-1.0, 1.0, 3).astype(jnp.float16),
+        "s": jnp.asarray(0.25, jnp.float32),
+        "k": jnp.ones((2, 3, 2), jnp.float32),
+    }
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_dtypes_scalars_and_opt_class(name):
+    """Half-precision params keep their dtype, 0-d params work, state keeps its dtypes."""
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(1)), is_training=True)
+    # opt_fn returns an instance of a module-level class, never a local one.
+    assert "<locals>" not in type(opt).__qualname__
+    assert opt.is_training is True
+    params = _mixed_params()
+    state = opt.init(params, num_steps=10)
+    grads = jax.tree_util.tree_map(lambda p: jnp.full(p.shape, 0.1, p.dtype), params)
+
+    @jax.jit
+    def step(s):
+        return opt.update(s, grads, loss=jnp.asarray(1.5))
+
+    new = step(step(state))
+    new_params = opt.get_params(new)
+    for k, p in params.items():
+        assert new_params[k].dtype == p.dtype, k
+        assert new_params[k].shape == p.shape, k
+        assert bool(jnp.all(jnp.isfinite(new_params[k].astype(jnp.float32)))), k
+    for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new)):
+        assert jnp.result_type(a) == jnp.result_type(b)
+    # Every architecture moves the float32 scalar parameter.
+    assert float(new_params["s"]) != 0.25
+    assert int(new.iteration) == 2
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_LOSS))
+def test_missing_loss_is_a_clear_error(name):
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+    assert opt.needs_loss is True
+    state = opt.init({"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match="needs the training loss"):
+        opt.update(state, {"w": jnp.ones(3)})
+
+
+@pytest.mark.parametrize("name", sorted(set(registered_names()) - NEEDS_LOSS))
+def test_loss_is_optional_elsewhere(name):
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+    assert getattr(opt, "needs_loss", False) is False
+    state = opt.update(opt.init({"w": jnp.ones(3)}), {"w": jnp.ones(3)})
+    assert np.all(np.isfinite(np.asarray(opt.get_params(state)["w"])))
+
+
+def test_wrong_grads_and_wrong_theta_are_clear_errors():
+    mlp = lopt_core.get_learned_optimizer("MLPLOpt")
+    opt = mlp.opt_fn(mlp.init(jax.random.PRNGKey(0)))
+    state = opt.init({"w": jnp.ones(3)})
+    with pytest.raises(ValueError, match="gradient leaf 0 has shape"):
+        opt.update(state, {"w": jnp.ones(4)})
+    adam = lopt_core.get_learned_optimizer("LearnableAdam")
+    with pytest.raises(ValueError, match="theta lacks"):
+        mlp.opt_fn(adam.init(jax.random.PRNGKey(0)))
