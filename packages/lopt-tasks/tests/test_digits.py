@@ -92,9 +92,9 @@ def test_sgd_on_digits_mlp_reaches_low_test_loss():
     params, losses = train(params, jax.random.PRNGKey(1))
     test = ds.test.arrays
     logits_loss = task.loss(params, jax.random.PRNGKey(2), test)
-    full_test_loss = float(softmax_cross_entropy(
-        task._mod.apply(params, None, test["image"]), test["label"]
-    ))
+    full_test_loss = float(
+        softmax_cross_entropy(task._mod.apply(params, None, test["image"]), test["label"])
+    )
     print(f"digits SGD lr=0.1, 1000 steps: test loss {full_test_loss:.4f}")
     assert float(losses[0]) > 2.0
     assert float(jnp.mean(losses[-50:])) < float(jnp.mean(losses[:50]))

@@ -7,9 +7,36 @@ Example:
   >>> loss = task.loss(params, jax.random.PRNGKey(1), next(task.datasets.train))
 """
 
-from lopt_tasks import digits, image_mlp, parametric, quadratics, tfds_data
+from lopt_tasks import (
+    adapters,
+    conv,
+    digits,
+    generative,
+    image_mlp,
+    lm,
+    parametric,
+    quadratics,
+    text,
+    tfds_data,
+)
 from lopt_tasks._lazy import LazyArraySplit
+from lopt_tasks.adapters import (
+    HaikuTask,
+    LinenTask,
+    NNXTask,
+    cross_entropy_loss,
+    task_from_haiku,
+    task_from_linen,
+    task_from_nnx,
+)
+from lopt_tasks.conv import (
+    Conv_Cifar10_8_16x32,
+    Conv_Cifar10_32x64x64,
+    Conv_Cifar100_32x64x64,
+    ConvTask,
+)
 from lopt_tasks.digits import digits_datasets, digits_split_indices
+from lopt_tasks.generative import ImageMLPAutoencoderTask, ImageMLPVAETask
 from lopt_tasks.image_mlp import (
     ImageMLP_Cifar10_8_Relu32,
     ImageMLP_Cifar10_128x128_Dropout05_Relu,
@@ -31,6 +58,7 @@ from lopt_tasks.image_mlp import (
     ImageMLPNormTask,
     ImageMLPTask,
 )
+from lopt_tasks.lm import LSTMLanguageModelTask, ParametricLMRNN, TransformerLanguageModelTask
 from lopt_tasks.parametric import (
     ImageConvFamily_Digits8,
     ImageFamilyConfig,
@@ -50,6 +78,7 @@ from lopt_tasks.quadratics import (
     NoisyQuadraticFamily,
     QuadraticTask,
 )
+from lopt_tasks.text import embedded_corpus, embedded_text_datasets, tfds_text_datasets
 from lopt_tasks.tfds_data import (
     DatasetNotPreparedError,
     cifar10_datasets,
@@ -62,6 +91,30 @@ from lopt_tasks.tfds_data import (
 )
 
 __all__ = [
+    "ConvTask",
+    "Conv_Cifar100_32x64x64",
+    "Conv_Cifar10_32x64x64",
+    "Conv_Cifar10_8_16x32",
+    "HaikuTask",
+    "ImageMLPAutoencoderTask",
+    "ImageMLPVAETask",
+    "LSTMLanguageModelTask",
+    "LinenTask",
+    "NNXTask",
+    "ParametricLMRNN",
+    "TransformerLanguageModelTask",
+    "adapters",
+    "conv",
+    "cross_entropy_loss",
+    "embedded_corpus",
+    "embedded_text_datasets",
+    "generative",
+    "lm",
+    "task_from_haiku",
+    "task_from_linen",
+    "task_from_nnx",
+    "text",
+    "tfds_text_datasets",
     "BatchQuadraticTask",
     "DatasetNotPreparedError",
     "FixedDimQuadraticFamily",

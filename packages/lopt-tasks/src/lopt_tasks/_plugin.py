@@ -7,7 +7,7 @@ its first batch.
 from __future__ import annotations
 
 import lopt_core
-from lopt_tasks import conv, generative, image_mlp, lm, parametric, quadratics
+from lopt_tasks import _cli, conv, generative, image_mlp, lm, parametric, quadratics
 
 
 @lopt_core.hookimpl
@@ -36,3 +36,9 @@ def lopt_register_task_families(register):
     register("SampledImageMLPFamily", parametric.SampledImageMLPFamily)
     register("SampledImageConvFamily", parametric.SampledImageConvFamily)
     register("LMRNNFamily_EmbeddedText", lm.LMRNNFamily_EmbeddedText)
+
+
+@lopt_core.hookimpl
+def lopt_register_commands(register):
+    """Registers `lopt data prepare NAME` and `lopt data status NAME`."""
+    register("data", _cli.setup_data_command, "prepare TFDS datasets and check they are readable")

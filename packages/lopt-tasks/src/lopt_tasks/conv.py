@@ -13,8 +13,8 @@ from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
 from lopt_tasks import tfds_data
 from lopt_tasks._common import (
     activation,
-    jit_transformed,
     clipped_log_classes_normalizer,
+    jit_transformed,
     ones_like_abstract,
     softmax_cross_entropy,
 )
@@ -142,17 +142,13 @@ def Conv_Cifar10_32x64x64_Tanh() -> ConvTask:
 def Conv_Cifar10_32x64x64_batchnorm() -> ConvTask:
     """`Conv_Cifar10_32x64x64` with batch norm; its statistics are model state."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
-    return ConvTask(
-        ds, [32, 64, 64], norm="batch_norm", name="Conv_Cifar10_32x64x64_batchnorm"
-    )
+    return ConvTask(ds, [32, 64, 64], norm="batch_norm", name="Conv_Cifar10_32x64x64_batchnorm")
 
 
 def Conv_Cifar10_32x64x64_layernorm() -> ConvTask:
     """`Conv_Cifar10_32x64x64` with layer norm."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
-    return ConvTask(
-        ds, [32, 64, 64], norm="layer_norm", name="Conv_Cifar10_32x64x64_layernorm"
-    )
+    return ConvTask(ds, [32, 64, 64], norm="layer_norm", name="Conv_Cifar10_32x64x64_layernorm")
 
 
 def Conv_Cifar100_32x64x64() -> ConvTask:

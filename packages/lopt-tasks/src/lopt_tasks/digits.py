@@ -42,7 +42,7 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
 def digits_split_indices() -> dict[str, np.ndarray]:
     """Indices into scikit-learn's `load_digits()` arrays for each of the four splits."""
     perm = np.random.default_rng(_PERMUTATION_SEED).permutation(NUM_EXAMPLES)
-    num_test = int(round(NUM_EXAMPLES * _TEST_FRACTION))
+    num_test = round(NUM_EXAMPLES * _TEST_FRACTION)
     rest, test = perm[:-num_test], perm[-num_test:]
     n = len(rest)
     a, b = int(n * 0.8), int(n * 0.9)

@@ -13,8 +13,8 @@ from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
 from lopt_tasks import tfds_data
 from lopt_tasks._common import (
     activation,
-    jit_transformed,
     clipped_log_classes_normalizer,
+    jit_transformed,
     ones_like_abstract,
     softmax_cross_entropy,
 )
@@ -189,14 +189,20 @@ def ImageMLP_Digits8_Relu32x32_Dropout02() -> ImageMLPTask:
 def ImageMLP_Digits8_32_LayerNorm_Relu() -> ImageMLPNormTask:
     """A 1 hidden layer, 32 unit MLP with layer norm on the embedded 8x8 digits."""
     return ImageMLPNormTask(
-        digits_datasets(batch_size=128), [32], "layer_norm", name="ImageMLP_Digits8_32_LayerNorm_Relu"
+        digits_datasets(batch_size=128),
+        [32],
+        "layer_norm",
+        name="ImageMLP_Digits8_32_LayerNorm_Relu",
     )
 
 
 def ImageMLP_Digits8_32_BatchNorm_Relu() -> ImageMLPNormTask:
     """A 1 hidden layer, 32 unit MLP with batch norm (state) on the embedded 8x8 digits."""
     return ImageMLPNormTask(
-        digits_datasets(batch_size=128), [32], "batch_norm", name="ImageMLP_Digits8_32_BatchNorm_Relu"
+        digits_datasets(batch_size=128),
+        [32],
+        "batch_norm",
+        name="ImageMLP_Digits8_32_BatchNorm_Relu",
     )
 
 

@@ -131,14 +131,16 @@ class TransformerLanguageModelTask(_LMTask):
         b, t = obs.shape
         d = self.model_size
         init = hk.initializers.VarianceScaling(2.0 / self.num_layers)
-        pos = hk.get_parameter("position_embeddings", (t, d), init=hk.initializers.TruncatedNormal(0.02))
+        pos = hk.get_parameter(
+            "position_embeddings", (t, d), init=hk.initializers.TruncatedNormal(0.02)
+        )
         x = hk.Embed(self.vocab_size, d)(obs) + pos[None]
         mask = jnp.tril(jnp.ones((1, 1, t, t), bool))
         for _ in range(self.num_layers):
             h = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
-            x = x + hk.MultiHeadAttention(
-                self.num_heads, d // self.num_heads, w_init=init
-            )(h, h, h, mask=mask)
+            x = x + hk.MultiHeadAttention(self.num_heads, d // self.num_heads, w_init=init)(
+                h, h, h, mask=mask
+            )
             h = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
             h = hk.Linear(4 * d, w_init=init)(h)
             x = x + hk.Linear(d, w_init=init)(jax.nn.gelu(h))

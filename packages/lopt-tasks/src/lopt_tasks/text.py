@@ -28,7 +28,12 @@ from lopt_tasks._lazy import lazy_datasets
 from lopt_tasks.tfds_data import DatasetNotPreparedError, default_data_dir, open_data_source
 
 VOCAB_SIZE = 256
-_CORPUS_FRACTIONS = {"train": (0.0, 0.7), "inner_valid": (0.7, 0.8), "outer_valid": (0.8, 0.9), "test": (0.9, 1.0)}
+_CORPUS_FRACTIONS = {
+    "train": (0.0, 0.7),
+    "inner_valid": (0.7, 0.8),
+    "outer_valid": (0.8, 0.9),
+    "test": (0.9, 1.0),
+}
 _TFDS_TRAIN_FRACTIONS = {"train": (0.0, 0.8), "inner_valid": (0.8, 0.9), "outer_valid": (0.9, 1.0)}
 
 

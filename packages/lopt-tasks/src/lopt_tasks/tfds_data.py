@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,18 +93,32 @@ def open_data_source(name: str, split: str, data_dir: str | None = None) -> Any:
     """
     import tensorflow_datasets as tfds
 
-    data_dir = data_dir or default_data_dir()
+    default = default_data_dir()
+    data_dir = data_dir or default
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as exc:  # TFDS raises many types here; all mean "not readable"
-        cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        cause = _not_readable_cause(name, data_dir, exc)
+        command = prepare_command(name, None if data_dir == default else data_dir)
         raise DatasetNotPreparedError(
-            f"TFDS dataset {name!r} (split {split!r}) is not prepared in data_dir "
-            f"{data_dir!r} and lopt does not download at read time. Prepare it once with "
-            f"`{prepare_command(name)}` (needs `pip install 'lopt-tasks[prepare]'`), or point "
-            f"$LOPT_DATA_DIR / data_dir at a directory holding array_record data. "
-            f"(TFDS said: {cause})"
+            f"TFDS dataset {name!r} (split {split!r}) cannot be read from data_dir "
+            f"{data_dir!r}: {cause}. lopt does not download at read time. Prepare it once "
+            f"with `{command}` (needs `pip install 'lopt-tasks[prepare]'`), or point "
+            "$LOPT_DATA_DIR or data_dir at a directory holding its array_record files."
         ) from None
+
+
+def _not_readable_cause(name: str, data_dir: str, exc: BaseException) -> str:
+    import tensorflow_datasets as tfds
+
+    try:
+        prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+    except Exception:
+        prepared = False
+    if not prepared:
+        return "no prepared data was found there"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"the prepared data is not readable as array_record ({type(exc).__name__}: {first})"
 
 
 def image_dataset_info(name: str, data_dir: str | None = None) -> ImageDatasetInfo:
@@ -246,7 +260,9 @@ def image_classification_datasets(
     extra = {"num_classes": info.num_classes, "name": name, "image_size": size}
     bw = bool(convert_to_black_and_white)
     if in_memory is None:
-        nbytes = None if info.num_train is None else info.num_train * size[0] * size[1] * channels * 4
+        nbytes = (
+            None if info.num_train is None else info.num_train * size[0] * size[1] * channels * 4
+        )
         in_memory = nbytes is not None and nbytes <= MAX_IN_MEMORY_BYTES
     if in_memory:
         return lazy_datasets(
@@ -280,9 +296,7 @@ def cifar10_datasets(batch_size: int = 128, image_size: Any = (32, 32), **kwargs
     return image_classification_datasets("cifar10", batch_size, image_size, **kwargs)
 
 
-def cifar100_datasets(
-    batch_size: int = 128, image_size: Any = (32, 32), **kwargs: Any
-) -> Datasets:
+def cifar100_datasets(batch_size: int = 128, image_size: Any = (32, 32), **kwargs: Any) -> Datasets:
     """CIFAR-100 (fine labels) through `image_classification_datasets`."""
     return image_classification_datasets("cifar100", batch_size, image_size, **kwargs)
 
@@ -320,5 +334,3 @@ def prepare_dataset(name: str, data_dir: str | None = None) -> str:
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare(file_format="array_record")
     return builder.data_dir
-
-
