@@ -1,4 +1,5 @@
-# ruff: noqa: E402  (the notebook code is kept verbatim)
+# ruff: noqa: E402, RUF005  (the notebook code is kept verbatim)
+# fmt: off
 """Part 6's three architectures, run with only their imports changed, and the library versions.
 
 Imports: `learned_optimization.learned_optimizers.base` and
