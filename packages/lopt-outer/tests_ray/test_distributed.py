@@ -158,6 +158,18 @@ def test_worker_that_cannot_start_fails_fast(ray_cluster):
         meta_train_ray(learner.gradient_learner, broken, 3, num_workers=2)
 
 
+def test_resumes_an_in_process_checkpoint_exactly(ray_cluster, tmp_path):
+    learner = make_learner()
+    meta_train(learner, 3, seed=7, output_dir=tmp_path, progress=False, metric_writers=[])
+    resumed = meta_train_ray(
+        learner.gradient_learner, learner.gradient_estimators, 6, seed=7, output_dir=tmp_path
+    )
+    assert resumed.resumed_from == 3
+    uninterrupted = meta_train(learner, 6, seed=7, progress=False)
+    for a, b in zip(_leaves(uninterrupted.theta), _leaves(resumed.theta)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_resume_with_another_seed_is_refused(ray_cluster, tmp_path):
     learner = make_learner()
     meta_train_ray(

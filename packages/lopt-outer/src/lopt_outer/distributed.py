@@ -38,6 +38,7 @@ from flax import serialization
 from lopt_core import GradientEstimator, PRNGKey, checkpoint
 from lopt_core.tree_utils import first_difference
 from lopt_outer.gradient_learner import GradientLearner, gradient_worker_compute
+from lopt_outer.meta_train import CHECKPOINT_NAME as INPROCESS_CHECKPOINT
 from lopt_outer.meta_train import step_key
 from lopt_outer.metric_writers import to_floats
 
@@ -182,13 +183,18 @@ class RayMetaTrainResult:
       history: one dict of float metrics per update applied by this process, with
         the keys of `meta_train`'s history (`step`, `meta_loss`, `steps_per_s`,
         `elapsed_s`, the learner's and estimators' metrics) plus `ray/staleness`,
-        `ray/dropped_stale`, `ray/worker_replacements` and `ray/num_workers`.
+        `ray/dropped_stale`, `ray/worker_replacements`, `ray/num_workers` and
+        `ray/learner_s` (the learner's own seconds for this update).
       stopped_by: "num_steps" or "time_budget".
       resumed_from: the step the run resumed from (0 for a fresh run).
       estimates: estimates handed to workers in total.
       dropped_stale: estimates dropped for exceeding `max_staleness`, in total.
       worker_replacements: workers that died and were replaced, in total.
       steps_per_s: updates applied per second by this process's training loop.
+      learner_busy_s: seconds the learner spent on its own work (receiving,
+        applying, publishing, checkpointing, dispatching) rather than waiting for
+        workers; `learner_busy_s / elapsed` near 1 means the learner is the
+        bottleneck.
       checkpoint_path: the last checkpoint written, or None.
     """
 
@@ -202,6 +208,7 @@ class RayMetaTrainResult:
     dropped_stale: int
     worker_replacements: int
     steps_per_s: float
+    learner_busy_s: float
     checkpoint_path: Path | None
 
 
@@ -224,13 +231,15 @@ class RayMetaTrainer:
       address: address of an existing Ray cluster to join (`"auto"` or
         `"host:6379"`). None starts a local cluster, unless Ray is already
         initialised in this process, whose cluster is then used.
-      num_cpus: CPUs of a local cluster this trainer starts (None: at least
-        `num_workers * cpus_per_worker`).
+      num_cpus: CPUs of a local cluster this trainer starts (None: the machine's
+        CPU count, or `num_workers * cpus_per_worker` if that is more).
       cpus_per_worker: CPUs each worker actor reserves.
       output_dir: folder of the learner checkpoint (`CHECKPOINT_NAME`); None
         writes none.
       checkpoint_every: updates between checkpoints (one is also written at the end).
-      resume: continue from the checkpoint in `output_dir` when there is one.
+      resume: continue from the checkpoint in `output_dir` when there is one: this
+        backend's (`CHECKPOINT_NAME`) or the in-process `meta_train`'s, whichever
+        is further along.
       max_worker_failures: a run whose workers die more often than this stops with
         an error instead of replacing them forever (None: `10 * num_workers`).
       startup_timeout_s: how long to wait for the first workers to start (importing
@@ -308,7 +317,8 @@ class RayMetaTrainer:
                 ray.init(address=self.address)
             else:
                 need = math.ceil(self.num_workers * self.cpus_per_worker)
-                ray.init(num_cpus=self.num_cpus or need, include_dashboard=False)
+                num_cpus = self.num_cpus or max(need, os.cpu_count() or 1)
+                ray.init(num_cpus=num_cpus, include_dashboard=False)
         return True
 
     def _check_capacity(self) -> None:
@@ -346,23 +356,50 @@ class RayMetaTrainer:
         except ray.exceptions.RayActorError as exc:
             raise RuntimeError(f"A Ray gradient worker failed to start: {exc}") from exc
 
-    def _load(self, template: Any) -> tuple[Any, dict[str, int], dict[str, Any]]:
-        path = self.checkpoint_path
+    def _resume_source(self) -> Path | None:
+        """The checkpoint to resume from: this backend's, or the in-process loop's.
+
+        `meta_train` (the in-process backend) checkpoints a `SingleMachineState`
+        beside ours; when both exist, the one further along wins, so a run can move
+        between backends in one output directory.
+        """
+        if not self.resume or self.output_dir is None:
+            return None
+        found = [
+            p
+            for p in (self.output_dir / CHECKPOINT_NAME, self.output_dir / INPROCESS_CHECKPOINT)
+            if p.exists()
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda p: checkpoint.load_metadata(p).get("step", 0))
+
+    def _load(self, path: Path, template: Any) -> tuple[Any, dict[str, int], dict[str, Any]]:
         ck = checkpoint.load(path)
         meta = ck.metadata
-        if "ray" not in meta:
-            raise checkpoint.CheckpointError(
-                f"{path} is not a checkpoint of the Ray backend; resume it with the backend "
-                "that wrote it, or pass another output directory."
-            )
         if meta.get("seed") != self.seed:
             raise ValueError(
                 f"{path} was written by a run with seed {meta.get('seed')}, not {self.seed}; "
                 "pass the same seed, another output_dir, or resume=False."
             )
-        state = _restore(template, ck.tree["learner"], "learner state")
+        if path.name == CHECKPOINT_NAME:
+            learner_raw, workers = ck.tree["learner"], dict(ck.tree.get("workers") or {})
+            counters = dict(meta["ray"])
+        else:
+            # A SingleMachineState: its estimator states become worker 0's, and its
+            # outer step t was estimate t, exactly as for one Ray worker.
+            learner_raw = ck.tree["gradient_learner_state"]
+            workers = {"0": ck.tree["gradient_estimator_states"]}
+            step = int(meta["step"])
+            counters = {
+                "step": step,
+                "estimates": step,
+                "dropped_stale": 0,
+                "worker_replacements": 0,
+            }
+        state = _restore(template, learner_raw, "learner state")
         state = jax.tree_util.tree_map(jax.numpy.asarray, state)
-        return state, dict(meta["ray"]), dict(ck.tree.get("workers") or {})
+        return state, counters, workers
 
     # -- the run ------------------------------------------------------------------
     def run(
@@ -411,8 +448,9 @@ class RayMetaTrainer:
         counters = {"step": 0, "estimates": 0, "dropped_stale": 0, "worker_replacements": 0}
         saved_workers: dict[str, Any] = {}
         path = self.checkpoint_path
-        if self.resume and path is not None and path.exists():
-            state, counters, saved_workers = self._load(state)
+        source = self._resume_source()
+        if source is not None:
+            state, counters, saved_workers = self._load(source, state)
         start = step = counters["step"]
         estimates = counters["estimates"]
         dropped, replaced = counters["dropped_stale"], counters["worker_replacements"]
@@ -457,6 +495,7 @@ class RayMetaTrainer:
                     "dropped_stale": dropped,
                     "worker_replacements": replaced,
                 },
+                "step": step,
                 "seed": self.seed,
                 "num_steps": num_steps,
                 "num_workers": self.num_workers,
@@ -474,8 +513,10 @@ class RayMetaTrainer:
         stopped_by = "num_steps"
         t0 = last_t = time.perf_counter()
         last_step = step
+        busy = 0.0  # seconds the learner spends on its own work, not waiting
         while step < num_steps:
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            t_ready = time.perf_counter()
             slot, theta_step, k_learner = in_flight.pop(ref)
             try:
                 to_put, worker_metrics = ray.get(ref)
@@ -498,11 +539,13 @@ class RayMetaTrainer:
                 generations[slot] += 1
                 self.workers[slot] = make_worker(slot)
                 dispatch(slot)
+                busy += time.perf_counter() - t_ready
                 continue
             staleness = step - theta_step
             if staleness > self.max_staleness:
                 dropped += 1
                 dispatch(slot)
+                busy += time.perf_counter() - t_ready
                 continue
             state, learner_metrics = learner.update(state, [to_put], False, k_learner)
             step += 1
@@ -519,6 +562,8 @@ class RayMetaTrainer:
             row["ray/dropped_stale"] = float(dropped)
             row["ray/worker_replacements"] = float(replaced)
             row["ray/num_workers"] = float(self.num_workers)
+            row["ray/learner_s"] = time.perf_counter() - t_ready
+            busy += row["ray/learner_s"]
             last_t, last_step = now, step
             history.append(row)
             if on_step is not None:
@@ -540,6 +585,7 @@ class RayMetaTrainer:
             dropped_stale=dropped,
             worker_replacements=replaced,
             steps_per_s=(step - start) / elapsed if elapsed > 0 else float("nan"),
+            learner_busy_s=busy,
             checkpoint_path=last_ckpt,
         )
 
