@@ -1,3 +1,13 @@
+import os
+
+# The tests compile dozens of small programs and check behaviour, not speed: skipping
+# XLA's LLVM optimization passes cuts their compile time by about 3x on CPU.
+# Set before any computation, when the CPU backend reads XLA_FLAGS.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
 import pytest
 import tensorflow_datasets as tfds
 
