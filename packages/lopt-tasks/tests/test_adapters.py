@@ -52,7 +52,9 @@ def _sgd_improves(task, steps=30, lr=0.2):
 
 
 def test_linen_adapter_with_batch_stats_and_dropout():
-    task = task_from_linen(LinenMLP(), cross_entropy_loss, digits_datasets(32), apply_kwargs={"train": True})
+    task = task_from_linen(
+        LinenMLP(), cross_entropy_loss, digits_datasets(32), apply_kwargs={"train": True}
+    )
     check_task(task)
     params, state = task.init_with_state(jax.random.PRNGKey(0))
     assert params["Dense_0"]["kernel"].shape == (64, 16)
@@ -89,7 +91,9 @@ def test_haiku_adapter_with_and_without_state():
         h = hk.BatchNorm(True, True, 0.9)(h, is_training=True)
         return hk.Linear(10)(jax.nn.relu(h))
 
-    stateful = task_from_haiku(hk.transform_with_state(bn_mlp), cross_entropy_loss, digits_datasets(32))
+    stateful = task_from_haiku(
+        hk.transform_with_state(bn_mlp), cross_entropy_loss, digits_datasets(32)
+    )
     check_task(stateful)
     first, last, _ = _sgd_improves(stateful)
     assert last < first
