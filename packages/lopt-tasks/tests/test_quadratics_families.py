@@ -105,3 +105,17 @@ def test_structure_samplers_are_log_uniform_and_deterministic():
     assert family.datasets.abstract_batch["image"].shape[1:3] == (cfgs[0].image_size,) * 2
     with pytest.raises(ValueError, match="Unknown image datasets"):
         sample_image_mlp(jax.random.PRNGKey(0), datasets=("imagenet",))
+
+
+def test_switched_activation_matches_the_sampled_entry():
+    from lopt_tasks._sampling import switched_activation
+
+    x = jnp.linspace(-3.0, 3.0, 11)
+    for i, fn in enumerate(ACTIVATIONS):
+        np.testing.assert_allclose(
+            switched_activation(jnp.asarray(i))(x), fn(x), rtol=1e-5, atol=1e-6
+        )
+    batched = jax.vmap(lambda i: switched_activation(i)(x))(jnp.arange(len(ACTIVATIONS)))
+    np.testing.assert_allclose(
+        batched, jnp.stack([f(x) for f in ACTIVATIONS]), rtol=1e-5, atol=1e-6
+    )

@@ -42,11 +42,29 @@ def sample_activation(key: PRNGKey) -> jax.Array:
     return jax.random.randint(key, (), 0, len(ACTIVATIONS))
 
 
+# Distinct functions of ACTIVATIONS (ReLU is listed twice and swish is silu), and the
+# map from a sampled index to them. Under vmap with a batched index, lax.switch
+# evaluates every branch, so duplicates would cost a full extra activation each.
+_UNIQUE_ACTIVATIONS: tuple[Callable[[jax.Array], jax.Array], ...] = (
+    jax.nn.relu,
+    jax.nn.relu6,
+    jax.nn.selu,
+    jnp.tanh,
+    jnp.cos,
+    jnp.sin,
+    jax.nn.sigmoid,
+    jax.nn.silu,
+    jax.nn.gelu,
+    ACTIVATIONS[-1],
+)
+_TO_UNIQUE = np.asarray([0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 9], np.int32)
+
+
 def switched_activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
     """The activation `ACTIVATIONS[index]` for a (possibly traced) `index`."""
 
     def act(x: jax.Array) -> jax.Array:
-        return lax.switch(index, ACTIVATIONS, x)
+        return lax.switch(jnp.asarray(_TO_UNIQUE)[index], _UNIQUE_ACTIVATIONS, x)
 
     return act
 
