@@ -10,6 +10,16 @@ import numpy as np
 
 from lopt_core import MetaParams, PRNGKey
 
+# XLA:CPU's default backend level (3) spends most of a meta-training step's compile
+# time in LLVM; level 1 measured ~1.8x less compile time (7.3 s -> 4.1 s CPU for the
+# W5 PES step) and no slower steps on the learned-optimizer workloads here.
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def jit(fun: Any, **kwargs: Any) -> Any:
+    """`jax.jit` with lopt-outer's compiler options (see `COMPILER_OPTIONS`)."""
+    return jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
+
 
 def strong(tree: Any) -> Any:
     """Drops JAX's weak types from every leaf, keeping the dtype.
@@ -51,10 +61,13 @@ def vector_sample_perturbations(
       `(eps, theta + eps, theta - eps)`, each with a leading `num_samples` axis.
     """
     leaves, treedef = jax.tree_util.tree_flatten(theta)
-    keys = jax.random.split(key, max(len(leaves), 1))
+    # One draw for all leaves: every random call site costs compile time (threefry).
+    sizes = [int(np.prod(jnp.shape(x))) for x in leaves]
+    flat = jax.random.normal(key, (num_samples, max(sum(sizes), 1)), jnp.float32)
+    offsets = np.cumsum([0, *sizes])
     eps = [
-        std * jax.random.normal(k, (num_samples, *jnp.shape(x)), jnp.result_type(x))
-        for k, x in zip(keys, leaves)
+        (std * flat[:, a:b]).reshape((num_samples, *jnp.shape(x))).astype(jnp.result_type(x))
+        for a, b, x in zip(offsets[:-1], offsets[1:], leaves)
     ]
     pos = [x[None] + e for x, e in zip(leaves, eps)]
     neg = [x[None] - e for x, e in zip(leaves, eps)]

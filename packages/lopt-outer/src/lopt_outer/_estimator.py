@@ -21,7 +21,7 @@ from lopt_core import (
     TruncatedStep,
     WorkerWeights,
 )
-from lopt_outer._common import check_positive_int, match_dtypes, strong
+from lopt_outer._common import check_positive_int, jit, match_dtypes, strong
 
 
 class UnrollEstimator(GradientEstimator):
@@ -48,11 +48,11 @@ class UnrollEstimator(GradientEstimator):
                 f"The unroll length ({self.length}) must be a multiple of steps_per_jit "
                 f"({self.steps_per_jit})."
             )
-        self._init_jit = jax.jit(self._init_state)
-        self._whole_jit = jax.jit(self._whole)
-        self._begin_jit = jax.jit(self._begin)
-        self._chunk_jit = jax.jit(self._chunk, static_argnums=(4,))
-        self._end_jit = jax.jit(self._end)
+        self._init_jit = jit(self._init_state)
+        self._whole_jit = jit(self._whole)
+        self._begin_jit = jit(self._begin)
+        self._chunk_jit = jit(self._chunk, static_argnums=(4,))
+        self._end_jit = jit(self._end)
 
     # -- subclass hooks --------------------------------------------------------
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:

@@ -28,7 +28,7 @@ from lopt_core import (
     Task,
     TaskFamily,
 )
-from lopt_outer._common import check_positive_int, np_stack_batches, strong
+from lopt_outer._common import check_positive_int, jit, np_stack_batches, strong
 
 __all__ = ["multi_task_training_curves", "single_task_training_curves"]
 
@@ -93,7 +93,7 @@ def single_task_training_curves(
     keyed = _keyed(ds)
     splits = ("train", "outer_valid", "test")
 
-    @functools.partial(jax.jit, static_argnums=(3,))
+    @functools.partial(jit, static_argnums=(3,))
     def train_chunk(opt_state, key, datas, n):
         def body(s, xs):
             k, d = xs
@@ -104,7 +104,7 @@ def single_task_training_curves(
 
         return lax.scan(body, opt_state, (jax.random.split(key, n), datas))
 
-    @functools.partial(jax.jit, static_argnums=(3, 4))
+    @functools.partial(jit, static_argnums=(3, 4))
     def evaluate(opt_state, key, datas, split, n):
         def one(xs):
             k, d = xs
@@ -297,7 +297,7 @@ def _train_fns(
     """Jitted init / unroll / eval functions, cached so repeated evaluations compile once."""
     ds = task_family.datasets
 
-    @functools.partial(jax.jit, static_argnums=(2,))
+    @functools.partial(jit, static_argnums=(2,))
     def init(theta, keys, num_steps):
         opt = learned_opt.opt_fn(theta)
 
@@ -309,7 +309,7 @@ def _train_fns(
 
         return jax.vmap(one)(keys)
 
-    @jax.jit
+    @jit
     def unroll(theta, opt_states, cfgs, keys, datas):
         opt = learned_opt.opt_fn(theta)
 
@@ -328,7 +328,7 @@ def _train_fns(
 
         return jax.vmap(one)(opt_states, cfgs, keys, datas)
 
-    @functools.partial(jax.jit, static_argnums=(5, 6))
+    @functools.partial(jit, static_argnums=(5, 6))
     def evaluate(theta, opt_states, cfgs, keys, datas, split, n):
         opt = learned_opt.opt_fn(theta)
 

@@ -30,7 +30,7 @@ from lopt_core import (
     WorkerWeights,
 )
 from lopt_core.tree_utils import tree_all_finite
-from lopt_outer._common import strong
+from lopt_outer._common import jit, strong
 
 __all__ = [
     "AggregatedGradient",
@@ -149,9 +149,9 @@ class GradientLearner:
         self.meta_init = meta_init
         self.theta_opt = theta_opt
         self.init_theta = init_theta
-        self._update_jit = jax.jit(
-            lambda s, g, loss, k: _apply_update(self.theta_opt, s, g, loss, k)
-        )
+        self._init_theta_jit = jit(lambda key: self.meta_init.init(key))
+        self._init_opt_jit = jit(lambda theta: self.theta_opt.init(theta, None))
+        self._update_jit = jit(lambda s, g, loss, k: _apply_update(self.theta_opt, s, g, loss, k))
 
     @property
     def learned_optimizer(self) -> LearnedOptimizer:
@@ -160,8 +160,9 @@ class GradientLearner:
 
     def init(self, key: PRNGKey) -> GradientLearnerState:
         """Initial theta (from `meta_init.init(key)` or `init_theta`) and its optimizer state."""
-        theta = self.meta_init.init(key) if self.init_theta is None else self.init_theta
-        opt_state = self.theta_opt.init(strong(theta), None)
+        # Under jit: one compilation instead of one per eager op of the initialisers.
+        theta = self._init_theta_jit(key) if self.init_theta is None else self.init_theta
+        opt_state = self._init_opt_jit(strong(theta))
         return strong(
             GradientLearnerState(
                 theta_opt_state=opt_state,

@@ -65,6 +65,13 @@ class TruncatedUnrollState:
     is_done: jax.Array
 
 
+# Per-task random keys of one step, drawn with a single split.
+_K_DATA, _K_LOSS, _K_UPDATE, _K_CFG, _K_PARAMS, _K_OPT, _K_SCHED, _K_META_DATA, _K_META_LOSS = (
+    range(9)
+)
+_NUM_KEYS = 9
+
+
 def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree_util.tree_map(
         lambda a, b: jnp.where(pred, a, b).astype(jnp.result_type(b)), on_true, on_false
@@ -223,71 +230,93 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
         return self._host_batches(self.outer_data_split, steps)
 
     def _keyed_batches(self, split: str, key: PRNGKey, n: int) -> Any:
-        keys = jax.random.split(key, n)
+        return self._sample_batches(split, jax.random.split(key, n))
+
+    def _sample_batches(self, split: str, keys: PRNGKey) -> Any:
         return jax.vmap(lambda k: self.datasets.sample(split, k))(keys)
 
     # -- stepping -------------------------------------------------------------
-    def _step_one(
-        self,
-        theta: MetaParams,
-        key: PRNGKey,
-        state: TruncatedUnrollState,
-        data: Any,
-        outer_state: OuterState,
-        override_num_steps: Any,
-    ) -> tuple[TruncatedUnrollState, TruncatedUnrollOut]:
-        k_inner, k_sched = jax.random.split(key)
+    def _train_one(
+        self, theta: MetaParams, keys: PRNGKey, state: TruncatedUnrollState, data: Any
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        """One training step of one task: `(opt_state, task_param, inner_step, loss)`."""
         opt = self.learned_opt.opt_fn(theta, is_training=True)
-        num_steps = (
-            state.truncation_state.length if override_num_steps is None else override_num_steps
-        )
-
-        # Training step of the current task.
-        k_loss, k_update = jax.random.split(k_inner)
+        k_loss, k_update = keys[_K_LOSS], keys[_K_UPDATE]
         task = self.task_family.task_fn(state.task_param)
         params, model_state = opt.get_params_state(state.inner_opt_state)
         (loss, new_model_state), grads = jax.value_and_grad(task.loss_with_state, has_aux=True)(
             params, model_state, k_loss, data
         )
-        trained = (
-            opt.update(
-                state.inner_opt_state, grads, loss=loss, model_state=new_model_state, key=k_update
-            ),
-            state.task_param,
-            state.inner_step + 1,
-            jnp.asarray(loss, jnp.float32),
+        opt_state = opt.update(
+            state.inner_opt_state, grads, loss=loss, model_state=new_model_state, key=k_update
         )
+        return opt_state, state.task_param, state.inner_step + 1, jnp.asarray(loss, jnp.float32)
 
-        # Reset: a fresh task sample, params and optimizer state. Under vmap both
-        # branches run anyway, so a select is as cheap as lax.cond and keeps dtypes.
-        k_cfg, k_params, k_opt = jax.random.split(k_inner, 3)
+    def _reset_one(
+        self, theta: MetaParams, keys: PRNGKey, state: TruncatedUnrollState, override: Any
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        """A fresh task sample, params and optimizer state: `(opt_state, cfg, 0, 0.0)`."""
+        opt = self.learned_opt.opt_fn(theta, is_training=True)
+        num_steps = state.truncation_state.length if override is None else override
+        k_cfg, k_params, k_opt = keys[_K_CFG], keys[_K_PARAMS], keys[_K_OPT]
         cfg = self.task_family.sample(k_cfg)
         p0, s0 = self.task_family.task_fn(cfg).init_with_state(k_params)
-        reset = (
+        return (
             opt.init(p0, s0, num_steps=num_steps, key=k_opt),
             cfg,
             jnp.asarray(0, jnp.int32),
             jnp.asarray(0.0, jnp.float32),
         )
-        opt_state, task_param, inner_step, loss = _select(state.is_done, reset, trained)
+
+    def _finish_one(
+        self, state: TruncatedUnrollState, chosen: tuple, key: PRNGKey, outer_state: OuterState
+    ) -> tuple[TruncatedUnrollState, TruncatedUnrollOut]:
+        opt_state, task_param, inner_step, loss = chosen
         trunc_state, is_done = self.trunc_sched.next_state(
-            state.truncation_state, inner_step, k_sched, outer_state
+            state.truncation_state, inner_step, key, outer_state
         )
+        is_done = jnp.asarray(is_done, bool)
         new_state = TruncatedUnrollState(
             inner_opt_state=opt_state,
             inner_step=inner_step,
             truncation_state=trunc_state,
             task_param=task_param,
-            is_done=jnp.asarray(is_done, bool),
+            is_done=is_done,
         )
         out = TruncatedUnrollOut(
             loss=loss,
-            is_done=jnp.asarray(is_done, bool),
+            is_done=is_done,
             task_param=state.task_param,
             iteration=inner_step,
             mask=inner_step != 0,
         )
         return new_state, out
+
+    def _step_all(
+        self,
+        theta: MetaParams,
+        theta_axis: int | None,
+        keys: PRNGKey,
+        state: TruncatedUnrollState,
+        data: Any,
+        outer_state: OuterState,
+        override: Any,
+    ) -> tuple[TruncatedUnrollState, TruncatedUnrollOut]:
+        trained = jax.vmap(self._train_one, in_axes=(theta_axis, 0, 0, 0))(theta, keys, state, data)
+
+        def with_resets(_: Any) -> tuple:
+            fresh = jax.vmap(self._reset_one, in_axes=(theta_axis, 0, 0, None))(
+                theta, keys, state, override
+            )
+            return jax.vmap(_select)(state.is_done, fresh, trained)
+
+        # Resets are rare (once per truncation), so they run only on steps where some
+        # task is done; the predicate is one scalar for all tasks, so this stays a
+        # real branch rather than a select that would re-initialise every step.
+        chosen = jax.lax.cond(jnp.any(state.is_done), with_resets, lambda _: trained, None)
+        return jax.vmap(self._finish_one, in_axes=(0, 0, 0, None))(
+            state, chosen, keys[:, _K_SCHED], outer_state
+        )
 
     def _loss_one(
         self, theta: MetaParams, state: TruncatedUnrollState, key: PRNGKey, data: Any
@@ -331,29 +360,39 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
           loss is normalised by the task's normalizer.
         """
         n = jax.tree_util.tree_leaves(unroll_state.inner_step)[0].shape[0]
-        k_data, k_step, k_meta_data, k_meta = jax.random.split(key, 4)
+        # A state of 2 * num_tasks holds stacked antithetic copies (positive then
+        # negative perturbations): both halves share data and random keys.
+        stacked = n == 2 * self.num_tasks
+
+        def twice(tree: Any) -> Any:
+            if not stacked:
+                return tree
+            return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), tree)
+
+        base = n // 2 if stacked else n
+        # One split for every key of every task: each random call site costs compile time.
+        flat = jax.random.split(key, base * _NUM_KEYS)
+        keys = twice(flat.reshape((base, _NUM_KEYS, *flat.shape[1:])))
         if data is None and self.keyed:
-            tr_data = self._keyed_batches("train", k_data, n)
+            tr_data = self._sample_batches("train", keys[:, _K_DATA])
             if self.meta_loss_split in (None, "same_data"):
                 meta_data = tr_data if self.meta_loss_split == "same_data" else None
             else:
-                meta_data = self._keyed_batches(self.meta_loss_split, k_meta_data, n)
+                meta_data = self._sample_batches(self.meta_loss_split, keys[:, _K_META_DATA])
         elif self.meta_loss_split == "same_data":
-            tr_data, meta_data = data, data
+            tr_data, meta_data = twice(data), twice(data)
         elif self.meta_loss_split is None:
-            tr_data, meta_data = data, None
+            tr_data, meta_data = twice(data), None
         else:
-            tr_data, meta_data = data
+            tr_data, meta_data = twice(data[0]), twice(data[1])
 
         theta_axis = 0 if theta_is_vector else None
-        step = jax.vmap(self._step_one, in_axes=(theta_axis, 0, 0, 0, None, None))
-        next_state, ys = step(
-            theta, jax.random.split(k_step, n), unroll_state, tr_data, outer_state,
-            override_num_steps,
-        )  # fmt: skip
+        next_state, ys = self._step_all(
+            theta, theta_axis, keys, unroll_state, tr_data, outer_state, override_num_steps
+        )
         if meta_data is not None:
             losses = jax.vmap(self._loss_one, in_axes=(theta_axis, 0, 0, 0))(
-                theta, next_state, jax.random.split(k_meta, n), meta_data
+                theta, next_state, keys[:, _K_META_LOSS], meta_data
             )
             ys = ys.replace(loss=jnp.where(ys.mask, losses, 0.0))
         ys = ys.replace(loss=self._normalize(ys.loss, unroll_state.task_param))

@@ -60,8 +60,10 @@ def antithetic_unroll(
     """Unrolls the positive and negative perturbations together, sharing keys and data.
 
     `thetas` and `states` carry a leading axis of 2 (positive, negative) in front of
-    the task axis. Both perturbations see the same batches and the same random
-    keys, so the difference of their losses measures theta's effect alone.
+    the task axis. They are stacked into one batch of `2 * num_tasks` tasks, which
+    `VectorizedLOptTruncatedStep.unroll_step` recognises: both halves see the same
+    batches and random keys, so the difference of their losses measures theta's
+    effect alone.
 
     Returns:
       The final states (leading axis 2) and outputs with leading axes
@@ -69,12 +71,19 @@ def antithetic_unroll(
     """
     keys = jax.random.split(key, length)
 
+    def merge(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda x: x.reshape((-1, *x.shape[2:])), tree)
+
+    def split(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda x: x.reshape((2, -1, *x.shape[1:])), tree)
+
+    flat_thetas = merge(thetas)
+
     def body(s: Any, xs: Any) -> tuple[Any, TruncatedUnrollOut]:
         k, d = xs
+        return truncated_step.unroll_step(flat_thetas, s, k, d, outer_state, True)
 
-        def one(th: Any, st: Any) -> tuple[Any, TruncatedUnrollOut]:
-            return truncated_step.unroll_step(th, st, k, d, outer_state, True)
-
-        return jax.vmap(one)(thetas, s)
-
-    return lax.scan(body, states, (keys, datas))
+    states, ys = lax.scan(body, merge(states), (keys, datas))
+    return split(states), jax.tree_util.tree_map(
+        lambda x: x.reshape((x.shape[0], 2, -1, *x.shape[2:])), ys
+    )
