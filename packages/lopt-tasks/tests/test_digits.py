@@ -1,3 +1,5 @@
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,3 +102,21 @@ def test_sgd_on_digits_mlp_reaches_low_test_loss():
     assert float(jnp.mean(losses[-50:])) < float(jnp.mean(losses[:50]))
     assert full_test_loss == pytest.approx(float(logits_loss), rel=1e-5)
     assert full_test_loss < 0.5
+
+
+def test_digits_through_tfds_array_record_match_the_in_memory_splits(tmp_path):
+    from lopt_core import cli
+
+    assert cli.main(["data", "prepare", "lopt_digits", "--data-dir", str(tmp_path)]) == 0
+    # Written without TensorFlow (the test environment does not install it).
+    assert sys.modules.get("tensorflow") is None
+    via_tfds = digits_datasets(batch_size=8, source="tfds", data_dir=str(tmp_path))
+    in_memory = digits_datasets(batch_size=8)
+    assert via_tfds.abstract_batch["image"].shape == (8, 8, 8, 1)
+    for split in lopt_core.SPLITS:
+        a, b = via_tfds.split(split).arrays, in_memory.split(split).arrays
+        assert a["image"].shape == b["image"].shape, split
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    with pytest.raises(ValueError, match="source must be"):
+        digits_datasets(source="disk")

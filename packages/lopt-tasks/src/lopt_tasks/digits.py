@@ -10,6 +10,11 @@ Splits (fixed and deterministic, the same on every machine):
   `outer_valid` the rest (144).
 
 Pixels take values 0..16 in scikit-learn and are scaled to [0, 1].
+
+The same data can go through TFDS: `lopt data prepare lopt_digits` writes it as
+array_record with the builder in `lopt_tasks.digits_tfds` (no TensorFlow needed), and
+`digits_datasets(source="tfds")` reads it with `tfds.data_source` and TFDS's
+percent slices, which give exactly the splits above.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 from lopt_core import Datasets
 from lopt_tasks._images import as_image_size, prepare_images
 from lopt_tasks._lazy import abstract_image_batch, lazy_datasets
+from lopt_tasks.tfds_data import image_classification_datasets
 
 NUM_CLASSES = 10
 NUM_EXAMPLES = 1797
@@ -68,6 +74,8 @@ def digits_datasets(
     *,
     convert_to_black_and_white: bool = True,
     seed: int = 0,
+    source: str = "memory",
+    data_dir: str | None = None,
 ) -> Datasets:
     """The 8x8 digits as `Datasets` of four in-memory, key-sampled splits.
 
@@ -79,6 +87,10 @@ def digits_datasets(
       convert_to_black_and_white: accepted for interface parity with the other
         image datasets; the digits have one channel either way.
       seed: seed of the `next()` key sequences.
+      source: "memory" reads scikit-learn's arrays directly; "tfds" reads the
+        array_record files prepared by `lopt data prepare lopt_digits` through
+        `tfds.data_source` (same splits, same values).
+      data_dir: where the TFDS data lives (source="tfds" only).
 
     Returns:
       Datasets with batches `{"image": float32 (B, H, W, 1) in [0, 1], "label": int32 (B,)}`
@@ -91,6 +103,12 @@ def digits_datasets(
     """
     size = as_image_size(image_size)
     assert size is not None
+    if source == "tfds":
+        return image_classification_datasets(
+            "lopt_digits", batch_size, size, data_dir=data_dir, in_memory=True, seed=seed
+        )
+    if source != "memory":
+        raise ValueError(f"source must be 'memory' or 'tfds'; got {source!r}.")
     return lazy_datasets(
         lambda split: _load_split(split, size, bool(convert_to_black_and_white)),
         batch_size,

@@ -19,6 +19,7 @@ Reading prepared data needs neither.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class ImageDatasetInfo:
       height, width, channels: the stored image shape.
       num_classes: number of label classes.
       num_train: examples in TFDS's `train` split (None when unknown).
+      max_value: the largest stored pixel value (255 for uint8 images).
     """
 
     height: int
@@ -56,6 +58,7 @@ class ImageDatasetInfo:
     channels: int
     num_classes: int
     num_train: int | None = None
+    max_value: float = 255.0
 
 
 KNOWN_IMAGE_DATASETS: dict[str, ImageDatasetInfo] = {
@@ -64,7 +67,17 @@ KNOWN_IMAGE_DATASETS: dict[str, ImageDatasetInfo] = {
     "cifar10": ImageDatasetInfo(32, 32, 3, 10, 50000),
     "cifar100": ImageDatasetInfo(32, 32, 3, 100, 50000),
     "svhn_cropped": ImageDatasetInfo(32, 32, 3, 10, 73257),
+    "lopt_digits": ImageDatasetInfo(8, 8, 1, 10, 1438, max_value=16.0),
 }
+
+#: TFDS builders that ship with lopt-tasks: name -> module that registers the builder.
+#: They prepare without TensorFlow, from data inside installed wheels.
+LOCAL_BUILDERS: dict[str, str] = {"lopt_digits": "lopt_tasks.digits_tfds"}
+
+
+def _register_local_builder(name: str) -> None:
+    if name in LOCAL_BUILDERS:
+        importlib.import_module(LOCAL_BUILDERS[name])
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -93,6 +106,7 @@ def open_data_source(name: str, split: str, data_dir: str | None = None) -> Any:
     """
     import tensorflow_datasets as tfds
 
+    _register_local_builder(name)
     default = default_data_dir()
     data_dir = data_dir or default
     try:
@@ -166,13 +180,14 @@ def _load_split(
     data_dir: str | None,
     image_size: tuple[int, int],
     black_and_white: bool,
+    max_value: float = 255.0,
 ) -> dict[str, np.ndarray]:
     source = open_data_source(name, TFDS_SPLITS[split], data_dir)
     n = len(source)
     images, labels = [], []
     for start in range(0, n, 4096):
         raw, lab = _read_items(source, range(start, min(n, start + 4096)))
-        images.append(prepare_images(raw, 255.0, image_size, black_and_white))
+        images.append(prepare_images(raw, max_value, image_size, black_and_white))
         labels.append(lab)
     if not images:
         raise DatasetNotPreparedError(
@@ -199,8 +214,10 @@ class StreamingImageSplit:
         data_dir: str | None,
         abstract_batch: Any,
         seed: int = 0,
+        max_value: float = 255.0,
     ) -> None:
         self.name, self.split, self.batch_size = name, split, batch_size
+        self.max_value = max_value
         self.image_size, self.black_and_white = image_size, black_and_white
         self.data_dir = data_dir
         self.abstract_batch = abstract_batch
@@ -215,7 +232,7 @@ class StreamingImageSplit:
             self._source = open_data_source(self.name, TFDS_SPLITS[self.split], self.data_dir)
         idx = self._rng.integers(0, len(self._source), self.batch_size)
         raw, labels = _read_items(self._source, idx)
-        images = prepare_images(raw, 255.0, self.image_size, self.black_and_white)
+        images = prepare_images(raw, self.max_value, self.image_size, self.black_and_white)
         return {"image": images, "label": labels}
 
 
@@ -266,14 +283,16 @@ def image_classification_datasets(
         in_memory = nbytes is not None and nbytes <= MAX_IN_MEMORY_BYTES
     if in_memory:
         return lazy_datasets(
-            lambda split: _load_split(name, split, data_dir, size, bw),
+            lambda split: _load_split(name, split, data_dir, size, bw, info.max_value),
             batch_size,
             abstract,
             extra,
             seed=seed,
         )
     splits = {
-        s: StreamingImageSplit(name, s, batch_size, size, bw, data_dir, abstract, seed * 4 + i)
+        s: StreamingImageSplit(
+            name, s, batch_size, size, bw, data_dir, abstract, seed * 4 + i, info.max_value
+        )
         for i, s in enumerate(TFDS_SPLITS)
     }
     return Datasets(**splits, extra_info=extra, abstract_batch=abstract)
@@ -311,14 +330,24 @@ def svhn_cropped_datasets(
 def prepare_dataset(name: str, data_dir: str | None = None) -> str:
     """Downloads and writes TFDS dataset `name` as array_record under `data_dir`.
 
-    Needs TensorFlow (`pip install 'lopt-tasks[prepare]'`) and network access.
+    TFDS's own builders need TensorFlow (`pip install 'lopt-tasks[prepare]'`) and
+    network access; the builders that ship with lopt-tasks (`LOCAL_BUILDERS`, e.g.
+    `lopt_digits`) need neither.
 
     Returns:
       The directory the data was written to.
 
     Raises:
-      RuntimeError: TensorFlow is not installed.
+      RuntimeError: TensorFlow is not installed and the builder needs it.
     """
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or default_data_dir()
+    if name in LOCAL_BUILDERS:
+        _register_local_builder(name)
+        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+        builder.download_and_prepare()
+        return str(builder.data_dir)
     try:
         import tensorflow  # noqa: F401
     except ImportError:
@@ -328,9 +357,6 @@ def prepare_dataset(name: str, data_dir: str | None = None) -> str:
             "`pip install 'lopt-tasks[prepare]'` and run the command again. Reading "
             "prepared data does not need it."
         ) from None
-    import tensorflow_datasets as tfds
-
-    data_dir = data_dir or default_data_dir()
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare(file_format="array_record")
-    return builder.data_dir
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
+    return str(builder.data_dir)
