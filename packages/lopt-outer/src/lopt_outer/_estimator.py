@@ -21,7 +21,7 @@ from lopt_core import (
     TruncatedStep,
     WorkerWeights,
 )
-from lopt_outer._common import check_positive_int, jit, match_dtypes, strong
+from lopt_outer._common import check_positive_int, jit, jit_once, match_dtypes, split_jit, strong
 
 
 class UnrollEstimator(GradientEstimator):
@@ -48,7 +48,7 @@ class UnrollEstimator(GradientEstimator):
                 f"The unroll length ({self.length}) must be a multiple of steps_per_jit "
                 f"({self.steps_per_jit})."
             )
-        self._init_jit = jit(self._init_state)
+        self._init_jit = jit_once(self._init_state)
         self._whole_jit = jit(self._whole)
         self._begin_jit = jit(self._begin)
         self._chunk_jit = jit(self._chunk, static_argnums=(4,))
@@ -106,10 +106,10 @@ class UnrollEstimator(GradientEstimator):
         if self.steps_per_jit == self.length:
             datas = self.truncated_step.get_batch(self.length)
             return self._whole_jit(theta, key, state, datas, outer_state, extra)
-        k_begin, k_chunk, k_end = jax.random.split(key, 3)
+        k_begin, k_chunk, k_end = split_jit(key, 3)
         carry = self._begin_jit(theta, k_begin, state, outer_state)
         ys_list = []
-        for k in jax.random.split(k_chunk, self.length // self.steps_per_jit):
+        for k in split_jit(k_chunk, self.length // self.steps_per_jit):
             datas = self.truncated_step.get_batch(self.steps_per_jit)
             carry, ys = self._chunk_jit(carry, k, datas, outer_state, self.steps_per_jit)
             ys_list.append(ys)

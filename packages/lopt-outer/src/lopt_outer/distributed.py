@@ -18,6 +18,12 @@ single-machine learner uses. With one worker no estimate is ever stale, so
 
 Ray is optional: it is imported only when this backend runs, and a missing Ray
 raises an ImportError that says `pip install 'lopt-outer[ray]'`.
+
+Example:
+  >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
+  >>> result = meta_train_ray(learner.gradient_learner, learner.gradient_estimators,
+  ...                         num_steps=1000, num_workers=4, output_dir="run1")
+  >>> result.theta, result.history[-1]["ray/dropped_stale"]
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ __all__ = [
 
 RAY_INSTALL_HINT = "pip install 'lopt-outer[ray]'"
 CHECKPOINT_NAME = "ray_learner.lopt"
-"""File name of the learner checkpoint inside `checkpoint_dir`."""
+"""File name of the Ray learner checkpoint inside `output_dir`."""
 
 
 def require_ray() -> Any:
@@ -159,15 +165,17 @@ class GradientWorker:
 
 
 def _init_keys(seed: int) -> tuple[PRNGKey, PRNGKey]:
-    """`(learner key, estimator-init key)` exactly as `meta_train` and
-    `SingleMachineGradientLearner.init` derive them from the seed."""
+    """`(learner key, estimator-init key)`, as `meta_train` and `SingleMachineGradientLearner.init`."""
     k_theta, k_workers = jax.random.split(jax.random.PRNGKey(seed))
     return k_theta, k_workers
 
 
 def _estimate_keys(seed: int, index: int) -> tuple[PRNGKey, PRNGKey]:
-    """`(worker key, learner key)` of estimate `index`, as outer step `index` of
-    `meta_train` splits `step_key(seed, index)` in `SingleMachineGradientLearner.update`."""
+    """`(worker key, learner key)` of estimate `index`, as for outer step `index` in process.
+
+    `meta_train` passes `step_key(seed, index)` to `SingleMachineGradientLearner.update`,
+    which splits it into the estimators' key and the meta-optimizer's key.
+    """
     k_worker, k_learner = jax.random.split(step_key(seed, index))
     return k_worker, k_learner
 

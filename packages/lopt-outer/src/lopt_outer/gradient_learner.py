@@ -30,7 +30,7 @@ from lopt_core import (
     WorkerWeights,
 )
 from lopt_core.tree_utils import tree_all_finite
-from lopt_outer._common import jit, strong
+from lopt_outer._common import jit_once, split_jit, strong, tree_mean_of
 
 __all__ = [
     "AggregatedGradient",
@@ -84,9 +84,10 @@ def _apply_update(
     theta_opt: Optimizer,
     state: GradientLearnerState,
     grads: tuple[Any, ...],
-    losses: jax.Array,
+    losses: tuple[jax.Array, ...],
     key: PRNGKey | None,
 ) -> tuple[GradientLearnerState, dict[str, jax.Array]]:
+    losses = jnp.stack([jnp.asarray(x, jnp.float32) for x in losses])
     finite = jnp.stack([tree_all_finite(g) & jnp.isfinite(loss) for g, loss in zip(grads, losses)])
     n_ok = jnp.sum(finite)
     weights = finite.astype(jnp.float32) / jnp.maximum(n_ok, 1).astype(jnp.float32)
@@ -149,9 +150,11 @@ class GradientLearner:
         self.meta_init = meta_init
         self.theta_opt = theta_opt
         self.init_theta = init_theta
-        self._init_theta_jit = jit(lambda key: self.meta_init.init(key))
-        self._init_opt_jit = jit(lambda theta: self.theta_opt.init(theta, None))
-        self._update_jit = jit(lambda s, g, loss, k: _apply_update(self.theta_opt, s, g, loss, k))
+        self._init_theta_jit = jit_once(lambda key: self.meta_init.init(key))
+        self._init_opt_jit = jit_once(lambda theta: self.theta_opt.init(theta, None))
+        self._update_jit = jit_once(
+            lambda s, g, loss, k: _apply_update(self.theta_opt, s, g, loss, k)
+        )
 
     @property
     def learned_optimizer(self) -> LearnedOptimizer:
@@ -217,7 +220,7 @@ class GradientLearner:
         if not grads_list:
             raise ValueError("grads_list is empty; pass at least one AggregatedGradient.")
         grads = tuple(g.theta_grads for g in grads_list)
-        losses = jnp.stack([jnp.asarray(g.mean_loss, jnp.float32) for g in grads_list])
+        losses = tuple(g.mean_loss for g in grads_list)
         key = jax.random.PRNGKey(0) if key is None else key
         return self._update_jit(state, grads, losses, key)
 
@@ -252,7 +255,7 @@ def gradient_worker_compute(
             "unroll states; pass one state per estimator."
         )
     grads, losses, states, metrics, events = [], [], [], {}, []
-    keys = jax.random.split(key, len(gradient_estimators))
+    keys = split_jit(key, len(gradient_estimators))
     for est, state, k in zip(gradient_estimators, unroll_states, keys):
         out, m = est.compute_gradient_estimate(worker_weights, k, state, with_summary=with_metrics)
         grads.append(out.grad)
@@ -262,9 +265,7 @@ def gradient_worker_compute(
         name = est.cfg_name()
         for k_name, v in m.items():
             metrics[f"{name}/{k_name}"] = v
-    n = len(grads)
-    mean_grad = jax.tree_util.tree_map(lambda *gs: sum(gs) / n, *grads)
-    mean_loss = sum(losses) / n
+    mean_grad, mean_loss = tree_mean_of([(g, loss) for g, loss in zip(grads, losses)])
     to_put = AggregatedGradient(
         theta_grads=mean_grad,
         theta_model_state=worker_weights.theta_model_state,
@@ -311,10 +312,10 @@ class SingleMachineGradientLearner:
 
     def init(self, key: PRNGKey) -> SingleMachineState:
         """Initial theta, meta-optimizer state and worker states."""
-        k_theta, k_workers = jax.random.split(key)
+        k_theta, k_workers = split_jit(key, 2)
         learner_state = self.gradient_learner.init(k_theta)
         weights = self.gradient_learner.get_state_for_worker(learner_state)
-        keys = jax.random.split(k_workers, len(self.gradient_estimators))
+        keys = split_jit(k_workers, len(self.gradient_estimators))
         states = tuple(
             est.init_worker_state(weights, k) for est, k in zip(self.gradient_estimators, keys)
         )
@@ -332,7 +333,7 @@ class SingleMachineGradientLearner:
         Returns:
           `(next_state, mean_loss, metrics)`.
         """
-        k_worker, k_learner = jax.random.split(key)
+        k_worker, k_learner = split_jit(key, 2)
         weights = self.gradient_learner.get_state_for_worker(state.gradient_learner_state)
         worker_out = gradient_worker_compute(
             weights, self.gradient_estimators, state.gradient_estimator_states, k_worker,
