@@ -49,7 +49,17 @@ def test_every_registered_family_passes_check_task_family(mock_tfds):
         check_task_family(lopt_core.get_task_family(name))
 
 
-def test_registering_builds_nothing():
+def test_registering_and_constructing_read_no_data(tmp_path, monkeypatch):
+    # An empty data_dir: any read of TFDS data would raise DatasetNotPreparedError.
+    monkeypatch.setenv("LOPT_DATA_DIR", str(tmp_path))
     lopt_core.REGISTRY.reload()
     entries = lopt_core.REGISTRY.entries("tasks")
     assert all(callable(e.factory) for e in entries.values())
+    for kind, get in (("tasks", lopt_core.get_task), ("task_families", lopt_core.get_task_family)):
+        for name in _ours(kind):
+            ds = get(name).datasets
+            if ds is None:
+                continue
+            assert ds.abstract_batch is not None, name
+            for split in lopt_core.SPLITS:
+                assert not getattr(ds.split(split), "loaded", False), (name, split)
