@@ -57,11 +57,11 @@ def test_config_is_restored_from_the_file_alone(tmp_path):
 
     ada = AdafacMLPLOpt(initial_momentum_decays=(0.5, 0.9, 0.99))
     save_learned_optimizer(tmp_path / "a.lopt", ada, ada.init(jax.random.PRNGKey(0)))
-    assert load_learned_optimizer(tmp_path / "a.lopt").lopt.initial_momentum_decays == (
-        0.5,
-        0.9,
-        0.99,
-    )
+    again = AdafacMLPLOpt(initial_momentum_decays=(0.5, 0.9, 0.99))
+    loaded = load_learned_optimizer(tmp_path / "a.lopt", expected=again)
+    assert loaded.lopt.initial_momentum_decays == (0.5, 0.9, 0.99)
+    with pytest.raises(CheckpointError, match="with config"):
+        load_learned_optimizer(tmp_path / "a.lopt", expected=AdafacMLPLOpt())
 
 
 def test_file_from_another_architecture_is_refused(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -152,7 +153,8 @@ def load_learned_optimizer(
                 f"load it as {cls.__name__} or pick the file of a {want.__name__}."
             )
         if not isinstance(expected, type):
-            want_config = lopt_core.checkpoint.config_of(expected)
+            # Through JSON, as stored: tuples in the config come back as lists.
+            want_config = json.loads(json.dumps(lopt_core.checkpoint.config_of(expected)))
             if want_config != config:
                 raise CheckpointError(
                     f"{str(path)!r} holds a {cls.__name__} with config {config}, but the "
