@@ -9,8 +9,9 @@ workloads_outer.py) for `STEPS` outer steps:
 Each reports `outer_steps_per_s` over the steps after `WARMUP` (compilation and
 worker start-up excluded) and `first_step_s` (from the call to the first applied
 update, start-up and compilation included); R1 and R2 also report the Ray
-cluster's start time, the learner's own milliseconds per update and the fraction
-of the run the learner was busy (near 1: the learner is the bottleneck).
+cluster's start time, the learner's own milliseconds per update (median) and the
+fraction of the time the learner was busy (near 1: the learner is the
+bottleneck), both over the steps after `WARMUP`.
 
 R3 measures what bounds a single learner: for theta of MLPLOpt's size and for
 synthetic thetas of 1M and 10M float32 parameters, the time to apply one update
@@ -82,7 +83,7 @@ def _start_ray() -> tuple[Any, float]:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     return ray, time.perf_counter() - start
 
 
@@ -122,11 +123,14 @@ def _ray_run(num_workers: int) -> dict[str, Any]:
         )
     finally:
         ray.shutdown()
+    # Updates after the warm-up: the first ones include the learner's compilation.
+    steady = result.history[WARMUP:]
     return {
         **_rates(stamps, start),
         "ray_start_s": ray_start_s,
-        "learner_ms_per_update": 1e3 * result.learner_busy_s / result.steps,
-        "learner_busy_frac": result.learner_busy_s * result.steps_per_s / result.steps,
+        "learner_ms_per_update": 1e3 * statistics.median(r["ray/learner_s"] for r in steady),
+        "learner_busy_frac": sum(r["ray/learner_s"] for r in steady)
+        / (stamps[STEPS] - stamps[WARMUP]),
         "dropped_stale": result.dropped_stale,
         "max_staleness_seen": max(row["ray/staleness"] for row in result.history),
         "workers": num_workers,

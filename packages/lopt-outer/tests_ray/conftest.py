@@ -25,7 +25,7 @@ def ray_cluster():
     with warnings.catch_warnings():
         # Ray starts its daemons with fork+exec; JAX warns about any fork.
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -326,7 +326,8 @@ class RayMetaTrainer:
             else:
                 need = math.ceil(self.num_workers * self.cpus_per_worker)
                 num_cpus = self.num_cpus or max(need, os.cpu_count() or 1)
-                ray.init(num_cpus=num_cpus, include_dashboard=False)
+                # "local" starts a fresh cluster even where `ray start` left one running.
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
         return True
 
     def _check_capacity(self) -> None:
