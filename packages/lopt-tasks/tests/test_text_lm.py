@@ -82,3 +82,20 @@ def test_tfds_text_datasets_on_mock_data(mock_tfds):
 def test_parametric_lm_rnn_family_vmaps():
     family = ParametricLMRNN(embedded_text_datasets(4, 8), rnn_size=8, embed_size=8)
     check_task_family(family)
+
+
+def test_sample_lm_rnn_structure():
+    from lopt_tasks import sample_lm_rnn
+
+    cfgs = [sample_lm_rnn(jax.random.PRNGKey(i)) for i in range(20)]
+    assert cfgs[5] == sample_lm_rnn(jax.random.PRNGKey(5))
+    for c in cfgs:
+        assert 8 <= c.rnn_size <= 256 and 8 <= c.embed_size <= 256
+        assert 4 <= c.batch_size <= 512 and 4 <= c.sequence_length <= 128
+    family = cfgs[0].make()
+    assert family.datasets.abstract_batch["obs"].shape == (
+        cfgs[0].batch_size,
+        cfgs[0].sequence_length,
+    )
+    with pytest.raises(ValueError, match="Unknown text datasets"):
+        sample_lm_rnn(jax.random.PRNGKey(0), datasets=("wikipedia",))

@@ -58,7 +58,13 @@ from lopt_tasks.image_mlp import (
     ImageMLPNormTask,
     ImageMLPTask,
 )
-from lopt_tasks.lm import LSTMLanguageModelTask, ParametricLMRNN, TransformerLanguageModelTask
+from lopt_tasks.lm import (
+    LSTMLanguageModelTask,
+    ParametricLMRNN,
+    SampledLMRNNFamily,
+    TransformerLanguageModelTask,
+    sample_lm_rnn,
+)
 from lopt_tasks.parametric import (
     ImageConvFamily_Digits8,
     ImageFamilyConfig,
@@ -102,6 +108,8 @@ __all__ = [
     "LinenTask",
     "NNXTask",
     "ParametricLMRNN",
+    "SampledLMRNNFamily",
+    "sample_lm_rnn",
     "TransformerLanguageModelTask",
     "adapters",
     "conv",

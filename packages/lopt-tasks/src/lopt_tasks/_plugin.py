@@ -36,6 +36,7 @@ def lopt_register_task_families(register):
     register("SampledImageMLPFamily", parametric.SampledImageMLPFamily)
     register("SampledImageConvFamily", parametric.SampledImageConvFamily)
     register("LMRNNFamily_EmbeddedText", lm.LMRNNFamily_EmbeddedText)
+    register("SampledLMRNNFamily", lm.SampledLMRNNFamily)
 
 
 @lopt_core.hookimpl

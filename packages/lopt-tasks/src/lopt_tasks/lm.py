@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import haiku as hk
@@ -12,7 +14,7 @@ import numpy as np
 
 from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
 from lopt_tasks._common import jit_transformed, ones_like_abstract
-from lopt_tasks._sampling import SwitchedInitializer, sample_initializer
+from lopt_tasks._sampling import SwitchedInitializer, choice, log_uniform_int, sample_initializer
 from lopt_tasks.parametric import parametric_classification_normalizer
 from lopt_tasks.text import embedded_text_datasets, tfds_text_datasets
 
@@ -263,3 +265,65 @@ NAMED_TASKS = [
     LSTMLM_TinyShakespeare_Embed64_LSTM128,
     TransformerLM_LM1B_Bytes_4x128,
 ]
+
+
+#: Text datasets the LM structure sampler draws from: name -> factory(batch, seq).
+TEXT_DATASETS: dict[str, Any] = {
+    "embedded": embedded_text_datasets,
+    "tiny_shakespeare": lambda b, t: tfds_text_datasets("tiny_shakespeare", b, t),
+    "lm1b": lambda b, t: tfds_text_datasets("lm1b", b, t),
+}
+
+
+@dataclass(frozen=True)
+class LMRNNFamilyConfig:
+    """The structure of a sampled ParametricLMRNN; `make()` builds it (reading no data).
+
+    Attributes:
+      dataset: a key of `TEXT_DATASETS`.
+      rnn_size, embed_size: LSTM and embedding widths.
+      batch_size, sequence_length: batch shape.
+    """
+
+    dataset: str
+    rnn_size: int
+    embed_size: int
+    batch_size: int
+    sequence_length: int
+
+    def make(self) -> ParametricLMRNN:
+        """Builds the family this config describes."""
+        datasets = TEXT_DATASETS[self.dataset](self.batch_size, self.sequence_length)
+        name = (
+            f"ParametricLMRNN_{self.dataset}_bs{self.batch_size}_T{self.sequence_length}_"
+            f"LSTM{self.rnn_size}_Embed{self.embed_size}"
+        )
+        return ParametricLMRNN(datasets, self.rnn_size, self.embed_size, name=name)
+
+
+def sample_lm_rnn(key: PRNGKey, datasets: Sequence[str] = ("embedded",)) -> LMRNNFamilyConfig:
+    """Samples a ParametricLMRNN structure like the reference's `sample_lm_rnn`.
+
+    LSTM and embedding widths log-uniform in [8, 256], batch size log-uniform in
+    [4, 512], sequence length log-uniform in [4, 128] (the reference goes to 512; the
+    embedded corpus is small), dataset uniform over `datasets`.
+    """
+    unknown = sorted(set(datasets) - set(TEXT_DATASETS))
+    if unknown or not datasets:
+        raise ValueError(
+            f"Unknown text datasets {unknown} (or none given); choose from "
+            f"{', '.join(sorted(TEXT_DATASETS))}."
+        )
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    return LMRNNFamilyConfig(
+        choice(k5, sorted(datasets)),
+        log_uniform_int(k1, 8, 256),
+        log_uniform_int(k2, 8, 256),
+        log_uniform_int(k3, 4, 512),
+        log_uniform_int(k4, 4, 128),
+    )
+
+
+def SampledLMRNNFamily(seed: int = 0, datasets: Sequence[str] = ("embedded",)) -> TaskFamily:
+    """A byte-level ParametricLMRNN whose structure `sample_lm_rnn` draws from `seed`."""
+    return sample_lm_rnn(jax.random.PRNGKey(seed), datasets).make()
