@@ -126,3 +126,8 @@ def test_named_tfds_tasks_are_lazy(tmp_path, monkeypatch):
     assert task.datasets.abstract_batch["image"].shape == (128, 8, 8, 1)
     with pytest.raises(DatasetNotPreparedError, match="cifar10"):
         next(task.datasets.train)
+
+
+def test_unknown_dataset_name_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Unknown TFDS dataset 'no_such_dataset_xyz'"):
+        image_classification_datasets("no_such_dataset_xyz", data_dir=str(tmp_path))
