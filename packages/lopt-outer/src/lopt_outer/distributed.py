@@ -563,7 +563,11 @@ class RayMetaTrainer:
                 last_ckpt = save() or last_ckpt
             dispatch(slot)
             now = time.perf_counter()
-            row = {"step": float(step), **to_floats(learner_metrics), **worker_metrics}
+            row = {
+                "step": float(step),
+                **to_floats(jax.device_get(learner_metrics)),
+                **worker_metrics,
+            }
             row["meta_loss"] = float(to_put.mean_loss)
             row["steps_per_s"] = (step - last_step) / max(now - last_t, 1e-9)
             row["elapsed_s"] = now - t0
