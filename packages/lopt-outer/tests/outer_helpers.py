@@ -1,19 +1,19 @@
-"""Small tasks, learned optimizers and meta-optimizers shared by the lopt-outer tests.
+"""Small task families shared by the lopt-outer tests, plus the real optimizers they use.
 
-They are defined here, on the lopt_core interfaces alone, so that the estimator
-maths is tested against exactly known problems.
+The families are defined here, on the lopt_core interfaces alone, so that the
+estimator maths is tested against exactly known problems and both data paths
+(keyed ArraySplit and plain Python iterators) are exercised.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import lopt_core
+import lopt_learned
+import lopt_optimizers
 
 
 class QuadraticFamily(lopt_core.TaskFamily):
@@ -93,73 +93,18 @@ class LeastSquaresTask(lopt_core.Task):
         return jnp.clip(loss, 0.0, 100.0)
 
 
-@flax.struct.dataclass
-class SGDState:
-    params: Any
-    model_state: Any
-    iteration: jax.Array
+# The real components, registered by lopt-learned and lopt-optimizers.
+LearnableSGD = lopt_learned.LearnableSGD
 
 
-class LrSGD(lopt_core.Optimizer):
-    """Plain SGD with learning rate exp(log_lr)."""
-
-    def __init__(self, log_lr) -> None:
-        self.log_lr = log_lr
-
-    def init(self, params, model_state=None, num_steps=None, key=None, **kw):
-        return SGDState(params, model_state, jnp.asarray(0, jnp.int32))
-
-    def update(self, opt_state, grads, loss=None, model_state=None, key=None, **kw):
-        lr = jnp.exp(self.log_lr)
-        params = jax.tree_util.tree_map(lambda p, g: p - lr * g, opt_state.params, grads)
-        return SGDState(params, model_state, opt_state.iteration + 1)
+def MetaAdam(learning_rate: float = 1e-2) -> lopt_core.Optimizer:
+    """The meta-optimizer of these tests: lopt_optimizers.Adam."""
+    return lopt_optimizers.Adam(learning_rate)
 
 
-class LearnableSGD(lopt_core.LearnedOptimizer):
-    """theta = {log_lr}."""
-
-    def __init__(self, initial_lr: float = 0.1) -> None:
-        self.initial_lr = initial_lr
-
-    def init(self, key):
-        return {"log_lr": jnp.asarray(np.log(self.initial_lr), jnp.float32)}
-
-    def opt_fn(self, theta, is_training=False):
-        return LrSGD(theta["log_lr"])
-
-
-@flax.struct.dataclass
-class AdamState:
-    params: Any
-    state: Any
-    m: Any
-    v: Any
-    iteration: jax.Array
-
-
-class MetaAdam(lopt_core.Optimizer):
-    """A plain Adam used as the meta-optimizer in these tests."""
-
-    def __init__(self, learning_rate: float = 1e-2) -> None:
-        self.learning_rate = learning_rate
-
-    def init(self, params, model_state=None, num_steps=None, key=None, **kw):
-        z = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdamState(params, model_state, z, z, jnp.asarray(0, jnp.int32))
-
-    def update(self, opt_state, grads, loss=None, model_state=None, key=None, **kw):
-        t = opt_state.iteration + 1
-        m = jax.tree_util.tree_map(lambda m, g: 0.9 * m + 0.1 * g, opt_state.m, grads)
-        v = jax.tree_util.tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, opt_state.v, grads)
-        tf = t.astype(jnp.float32)
-
-        def step(p, m, v):
-            mh = m / (1 - 0.9**tf)
-            vh = v / (1 - 0.999**tf)
-            return p - self.learning_rate * mh / (jnp.sqrt(vh) + 1e-8)
-
-        params = jax.tree_util.tree_map(step, opt_state.params, m, v)
-        return AdamState(params, opt_state.state, m, v, t)
+def LrSGD(log_lr: float) -> lopt_core.Optimizer:
+    """SGD at learning rate exp(log_lr): lopt_optimizers.SGD."""
+    return lopt_optimizers.SGD(float(np.exp(log_lr)))
 
 
 class FixedQuadraticFamily(lopt_core.TaskFamily):

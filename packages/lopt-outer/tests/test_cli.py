@@ -1,5 +1,4 @@
 import json
-import types
 
 import jax
 import numpy as np
@@ -7,18 +6,6 @@ from outer_helpers import LearnableSGD
 
 import lopt_core
 from lopt_core.cli import main
-
-# A learned optimizer registered the way a third-party plugin would be.
-_plugin = types.SimpleNamespace()
-
-
-@lopt_core.hookimpl
-def _register(register):
-    register("OuterTestLearnableSGD", LearnableSGD, "test-only learnable SGD")
-
-
-_plugin.lopt_register_learned_optimizers = _register
-lopt_core.REGISTRY.add_plugin(_plugin, "lopt-outer-tests")
 
 
 def test_lopt_meta_train_then_eval(tmp_path, capsys):
@@ -29,7 +16,7 @@ def test_lopt_meta_train_then_eval(tmp_path, capsys):
             "--task-family",
             "FixedDimQuadraticFamily",
             "--learned-optimizer",
-            "OuterTestLearnableSGD",
+            "LearnableSGD",
             "--num-tasks",
             "4",
             "--trunc-length",
@@ -60,7 +47,7 @@ def test_lopt_meta_train_then_eval(tmp_path, capsys):
             "--task-family",
             "FixedDimQuadraticFamily",
             "--learned-optimizer",
-            "OuterTestLearnableSGD",
+            "LearnableSGD",
             "--theta",
             str(out / "theta.lopt"),
             "--n-tasks",
@@ -93,7 +80,7 @@ def test_unknown_estimator_name_is_a_clean_error(tmp_path, capsys):
             "--task-family",
             "FixedDimQuadraticFamily",
             "--learned-optimizer",
-            "OuterTestLearnableSGD",
+            "LearnableSGD",
             "--estimator",
             "TruncatedPESS",
             "--output-dir",

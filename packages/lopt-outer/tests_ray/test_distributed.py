@@ -36,7 +36,7 @@ def test_two_workers_train_theta_and_report_metrics(ray_cluster):
     )
     assert result.steps == 6
     assert len(result.history) == 6
-    assert [row["step"] for row in result.history] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [row["step"] for row in result.history] == [1, 2, 3, 4, 5, 6]
     # Both workers had an estimate in flight from the start, so at least 7 were handed out.
     assert result.estimates >= 7
     for before, after in zip(_leaves(theta0), _leaves(result.theta)):
@@ -69,7 +69,7 @@ def test_killed_worker_is_replaced_and_the_run_completes(ray_cluster):
     trainer = RayMetaTrainer(learner.gradient_learner, learner.gradient_estimators, num_workers=2)
     pids: dict[str, list[int]] = {}
 
-    def kill_worker_0(step, row):
+    def kill_worker_0(step, state, row):
         if step == 2:
             pids["before"] = ray.get([w.pid.remote() for w in trainer.workers])
             ray.kill(trainer.workers[0])
@@ -77,7 +77,7 @@ def test_killed_worker_is_replaced_and_the_run_completes(ray_cluster):
             pids["after"] = ray.get([w.pid.remote() for w in trainer.workers])
 
     with pytest.warns(RuntimeWarning, match="Ray worker 0 died"):
-        result = trainer.run(8, on_step=kill_worker_0)
+        result = trainer.run(8, callback=kill_worker_0)
     assert result.steps == 8
     assert result.worker_replacements == 1
     assert result.history[-1]["ray/worker_replacements"] == 1.0
@@ -106,14 +106,14 @@ sys.path.insert(0, {tests!r})
 from ray_helpers import make_learner
 from lopt_outer.distributed import meta_train_ray
 
-def die_at_step_4(step, row):
+def die_at_step_4(step, state, row):
     if step == 4:
         os.kill(os.getpid(), signal.SIGKILL)
 
 learner = make_learner()
 meta_train_ray(learner.gradient_learner, learner.gradient_estimators, 8, num_workers=1,
                seed=5, address={address!r}, output_dir={out!r}, checkpoint_every=2,
-               on_step=die_at_step_4)
+               callback=die_at_step_4)
 """
 
 
@@ -144,7 +144,7 @@ def test_learner_killed_then_resumed_matches_an_uninterrupted_run(ray_cluster, t
     )
     assert resumed.resumed_from == 4
     assert resumed.steps == 8
-    assert [row["step"] for row in resumed.history] == [5.0, 6.0, 7.0, 8.0]
+    assert [row["step"] for row in resumed.history] == [5, 6, 7, 8]
     uninterrupted = meta_train(learner, 8, seed=5, progress=False)
     for a, b in zip(_leaves(uninterrupted.theta), _leaves(resumed.theta)):
         np.testing.assert_array_equal(a, b)

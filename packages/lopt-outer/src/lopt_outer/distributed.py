@@ -416,14 +416,16 @@ class RayMetaTrainer:
         num_steps: int,
         *,
         time_budget_s: float | None = None,
-        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        callback: Callable[[int, Any, dict[str, float]], None] | None = None,
     ) -> RayMetaTrainResult:
         """Meta-trains until `num_steps` updates are applied or the time budget runs out.
 
         Args:
           num_steps: total outer updates (a resumed run counts the earlier ones).
           time_budget_s: stop once this many seconds of training have passed.
-          on_step: called after every applied update as `on_step(step, row)`, where
+          callback: called after every applied update as `callback(step, state, row)`
+            (the signature of `meta_train`'s callback), where `state` is the
+            `GradientLearnerState`,
             `step` counts the updates applied so far and `row` is that update's
             metrics (the entry added to `history`); use it for progress bars and
             metric writers.
@@ -435,7 +437,7 @@ class RayMetaTrainer:
             raise ValueError(f"num_steps must be >= 0; got {num_steps!r}.")
         started = self._connect()
         try:
-            return self._run(int(num_steps), time_budget_s, on_step)
+            return self._run(int(num_steps), time_budget_s, callback)
         finally:
             for w in self.workers:
                 self._ray.kill(w)
@@ -447,7 +449,7 @@ class RayMetaTrainer:
         self,
         num_steps: int,
         time_budget_s: float | None,
-        on_step: Callable[[int, dict[str, float]], None] | None,
+        callback: Callable[[int, Any, dict[str, float]], None] | None,
     ) -> RayMetaTrainResult:
         ray = self._ray
         self._check_capacity()
@@ -579,8 +581,8 @@ class RayMetaTrainer:
             busy += row["ray/learner_s"]
             last_t, last_step = now, step
             history.append(row)
-            if on_step is not None:
-                on_step(step, row)
+            if callback is not None:
+                callback(step, state, row)
             if time_budget_s is not None and now - t0 >= time_budget_s:
                 stopped_by = "time_budget"
                 break
@@ -616,7 +618,7 @@ def meta_train_ray(
     checkpoint_every: int = 100,
     resume: bool = True,
     time_budget_s: float | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    callback: Callable[[int, Any, dict[str, float]], None] | None = None,
     num_cpus: int | None = None,
     cpus_per_worker: float = 1.0,
     max_worker_failures: int | None = None,
@@ -626,7 +628,7 @@ def meta_train_ray(
 
     With one worker and the same seed the result equals `meta_train`'s. See
     `RayMetaTrainer` for every argument and `RayMetaTrainer.run` for `num_steps`,
-    `time_budget_s` and `on_step`.
+    `time_budget_s` and `callback`.
 
     Example:
       >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
@@ -649,4 +651,4 @@ def meta_train_ray(
         max_worker_failures=max_worker_failures,
         startup_timeout_s=startup_timeout_s,
     )
-    return trainer.run(num_steps, time_budget_s=time_budget_s, on_step=on_step)
+    return trainer.run(num_steps, time_budget_s=time_budget_s, callback=callback)
