@@ -119,7 +119,7 @@ def _ray_run(num_workers: int) -> dict[str, Any]:
             STEPS,
             num_workers=num_workers,
             seed=SEED,
-            on_step=lambda step, row: stamps.__setitem__(step, time.perf_counter()),
+            callback=lambda step, state, row: stamps.__setitem__(step, time.perf_counter()),
         )
     finally:
         ray.shutdown()

@@ -423,12 +423,11 @@ class RayMetaTrainer:
         Args:
           num_steps: total outer updates (a resumed run counts the earlier ones).
           time_budget_s: stop once this many seconds of training have passed.
-          callback: called after every applied update as `callback(step, state, row)`
-            (the signature of `meta_train`'s callback), where `state` is the
-            `GradientLearnerState`,
-            `step` counts the updates applied so far and `row` is that update's
-            metrics (the entry added to `history`); use it for progress bars and
-            metric writers.
+          callback: called after every applied update as `callback(step, state, row)`,
+            the signature of `meta_train`'s callback: `step` counts the updates
+            applied so far, `state` is the `GradientLearnerState` and `row` is the
+            update's metrics (the entry added to `history`). Use it for progress
+            bars and metric writers.
 
         Returns:
           A `RayMetaTrainResult`.
@@ -566,7 +565,7 @@ class RayMetaTrainer:
             dispatch(slot)
             now = time.perf_counter()
             row = {
-                "step": float(step),
+                "step": step,
                 **to_floats(jax.device_get(learner_metrics)),
                 **worker_metrics,
             }
