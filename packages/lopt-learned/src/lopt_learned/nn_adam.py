@@ -250,6 +250,13 @@ class NNAdam(LearnedOptimizer):
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The LSTM and head weights, a zero initial LSTM state, the initial hparams."""
+        # One compiled initialisation: run op by op, the many small initialisers
+        # take seconds.
+        if not hasattr(self, "_jitted_init"):
+            self._jitted_init = jax.jit(self._init)
+        return self._jitted_init(key)
+
+    def _init(self, key: PRNGKey) -> MetaParams:
         k_rnn, k_head = jax.random.split(key)
         return {
             "lstm_init_state": lstm_initial_state(LSTM_HIDDEN_SIZE),
