@@ -546,6 +546,9 @@ class RayMetaTrainer:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+                # An unreachable (not yet dead) actor must not come back as a second
+                # worker in this slot.
+                ray.kill(self.workers[slot])
                 generations[slot] += 1
                 self.workers[slot] = make_worker(slot)
                 dispatch(slot)
