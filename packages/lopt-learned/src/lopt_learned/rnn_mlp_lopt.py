@@ -260,7 +260,7 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             "var_v": _clip_log_abs(var[:, 2]),
         }
         for j in range(4):
-            scalars[f"shape_{j}"] = jnp.asarray(np.log(shapes[:, j]) - 1.0, F32)
+            scalars[f"shape_{j}"] = jnp.asarray(np.log(np.maximum(shapes[:, j], 1.0)) - 1.0, F32)
         blocks = {
             **{name: v[:, None] for name, v in scalars.items()},
             "from_mlp": s.from_mlp,
