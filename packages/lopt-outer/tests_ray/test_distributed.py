@@ -158,6 +158,36 @@ def test_worker_that_cannot_start_fails_fast(ray_cluster):
         meta_train_ray(learner.gradient_learner, broken, 3, num_workers=2)
 
 
+def test_two_worker_checkpoint_holds_both_workers_and_resumes(ray_cluster, tmp_path):
+    learner = make_learner()
+    first = meta_train_ray(
+        learner.gradient_learner,
+        learner.gradient_estimators,
+        4,
+        num_workers=2,
+        output_dir=tmp_path,
+        checkpoint_every=2,
+    )
+    ck = lopt_core.load(tmp_path / distributed.CHECKPOINT_NAME)
+    assert ck.metadata["ray"]["step"] == 4
+    # The other slot had an estimate in flight when its states were read.
+    assert sorted(ck.tree["workers"]) == ["0", "1"]
+    resumed = meta_train_ray(
+        learner.gradient_learner,
+        learner.gradient_estimators,
+        6,
+        num_workers=2,
+        output_dir=tmp_path,
+        checkpoint_every=2,
+    )
+    assert resumed.resumed_from == 4
+    assert [row["step"] for row in resumed.history] == [5, 6]
+    assert resumed.estimates >= first.estimates + 2
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(_leaves(first.theta), _leaves(resumed.theta))
+    )
+
+
 def test_resumes_an_in_process_checkpoint_exactly(ray_cluster, tmp_path):
     learner = make_learner()
     meta_train(learner, 3, seed=7, output_dir=tmp_path, progress=False, metric_writers=[])
