@@ -213,3 +213,20 @@ def test_plain_iterator_data_is_pulled_once_per_unroll():
     out, _ = est.compute_gradient_estimate(weights, jax.random.PRNGKey(1), state)
     assert calls["n"] == 5 * 4  # one batch per step and task, all pulled before the one jitted call
     assert np.isfinite(float(out.mean_loss))
+
+
+def test_init_precompiles_the_estimate_so_the_first_step_reuses_it():
+    sched = ConstantTruncationSchedule(20)
+    step = VectorizedLOptTruncatedStep(DataQuadraticFamily(), LearnableSGD(0.05), sched, 4)
+    est = TruncatedPES(step, 5)
+    learner = SingleMachineGradientLearner(LearnableSGD(0.05), [est], MetaAdam(1e-2))
+    state = learner.init(jax.random.PRNGKey(0))
+    assert est._whole_jit._cache_size() == 1  # compiled in the background during init
+    learner.update(state, jax.random.PRNGKey(1))
+    assert est._whole_jit._cache_size() == 1  # the first real step found it
+    # Without precompile nothing is compiled ahead.
+    est2 = TruncatedPES(step, 5)
+    SingleMachineGradientLearner(LearnableSGD(0.05), [est2], MetaAdam(1e-2), precompile=False).init(
+        jax.random.PRNGKey(0)
+    )
+    assert est2._whole_jit._cache_size() == 0

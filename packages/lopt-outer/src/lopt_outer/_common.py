@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -37,7 +38,10 @@ def tree_mean_of(trees: Any) -> Any:
     return jax.tree_util.tree_map(lambda *xs: sum(xs) / len(xs), *trees)
 
 
-split_jit = jax.jit(jax.random.split, static_argnums=(1,))
+@functools.partial(jax.jit, static_argnums=(1,))
+def split_jit(key: PRNGKey, num: int) -> tuple[PRNGKey, ...]:
+    """`jax.random.split` as one jitted call returning a tuple (no eager unstacking)."""
+    return tuple(jax.random.split(key, num))
 
 
 def strong(tree: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import numpy as np
 
 from lopt_core import (
     GradientEstimator,
@@ -22,6 +23,13 @@ from lopt_core import (
     WorkerWeights,
 )
 from lopt_outer._common import check_positive_int, jit, jit_once, match_dtypes, split_jit, strong
+
+
+def _data_from_keys(truncated_step: TruncatedStep) -> bool:
+    """True when the step draws its own data inside jit (keyed datasets, or none at all)."""
+    if not hasattr(truncated_step, "keyed"):
+        return False
+    return bool(truncated_step.keyed) or getattr(truncated_step, "datasets", None) is None
 
 
 class UnrollEstimator(GradientEstimator):
@@ -77,6 +85,31 @@ class UnrollEstimator(GradientEstimator):
         carry, ys = self._chunk(carry, k_chunk, datas, outer_state, self.length)
         out, metrics = self._end(theta, carry, ys, k_end, state, extra)
         return out.replace(unroll_state=match_dtypes(state, out.unroll_state)), metrics
+
+    def warm_up(self, worker_weights: WorkerWeights, key: PRNGKey) -> bool:
+        """Compiles the estimate ahead of time, from shapes alone, so it can overlap other work.
+
+        Runs the jitted estimate once on zero-valued inputs shaped like the real
+        ones (found with `jax.eval_shape`, so nothing here waits for the init's
+        compilation) and discards the result; the real first call then finds the
+        compiled code. Skipped when the estimate would consume data from Python
+        iterators (that would shift the data stream) or runs in chunks.
+
+        Returns:
+          True when a compilation was done.
+        """
+        if self.steps_per_jit != self.length or not _data_from_keys(self.truncated_step):
+            return False
+        shapes = jax.eval_shape(
+            self._init_state, worker_weights.theta, worker_weights.outer_state, key
+        )
+        state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        extra = self._extra_data()
+        out = self._whole_jit(
+            worker_weights.theta, key, state, None, worker_weights.outer_state, extra
+        )
+        jax.block_until_ready(out)
+        return True
 
     def init_worker_state(self, worker_weights: WorkerWeights, key: PRNGKey) -> Any:
         """Initial worker state (the inner-training states), computed under jit."""

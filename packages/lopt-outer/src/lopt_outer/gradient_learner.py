@@ -12,12 +12,14 @@ References:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lopt_core import (
     GradientEstimator,
@@ -265,7 +267,10 @@ def gradient_worker_compute(
         name = est.cfg_name()
         for k_name, v in m.items():
             metrics[f"{name}/{k_name}"] = v
-    mean_grad, mean_loss = tree_mean_of([(g, loss) for g, loss in zip(grads, losses)])
+    if len(grads) == 1:
+        mean_grad, mean_loss = grads[0], losses[0]
+    else:
+        mean_grad, mean_loss = tree_mean_of([(g, loss) for g, loss in zip(grads, losses)])
     to_put = AggregatedGradient(
         theta_grads=mean_grad,
         theta_model_state=worker_weights.theta_model_state,
@@ -290,6 +295,7 @@ class SingleMachineGradientLearner:
       gradient_estimators: one or more estimators; their gradients are averaged.
       theta_opt: the meta-optimizer, e.g. `lopt_optimizers.Adam(1e-3)`.
       init_theta: optional starting theta.
+      precompile: compile the estimates in a background thread during `init`.
 
     Example:
       >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
@@ -303,23 +309,62 @@ class SingleMachineGradientLearner:
         gradient_estimators: Sequence[GradientEstimator],
         theta_opt: Optimizer,
         init_theta: MetaParams = None,
+        precompile: bool = True,
     ) -> None:
         gradient_estimators = list(gradient_estimators)
         if not gradient_estimators:
             raise ValueError("gradient_estimators is empty; pass at least one estimator.")
         self.gradient_learner = GradientLearner(meta_init, theta_opt, init_theta)
         self.gradient_estimators = gradient_estimators
+        self.precompile = precompile
 
     def init(self, key: PRNGKey) -> SingleMachineState:
-        """Initial theta, meta-optimizer state and worker states."""
+        """Initial theta, meta-optimizer state and worker states.
+
+        With `precompile` (the default), the estimators' jitted estimates compile in
+        a background thread, from shapes alone, while the inits compile here: XLA
+        compiles release the GIL, so on a multi-core machine the first outer step
+        costs about the longest compilation instead of the sum of them.
+        """
         k_theta, k_workers = split_jit(key, 2)
-        learner_state = self.gradient_learner.init(k_theta)
-        weights = self.gradient_learner.get_state_for_worker(learner_state)
         keys = split_jit(k_workers, len(self.gradient_estimators))
-        states = tuple(
-            est.init_worker_state(weights, k) for est, k in zip(self.gradient_estimators, keys)
-        )
+        thread = self._start_precompile(k_theta, keys) if self.precompile else None
+        try:
+            learner_state = self.gradient_learner.init(k_theta)
+            weights = self.gradient_learner.get_state_for_worker(learner_state)
+            states = tuple(
+                est.init_worker_state(weights, k) for est, k in zip(self.gradient_estimators, keys)
+            )
+        finally:
+            if thread is not None:
+                thread.join()
         return SingleMachineState(learner_state, states)
+
+    def _start_precompile(self, k_theta: PRNGKey, keys: jax.Array) -> threading.Thread | None:
+        warmers = [e for e in self.gradient_estimators if callable(getattr(e, "warm_up", None))]
+        if not warmers:
+            return None
+        learner = self.gradient_learner
+        if learner.init_theta is None:
+            shapes = jax.eval_shape(learner.meta_init.init, k_theta)
+            theta = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        else:
+            theta = strong(learner.init_theta)
+        weights = WorkerWeights(theta, None, OuterState(np.zeros((), np.int32)))
+
+        def run() -> None:
+            for est, k in zip(self.gradient_estimators, keys):
+                if est in warmers:
+                    try:
+                        est.warm_up(weights, k)
+                    except Exception:
+                        # Only a head start: the real first estimate raises the error
+                        # again, in the caller's thread, with its full context.
+                        return
+
+        thread = threading.Thread(target=run, name="lopt-outer-precompile", daemon=True)
+        thread.start()
+        return thread
 
     def get_meta_params(self, state: SingleMachineState) -> MetaParams:
         """Current theta."""
