@@ -6,7 +6,9 @@ of tiny element-wise kernels) per tensor; on CPU the launch overhead of those
 kernels dominates. `Layout` instead concatenates every leaf into one float32
 vector, so the network is one matmul chain over all parameters, and per-tensor
 statistics (the second-moment normalisation) are segment reductions over that
-vector.
+vector. Per-parameter features are laid out feature-major, `(features, total)`:
+on XLA:CPU the MLP as `w.T @ x` over that layout, and the element-wise work on
+contiguous rows, run about a third faster than the `(total, features)` layout.
 """
 
 from __future__ import annotations
@@ -64,12 +66,11 @@ class Layout:
         return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def split(self, flat: jax.Array) -> list[jax.Array]:
-        """The flat vector (or a `(total, ...)` array) cut back into per-leaf pieces, shaped."""
-        out = []
-        for off, size, shape in zip(self.offsets, self.sizes, self.shapes):
-            piece = flat[off : off + size]
-            out.append(jnp.reshape(piece, tuple(shape) + tuple(flat.shape[1:])))
-        return out
+        """A `(total,)` vector cut back into per-leaf pieces, each with its leaf's shape."""
+        return [
+            jnp.reshape(flat[off : off + size], shape)
+            for off, size, shape in zip(self.offsets, self.sizes, self.shapes)
+        ]
 
     def unflatten(self, flat: jax.Array) -> Any:
         """The inverse of `flatten`: a tree with the original shapes and dtypes."""
@@ -77,21 +78,24 @@ class Layout:
         return jax.tree_util.tree_unflatten(self.treedef, pieces)
 
     def segment_sum(self, x: jax.Array) -> jax.Array:
-        """Sums `x` of shape `(total, ...)` over each leaf's span: `(num_leaves, ...)`."""
-        return jnp.stack([jnp.sum(p, axis=0) for p in self._pieces(x)])
+        """Sums `x` of shape `(..., total)` over each leaf's span: `(..., num_leaves)`."""
+        return jnp.stack(
+            [jnp.sum(x[..., o : o + s], axis=-1) for o, s in zip(self.offsets, self.sizes)],
+            axis=-1,
+        )
 
     def segment_mean(self, x: jax.Array) -> jax.Array:
-        """Means of `x` of shape `(total, ...)` over each leaf's span: `(num_leaves, ...)`."""
-        sums = self.segment_sum(x)
+        """Means of `x` of shape `(..., total)` over each leaf's span: `(..., num_leaves)`."""
         sizes = np.maximum(np.asarray(self.sizes, np.float32), 1.0)
-        return sums / jnp.asarray(sizes).reshape((-1,) + (1,) * (x.ndim - 1))
+        return self.segment_sum(x) / jnp.asarray(sizes)
 
     def broadcast(self, v: jax.Array) -> jax.Array:
-        """Repeats each leaf's row of `v` `(num_leaves, ...)` over its span: `(total, ...)`."""
-        return jnp.repeat(v, np.asarray(self.sizes), axis=0, total_repeat_length=self.total)
-
-    def _pieces(self, x: jax.Array) -> list[jax.Array]:
-        return [x[off : off + size] for off, size in zip(self.offsets, self.sizes)]
+        """Repeats each leaf's value of `v` `(..., num_leaves)` over its span: `(..., total)`."""
+        parts = [
+            jnp.broadcast_to(v[..., i : i + 1], (*v.shape[:-1], s))
+            for i, s in enumerate(self.sizes)
+        ]
+        return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
 def layout_of(tree: Any) -> Layout:
@@ -152,7 +156,7 @@ def sin_time_features(iteration: jax.Array) -> jax.Array:
 
 
 def second_moment_normalize(layout: Layout, x: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """Divides each column of `x` `(total, F)` by its root mean square over each tensor.
+    """Divides each row of `x` `(F, total)` by its root mean square over each tensor.
 
     The root mean square is taken per tensor and per feature, as
     `x * rsqrt(eps + mean_over_tensor(x ** 2))`.
@@ -181,17 +185,23 @@ def mlp_layers(params: dict[str, dict[str, jax.Array]], name: str = "mlp") -> li
 
 
 def mlp_apply(layers: list[tuple], x: jax.Array, first_bias: jax.Array | None = None) -> jax.Array:
-    """Runs an MLP given as `(w, b)` pairs, ReLU between layers, none after the last.
+    """Runs an MLP given as `(w, b)` pairs on feature-major inputs, ReLU between layers.
 
     Args:
-      layers: `(w, b)` pairs.
-      x: inputs `(batch, in_features)`.
-      first_bias: replaces the first layer's bias (for features constant over the
-        batch folded into it); None uses the layer's own bias.
+      layers: `(w, b)` pairs, `w` of shape `(in, out)` as haiku stores it.
+      x: inputs `(in_features, batch)`.
+      first_bias: replaces the first layer's bias: `(out,)`, or `(out, batch)` for a
+        bias that differs across the batch (features constant over a tensor folded
+        into it); None uses the layer's own bias.
+
+    Returns:
+      Outputs `(out_features, batch)`.
     """
     for i, (w, b) in enumerate(layers):
         bias = first_bias if (i == 0 and first_bias is not None) else b
-        x = x @ w + bias
+        if bias.ndim == 1:
+            bias = bias[:, None]
+        x = w.T @ x + bias
         if i != len(layers) - 1:
             x = jax.nn.relu(x)
     return x

@@ -57,13 +57,13 @@ class AdafacMLPLOptState:
       params: the parameters.
       model_state: the model state, or None.
       iteration: int32 number of updates applied.
-      momenta: float32 `(num_params, num_momentum_decays)`, leaves concatenated.
-      rms: float32 `(num_params, num_rms_decays)`, leaves concatenated.
-      fac_rows: per leaf, the factored row accumulator `(shape without d0) + (k,)`
-        for tensors of rank >= 2, else an empty `(0, k)` array.
-      fac_cols: per leaf, the factored column accumulator `(shape without d1) + (k,)`,
+      momenta: float32 `(num_momentum_decays, num_params)`, leaves concatenated.
+      rms: float32 `(1, num_params)` second moments.
+      fac_rows: per leaf, the factored row accumulator `(k,) + (shape without d0)`
+        for tensors of rank >= 2, else an empty `(k, 0)` array.
+      fac_cols: per leaf, the factored column accumulator `(k,) + (shape without d1)`,
         else empty.
-      fac_diag: per leaf, the unfactored accumulator `shape + (k,)` for tensors of
+      fac_diag: per leaf, the unfactored accumulator `(k,) + shape` for tensors of
         rank < 2, else empty.
     """
 
@@ -103,24 +103,24 @@ class AdafacMLPLOptOptimizer(ThetaOptimizer):
         layout = layout_of(params)
         k = len(lopt.initial_adafactor_decays)
         rows, cols, diag = [], [], []
-        empty = jnp.zeros((0, k), F32)
+        empty = jnp.zeros((k, 0), F32)
         for shape in layout.shapes:
             dims = factored_dims(shape)
             if dims is None:
                 rows.append(empty)
                 cols.append(empty)
-                diag.append(jnp.zeros((*shape, k), F32))
+                diag.append(jnp.zeros((k, *shape), F32))
             else:
                 d1, d0 = dims
-                rows.append(jnp.zeros((*np.delete(shape, d0), k), F32))
-                cols.append(jnp.zeros((*np.delete(shape, d1), k), F32))
+                rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
+                cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
                 diag.append(empty)
         return AdafacMLPLOptState(
             params=params,
             model_state=model_state,
             iteration=jnp.asarray(0, jnp.int32),
-            momenta=jnp.zeros((layout.total, len(lopt.initial_momentum_decays)), F32),
-            rms=jnp.zeros((layout.total, len(lopt.initial_rms_decays)), F32),
+            momenta=jnp.zeros((len(lopt.initial_momentum_decays), layout.total), F32),
+            rms=jnp.zeros((len(lopt.initial_rms_decays), layout.total), F32),
             fac_rows=tuple(rows),
             fac_cols=tuple(cols),
             fac_diag=tuple(diag),
@@ -147,31 +147,34 @@ class AdafacMLPLOptOptimizer(ThetaOptimizer):
         mom_d, rms_d, fac_d = self._decays()
         g = layout.flatten(grads)
         p = layout.flatten(opt_state.params)
-        m = opt_state.momenta * mom_d + (1.0 - mom_d) * g[:, None]
-        rms = opt_state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[:, None]
-        m_leaves = layout.split(m)
+        mom_d, rms_d = mom_d[:, None], rms_d[:, None]
+        m = opt_state.momenta * mom_d + (1.0 - mom_d) * g[None]
+        rms = opt_state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[None]
+        k = m.shape[0]
         rows, cols, diag, fac_feats = [], [], [], []
-        for i, (gl, ml) in enumerate(zip(layout.split(g), m_leaves)):
+        pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
+        for i, (off, size, shape, gl) in enumerate(pieces):
+            ml = jnp.reshape(m[:, off : off + size], (k, *shape))
             r, c, d, feats = _factored_features(
                 gl, ml, opt_state.fac_rows[i], opt_state.fac_cols[i], opt_state.fac_diag[i], fac_d
             )
             rows.append(r)
             cols.append(c)
             diag.append(d)
-            fac_feats.append(jnp.reshape(feats, (gl.size, feats.shape[-1])))
+            fac_feats.append(jnp.reshape(feats, (feats.shape[0], size)))
         rsqrt = jax.lax.rsqrt(rms + 1e-6)
         feats = jnp.concatenate(
-            [g[:, None], p[:, None], m, rms, m * rsqrt, rsqrt, jnp.concatenate(fac_feats, 0)], 1
+            [g[None], p[None], m, rms, m * rsqrt, rsqrt, jnp.concatenate(fac_feats, 1)], 0
         )
         feats = second_moment_normalize(layout, feats)
         nn = self.theta["nn"]["~"]
         layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(lopt.hidden_layers + 1)]
         w0, b0 = layers[0]
-        n_norm = feats.shape[1]
+        n_norm = feats.shape[0]
         # Time features are constant over parameters: fold them into the first bias.
         time_bias = b0 + tanh_time_features(opt_state.iteration) @ w0[n_norm:]
         out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], feats, first_bias=time_bias)
-        step = out[:, 0] * jnp.exp(out[:, 1] * lopt.exp_mult) * lopt.step_mult
+        step = out[0] * jnp.exp(out[1] * lopt.exp_mult) * lopt.step_mult
         return AdafacMLPLOptState(
             params=layout.unflatten(p - step),
             model_state=keep_model_state(opt_state.model_state, model_state),
@@ -194,37 +197,41 @@ def _factored_features(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Updates one tensor's factored accumulators and returns its 6k factored features.
 
+    Arrays carry the k decays on a leading axis.
+
     Args:
       g: the gradient, the tensor's shape.
-      m: the momenta, shape + (k,).
+      m: the momenta, `(k,) + shape`.
       v_row, v_col, v_diag: the accumulators (see AdafacMLPLOptState).
       decay: `(k,)` decays.
 
     Returns:
-      `(v_row, v_col, v_diag, features shape + (6k,))`: the preconditioned gradient
+      `(v_row, v_col, v_diag, features (6k,) + shape)`: the preconditioned gradient
       (k), the row and column accumulators broadcast (2k), their inverse roots (2k)
       and the factored-preconditioned momentum (k), with k = 3 by default.
     """
-    mix = 1.0 - decay
-    grad_sqr = (jnp.square(g) + 1e-30)[..., None]
+    k = decay.shape[0]
+    grad_sqr = (jnp.square(g) + 1e-30)[None]
     dims = factored_dims(g.shape)
     if dims is None:
-        v_diag = decay * v_diag + mix * grad_sqr
-        fac_g = g[..., None] * _safe_rsqrt(v_diag + 1e-9)
+        dk = jnp.reshape(decay, (k,) + (1,) * g.ndim)
+        v_diag = dk * v_diag + (1.0 - dk) * grad_sqr
+        fac_g = g[None] * _safe_rsqrt(v_diag + 1e-9)
         inv = jax.lax.rsqrt(v_diag + 1e-8)
         feats = [fac_g, v_diag, v_diag, inv, inv, m * (v_diag + 1e-6) ** -0.5]
-        return v_row, v_col, v_diag, jnp.concatenate(feats, -1)
+        return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
     d1, d0 = dims
-    v_row = decay * v_row + mix * jnp.mean(grad_sqr, axis=d0)
-    v_col = decay * v_col + mix * jnp.mean(grad_sqr, axis=d1)
+    dk = jnp.reshape(decay, (k,) + (1,) * (g.ndim - 1))
+    v_row = dk * v_row + (1.0 - dk) * jnp.mean(grad_sqr, axis=d0 + 1)
+    v_col = dk * v_col + (1.0 - dk) * jnp.mean(grad_sqr, axis=d1 + 1)
     reduced_d1 = d1 - 1 if d1 > d0 else d1
-    row_col_mean = jnp.mean(v_row, axis=reduced_d1, keepdims=True)
-    row_factor = jnp.expand_dims(_safe_rsqrt(v_row / (row_col_mean + 1e-9)), d0)
-    col_factor = jnp.expand_dims(_safe_rsqrt(v_col), d1)
-    fac_g = g[..., None] * row_factor * col_factor
-    shape = (*g.shape, v_row.shape[-1])
-    row_feat = jnp.broadcast_to(jnp.expand_dims(v_row, d0), shape)
-    col_feat = jnp.broadcast_to(jnp.expand_dims(v_col, d1), shape)
+    row_col_mean = jnp.mean(v_row, axis=reduced_d1 + 1, keepdims=True)
+    row_factor = jnp.expand_dims(_safe_rsqrt(v_row / (row_col_mean + 1e-9)), d0 + 1)
+    col_factor = jnp.expand_dims(_safe_rsqrt(v_col), d1 + 1)
+    fac_g = g[None] * row_factor * col_factor
+    shape = (k, *g.shape)
+    row_feat = jnp.broadcast_to(jnp.expand_dims(v_row, d0 + 1), shape)
+    col_feat = jnp.broadcast_to(jnp.expand_dims(v_col, d1 + 1), shape)
     feats = [
         fac_g,
         row_feat,
@@ -233,7 +240,7 @@ def _factored_features(
         jax.lax.rsqrt(col_feat + 1e-8),
         m * row_factor * col_factor,
     ]
-    return v_row, v_col, v_diag, jnp.concatenate(feats, -1)
+    return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
 
 
 class AdafacMLPLOpt(LearnedOptimizer):

@@ -2,7 +2,8 @@
 
 Both apply one small MLP to every scalar parameter. All leaves are concatenated
 into one float32 vector (see `_common.Layout`), so the MLP is a single matmul
-chain over every parameter; per-tensor statistics are segment reductions.
+chain over every parameter (features laid out `(features, num_params)`);
+per-tensor statistics are segment reductions.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class MLPLOptState:
       params: the parameters.
       model_state: the model state, or None.
       iteration: int32 number of updates applied.
-      momenta: float32 `(num_params, 6)`: every parameter's momenta, leaves
-        concatenated in tree order, one column per decay in `MOMENTUM_DECAYS`.
+      momenta: float32 `(6, num_params)`: every parameter's momenta, one row per
+        decay in `MOMENTUM_DECAYS`, leaves concatenated in tree order.
     """
 
     params: Params
@@ -73,7 +74,7 @@ class MLPLOptOptimizer(ThetaOptimizer):
             params=params,
             model_state=model_state,
             iteration=jnp.asarray(0, jnp.int32),
-            momenta=jnp.zeros((layout.total, len(MOMENTUM_DECAYS)), F32),
+            momenta=jnp.zeros((len(MOMENTUM_DECAYS), layout.total), F32),
         )
 
     def update(
@@ -96,16 +97,16 @@ class MLPLOptOptimizer(ThetaOptimizer):
         check_grads(layout, grads, type(lopt).__name__)
         g = layout.flatten(grads)
         p = layout.flatten(opt_state.params)
-        decays = jnp.asarray(MOMENTUM_DECAYS, F32)
-        m = opt_state.momenta * decays + (1.0 - decays) * g[:, None]
-        feats = second_moment_normalize(layout, jnp.concatenate([g[:, None], p[:, None], m], 1))
+        decays = jnp.asarray(MOMENTUM_DECAYS, F32)[:, None]
+        m = opt_state.momenta * decays + (1.0 - decays) * g[None]
+        feats = second_moment_normalize(layout, jnp.concatenate([g[None], p[None], m], 0))
         layers = mlp_layers(self.theta)
         w0, b0 = layers[0]
         # The time features are the same for every parameter: fold them into the
         # first layer's bias instead of tiling them over all parameters.
         time_bias = b0 + tanh_time_features(opt_state.iteration) @ w0[_NORMALIZED:]
         out = mlp_apply([(w0[:_NORMALIZED], b0), *layers[1:]], feats, first_bias=time_bias)
-        step = out[:, 0] * jnp.exp(out[:, 1] * lopt.exp_mult) * lopt.step_mult
+        step = out[0] * jnp.exp(out[1] * lopt.exp_mult) * lopt.step_mult
         return MLPLOptState(
             params=layout.unflatten(p - step),
             model_state=keep_model_state(opt_state.model_state, model_state),
@@ -221,8 +222,8 @@ class PerParamMLPOptimizer(ThetaOptimizer):
         g = layout.flatten(grads)
         p = layout.flatten(opt_state.params)
         m = opt_state.momentums * decay + g * (1.0 - decay)
-        out = mlp_apply(mlp_layers(self.theta["nn"]), jnp.stack([p, m, g], axis=1))
-        step = out[:, 0] * 0.01 * jnp.exp(out[:, 1] * 0.01)
+        out = mlp_apply(mlp_layers(self.theta["nn"]), jnp.stack([p, m, g], axis=0))
+        step = out[0] * 0.01 * jnp.exp(out[1] * 0.01)
         return PerParamMLPState(
             params=layout.unflatten(p - step),
             model_state=keep_model_state(opt_state.model_state, model_state),

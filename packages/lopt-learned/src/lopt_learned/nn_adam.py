@@ -157,25 +157,25 @@ class NNAdamOptimizer(ThetaOptimizer):
         rms = b2 * s.rms + (1.0 - b2) * g * g
         new_p = p - (lr * (1.0 + eps)) / (eps + jnp.sqrt(rms + 1e-10)) * m
 
-        stats = jnp.stack([m, rms, p, g, jnp.abs(g)], axis=1)
+        stats = jnp.stack([m, rms, p, g, jnp.abs(g)], axis=0)
         means = layout.segment_mean(stats)
-        centred = stats[:, :4] - layout.broadcast(means[:, :4])
+        centred = stats[:4] - layout.broadcast(means[:4])
         var = layout.segment_mean(jnp.square(centred))
         ranks = np.asarray([len(shape) for shape in layout.shapes])
         feats = {
-            "mean_m_mag": _clip_log_abs(means[:, 0]),
-            "mean_m_sign": jnp.sign(means[:, 0]),
-            "var_m": _clip_log_abs(var[:, 0]),
-            "mean_rms": _clip_log_abs(means[:, 1]),
-            "mean_sign": jnp.sign(means[:, 1]),
-            "var_rms": _clip_log_abs(var[:, 1]),
-            "mean_p_mag": _clip_log_abs(means[:, 2]),
-            "mean_p_sign": jnp.sign(means[:, 2]),
-            "var_p": _clip_log_abs(var[:, 2]),
-            "mean_g_mag": _clip_log_abs(means[:, 3]),
-            "mean_g_sign": jnp.sign(means[:, 3]),
-            "var_g": _clip_log_abs(var[:, 3]),
-            "mean_gabs_mag": _clip_log_abs(means[:, 4]),
+            "mean_m_mag": _clip_log_abs(means[0]),
+            "mean_m_sign": jnp.sign(means[0]),
+            "var_m": _clip_log_abs(var[0]),
+            "mean_rms": _clip_log_abs(means[1]),
+            "mean_sign": jnp.sign(means[1]),
+            "var_rms": _clip_log_abs(var[1]),
+            "mean_p_mag": _clip_log_abs(means[2]),
+            "mean_p_sign": jnp.sign(means[2]),
+            "var_p": _clip_log_abs(var[2]),
+            "mean_g_mag": _clip_log_abs(means[3]),
+            "mean_g_sign": jnp.sign(means[3]),
+            "var_g": _clip_log_abs(var[3]),
+            "mean_gabs_mag": _clip_log_abs(means[4]),
             "is_scalar": jnp.asarray(np.where(ranks == 0, 1.0, -1.0), F32),
             "is_bias": jnp.asarray(np.where(ranks == 1, 1.0, -1.0), F32),
             "lr": jnp.clip(s.per_layer_lr, -5, 5) * 0.2,

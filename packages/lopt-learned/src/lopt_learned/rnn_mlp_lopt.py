@@ -98,8 +98,8 @@ class RNNMLPLOptState:
       params: the parameters.
       model_state: the model state, or None.
       iteration: int32 number of updates applied (training and validation).
-      momenta: float32 `(num_params, 5)`, leaves concatenated, one column per decay.
-      rms: float32 `(num_params, 5)` second moments.
+      momenta: float32 `(5, num_params)`, one row per decay, leaves concatenated.
+      rms: float32 `(5, num_params)` second moments.
       lstm_hidden_state: `{"hidden", "cell"}`, float32 `(num_tensors, lstm_hidden_size)`.
       from_mlp: float32 `(num_tensors, from_mlp_size)`: each tensor's summary from the MLP.
       from_lstm: float32 `(from_lstm_size,)`: the summary shared across tensors.
@@ -143,8 +143,8 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             params=params,
             model_state=model_state,
             iteration=jnp.asarray(0, jnp.int32),
-            momenta=jnp.zeros((layout.total, k), F32),
-            rms=jnp.zeros((layout.total, k), F32),
+            momenta=jnp.zeros((k, layout.total), F32),
+            rms=jnp.zeros((k, layout.total), F32),
             lstm_hidden_state=tile_lstm_state(th["lstm_init_state"], n),
             from_mlp=jnp.tile(jnp.asarray(th["initial_from_mlp"], F32)[None], (n, 1)),
             from_lstm=jnp.asarray(th["initial_from_lstm"], F32),
@@ -221,21 +221,22 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             clip.iteration + 1, clip.value * _CLIP_ALPHA + new_scale * (1.0 - _CLIP_ALPHA)
         )
 
-        decays = jnp.asarray(lopt.decays, F32)
-        m = s.momenta * decays + (1.0 - decays) * g[:, None]
-        rms = s.rms * decays + (1.0 - decays) * jnp.square(g)[:, None]
+        decays = jnp.asarray(lopt.decays, F32)[:, None]
+        m = s.momenta * decays + (1.0 - decays) * g[None]
+        rms = s.rms * decays + (1.0 - decays) * jnp.square(g)[None]
+        nd = m.shape[0]
 
-        # Per-tensor statistics for the LSTM.
-        stats = jnp.stack([m.mean(1), rms.mean(1), p], axis=1)
-        means = layout.segment_mean(stats)
-        centred = jnp.concatenate([m, rms, p[:, None]], axis=1) - layout.broadcast(
-            jnp.repeat(means, np.asarray([m.shape[1], rms.shape[1], 1]), axis=1)
+        # Per-tensor statistics for the LSTM; the momentum and second-moment ones
+        # are over the tensor and its decays together.
+        means = layout.segment_mean(jnp.stack([m.mean(0), rms.mean(0), p], axis=0))
+        centred = jnp.concatenate([m, rms, p[None]], axis=0) - layout.broadcast(
+            jnp.repeat(means, np.asarray([nd, nd, 1]), axis=0)
         )
         sq = jnp.square(centred)
         var = layout.segment_mean(
-            jnp.stack([sq[:, : m.shape[1]].mean(1), sq[:, m.shape[1] : -1].mean(1), sq[:, -1]], 1)
+            jnp.stack([sq[:nd].mean(0), sq[nd : 2 * nd].mean(0), sq[2 * nd]], axis=0)
         )
-        sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=1))
+        sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=0))
         shapes = np.ones((n_tensors, 4), np.float32)
         for i, shape in enumerate(layout.shapes):
             dims = list(shape)
@@ -244,20 +245,20 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             shapes[i, : len(dims)] = dims
         ranks = np.asarray([len(shape) for shape in layout.shapes])
         scalars = {
-            "g_norm": _clip_log_abs(jnp.sqrt(sums[:, 1])),
+            "g_norm": _clip_log_abs(jnp.sqrt(sums[1])),
             "is_scalar": jnp.asarray(np.where(ranks == 0, 1.0, -1.0), F32),
-            "mean_ms_mag": _clip_log_abs(means[:, 0]),
-            "mean_ms_sign": jnp.sign(means[:, 0]),
-            "mean_rms": _clip_log_abs(means[:, 1]),
-            "mean_sign": jnp.sign(means[:, 1]),
-            "mean_v_mag": _clip_log_abs(means[:, 2]),
-            "mean_v_sign": jnp.sign(means[:, 2]),
-            "norm_weight": _clip_log_abs(jnp.sqrt(sums[:, 0])),
+            "mean_ms_mag": _clip_log_abs(means[0]),
+            "mean_ms_sign": jnp.sign(means[0]),
+            "mean_rms": _clip_log_abs(means[1]),
+            "mean_sign": jnp.sign(means[1]),
+            "mean_v_mag": _clip_log_abs(means[2]),
+            "mean_v_sign": jnp.sign(means[2]),
+            "norm_weight": _clip_log_abs(jnp.sqrt(sums[0])),
             "train_loss_feat": jnp.full((n_tensors,), train_loss_feat),
             "valid_loss_feat": jnp.full((n_tensors,), valid_loss_feat),
-            "var_ms": _clip_log_abs(var[:, 0]),
-            "var_rms": _clip_log_abs(var[:, 1]),
-            "var_v": _clip_log_abs(var[:, 2]),
+            "var_ms": _clip_log_abs(var[0]),
+            "var_rms": _clip_log_abs(var[1]),
+            "var_v": _clip_log_abs(var[2]),
         }
         for j in range(4):
             scalars[f"shape_{j}"] = jnp.asarray(np.log(np.maximum(shapes[:, j], 1.0)) - 1.0, F32)
@@ -277,11 +278,11 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         # Per-parameter features, normalised over each tensor (names sorted).
         rsqrt = jax.lax.rsqrt(rms + 1e-6)
         per_param = jnp.concatenate(
-            [g[:, None], p[:, None], jnp.log(jnp.abs(p) + 1e-8)[:, None], m, rms, m * rsqrt, rsqrt],
-            axis=1,
+            [g[None], p[None], jnp.log(jnp.abs(p) + 1e-8)[None], m, rms, m * rsqrt, rsqrt],
+            axis=0,
         )
         per_param = second_moment_normalize(layout, per_param)
-        n_norm = per_param.shape[1]
+        n_norm = per_param.shape[0]
         # Features constant over a tensor enter through a per-tensor first-layer bias
         # instead of being tiled over its parameters.
         sizes = np.maximum(np.asarray(layout.sizes, np.float32), 1.0)
@@ -289,7 +290,7 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             [
                 jnp.tile(sin_time_features(s.iteration)[None], (n_tensors, 1)),
                 jnp.full((n_tensors, 1), np.log(float(n_tensors)) - 1.0, F32),
-                jnp.log(jnp.sqrt(sums[:, 0:1]) + 1e-8),
+                jnp.log(jnp.sqrt(sums[0]) + 1e-8)[:, None],
                 jnp.asarray(np.log(sizes)[:, None], F32),
                 ff_inputs,
             ],
@@ -297,9 +298,9 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         )
         layers = mlp_layers(th["ffmod_params"])
         w0, b0 = layers[0]
-        tensor_bias = layout.broadcast(b0 + per_tensor @ w0[n_norm:])
+        tensor_bias = layout.broadcast((b0 + per_tensor @ w0[n_norm:]).T)
         out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], per_param, first_bias=tensor_bias)
-        step = out[:, 0] * jnp.exp(out[:, 1] * lopt.magnitude_rate) * lopt.step_multiplier
+        step = out[0] * jnp.exp(out[1] * lopt.magnitude_rate) * lopt.step_multiplier
         return RNNMLPLOptState(
             params=layout.unflatten(p - step),
             model_state=keep_model_state(s.model_state, model_state),
@@ -307,7 +308,7 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             momenta=m,
             rms=rms,
             lstm_hidden_state=next_hidden,
-            from_mlp=layout.segment_mean(out[:, 2:]),
+            from_mlp=layout.segment_mean(out[2:]).T,
             from_lstm=new_from_lstm,
             train_loss_accum=train_accum,
             valid_loss_accum=s.valid_loss_accum,
