@@ -229,3 +229,14 @@ def test_missing_ray_names_the_extra(monkeypatch):
     learner = make_learner()
     with pytest.raises(ImportError, match=r"lopt-outer\[ray\]"):
         meta_train_ray(learner.gradient_learner, learner.gradient_estimators, 1)
+
+
+def test_estimate_keys_are_the_in_process_step_keys():
+    from lopt_outer.meta_train import step_key
+
+    for seed in (0, 3, 2**31 + 5, 2**40 + 1):
+        for index in (0, 1, 12345, 2**31 - 1):
+            expected = jax.random.split(step_key(seed, index))
+            got = distributed._estimate_keys(seed, index)
+            np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(expected[0]))
+            np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(expected[1]))

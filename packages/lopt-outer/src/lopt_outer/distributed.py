@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -170,8 +171,8 @@ def _init_keys(seed: int) -> tuple[PRNGKey, PRNGKey]:
     return k_theta, k_workers
 
 
-@jax.jit
-def _split_step_key(seed: jax.Array, index: jax.Array) -> tuple[PRNGKey, PRNGKey]:
+@functools.partial(jax.jit, static_argnums=0)
+def _split_step_key(seed: int, index: jax.Array) -> tuple[PRNGKey, PRNGKey]:
     # One compiled call instead of three eager ones: it is on the learner's hot path.
     k_worker, k_learner = jax.random.split(step_key(seed, index))
     return k_worker, k_learner
@@ -184,7 +185,7 @@ def _estimate_keys(seed: int, index: int) -> tuple[PRNGKey, PRNGKey]:
     which splits it into the estimators' key and the meta-optimizer's key. Threefry
     is integer arithmetic, so the jitted derivation gives the same bits as eager.
     """
-    return _split_step_key(np.uint32(seed) if seed >= 0 else seed, np.int32(index))
+    return _split_step_key(seed, np.int32(index))
 
 
 @dataclasses.dataclass
