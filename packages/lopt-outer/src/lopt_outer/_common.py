@@ -22,14 +22,41 @@ COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
+class _JitWithOptions:
+    """`jax.jit` with compiler options at top level, a plain `jax.jit` inside other traces.
+
+    JAX accepts compiler options only on a top-level jit; called under another
+    transformation (a user's `jax.jit`, `jax.eval_shape`, ...) the function is
+    traced by a plain jit instead, so it still composes.
+    """
+
+    def __init__(self, fun: Any, options: dict[str, Any], **kwargs: Any) -> None:
+        self._fast = jax.jit(fun, compiler_options=options, **kwargs)
+        self._plain = jax.jit(fun, **kwargs)
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return self._plain(*args, **kwargs)
+        return self._fast(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        """Lowers the top-level (optioned) version, as `jax.jit(...).lower`."""
+        return self._fast.lower(*args, **kwargs)
+
+    def _cache_size(self) -> int:
+        return self._fast._cache_size()
+
+
 def jit(fun: Any, **kwargs: Any) -> Any:
     """`jax.jit` with lopt-outer's compiler options (see `COMPILER_OPTIONS`)."""
-    return jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
+    return _JitWithOptions(fun, COMPILER_OPTIONS, **kwargs)
 
 
 def jit_once(fun: Any, **kwargs: Any) -> Any:
     """`jax.jit` for functions whose speed does not matter, only their compile time."""
-    return jax.jit(fun, compiler_options=ONCE_COMPILER_OPTIONS, **kwargs)
+    return _JitWithOptions(fun, ONCE_COMPILER_OPTIONS, **kwargs)
 
 
 @jax.jit

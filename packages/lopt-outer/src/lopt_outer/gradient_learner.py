@@ -353,14 +353,18 @@ class SingleMachineGradientLearner:
         weights = WorkerWeights(theta, None, OuterState(np.zeros((), np.int32)))
 
         def run() -> None:
-            for est, k in zip(self.gradient_estimators, keys):
-                if est in warmers:
-                    try:
+            # Only a head start: on any error the real first call raises it again, in
+            # the caller's thread, with its full context.
+            try:
+                for est, k in zip(self.gradient_estimators, keys):
+                    if est in warmers:
                         est.warm_up(weights, k)
-                    except Exception:
-                        # Only a head start: the real first estimate raises the error
-                        # again, in the caller's thread, with its full context.
-                        return
+                shapes = jax.eval_shape(learner.init, k_theta)
+                state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+                loss = np.zeros((), np.float32)
+                jax.block_until_ready(learner._update_jit(state, (theta,), (loss,), k_theta))
+            except Exception:
+                return
 
         thread = threading.Thread(target=run, name="lopt-outer-precompile", daemon=True)
         thread.start()
