@@ -200,6 +200,20 @@ def test_resumes_an_in_process_checkpoint_exactly(ray_cluster, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_workers_that_cannot_be_placed_time_out_with_a_clear_error(ray_cluster):
+    learner = make_learner()
+    # No node offers this resource, so Ray can never place the workers.
+    with pytest.raises(TimeoutError, match=r"2 of 2 Ray workers did not start within 3 s"):
+        meta_train_ray(
+            learner.gradient_learner,
+            learner.gradient_estimators,
+            2,
+            num_workers=2,
+            startup_timeout_s=3,
+            worker_options={"resources": {"accelerator_that_does_not_exist": 1}},
+        )
+
+
 def test_resume_with_another_seed_is_refused(ray_cluster, tmp_path):
     learner = make_learner()
     meta_train_ray(

@@ -260,6 +260,9 @@ class RayMetaTrainer:
         an error instead of replacing them forever (None: `10 * num_workers`).
       startup_timeout_s: how long to wait for the first workers to start (importing
         JAX and building their estimator states) before failing with an error.
+      worker_options: extra Ray actor options for every worker, for example
+        `{"num_gpus": 1}` on GPU nodes, or `{"runtime_env": {"py_modules": [...]}}`
+        to ship code the nodes do not have installed.
 
     Raises:
       ImportError: Ray is not installed.
@@ -285,6 +288,7 @@ class RayMetaTrainer:
         resume: bool = True,
         max_worker_failures: int | None = None,
         startup_timeout_s: float = 600.0,
+        worker_options: dict[str, Any] | None = None,
     ):
         self._ray = require_ray()
         if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 1:
@@ -312,6 +316,7 @@ class RayMetaTrainer:
             10 * self.num_workers if max_worker_failures is None else int(max_worker_failures)
         )
         self.startup_timeout_s = float(startup_timeout_s)
+        self.worker_options = dict(worker_options or {})
         self.workers: list[Any] = []
 
     @property
@@ -475,7 +480,8 @@ class RayMetaTrainer:
 
         # Two concurrent calls per actor: `states` (for a checkpoint) must not wait
         # behind a running `compute`.
-        remote_worker = ray.remote(num_cpus=self.cpus_per_worker, max_concurrency=2)(GradientWorker)
+        options = {"num_cpus": self.cpus_per_worker, "max_concurrency": 2, **self.worker_options}
+        remote_worker = ray.remote(**options)(GradientWorker)
         estimators_ref = ray.put(self.gradient_estimators)
         generations = [0] * self.num_workers
         weights_ref = ray.put(_host(learner.get_state_for_worker(state)))
@@ -633,6 +639,7 @@ def meta_train_ray(
     cpus_per_worker: float = 1.0,
     max_worker_failures: int | None = None,
     startup_timeout_s: float = 600.0,
+    worker_options: dict[str, Any] | None = None,
 ) -> RayMetaTrainResult:
     """Meta-trains on a Ray cluster with `num_workers` gradient-worker actors.
 
@@ -660,5 +667,6 @@ def meta_train_ray(
         resume=resume,
         max_worker_failures=max_worker_failures,
         startup_timeout_s=startup_timeout_s,
+        worker_options=worker_options,
     )
     return trainer.run(num_steps, time_budget_s=time_budget_s, callback=callback)
