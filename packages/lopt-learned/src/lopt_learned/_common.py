@@ -161,8 +161,14 @@ def second_moment_normalize(layout: Layout, x: jax.Array, eps: float = 1e-5) -> 
     The root mean square is taken per tensor and per feature, as
     `x * rsqrt(eps + mean_over_tensor(x ** 2))`.
     """
-    inv = jax.lax.rsqrt(eps + layout.segment_mean(jnp.square(x)))
-    return x * layout.broadcast(inv)
+    # Tensor by tensor, then one concatenation: XLA:CPU otherwise materialises the
+    # broadcast scales as arrays as large as `x`.
+    parts = []
+    for off, size in zip(layout.offsets, layout.sizes):
+        xl = x[..., off : off + size]
+        ms = jnp.sum(jnp.square(xl), axis=-1, keepdims=True) / max(size, 1)
+        parts.append(xl * jax.lax.rsqrt(eps + ms))
+    return jnp.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
 
 
 def mlp_params(

@@ -20,7 +20,6 @@ from lopt_learned._common import (
     keep_model_state,
     layout_of,
     mlp_apply,
-    second_moment_normalize,
     tanh_time_features,
 )
 
@@ -151,29 +150,49 @@ class AdafacMLPLOptOptimizer(ThetaOptimizer):
         m = opt_state.momenta * mom_d + (1.0 - mom_d) * g[None]
         rms = opt_state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[None]
         k = m.shape[0]
-        rows, cols, diag, fac_feats = [], [], [], []
+        rsqrt = jax.lax.rsqrt(rms + 1e-6)
+        nn = self.theta["nn"]["~"]
+        layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(lopt.hidden_layers + 1)]
+        w0, b0 = layers[0]
+        n_norm = w0.shape[0] - len(TIMESCALES)
+        rows, cols, diag, hidden = [], [], [], []
         pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
         for i, (off, size, shape, gl) in enumerate(pieces):
-            ml = jnp.reshape(m[:, off : off + size], (k, *shape))
-            r, c, d, feats = _factored_features(
-                gl, ml, opt_state.fac_rows[i], opt_state.fac_cols[i], opt_state.fac_diag[i], fac_d
+            span = slice(off, off + size)
+            r, c, d, fac = _factored_features(
+                gl,
+                jnp.reshape(m[:, span], (k, *shape)),
+                opt_state.fac_rows[i],
+                opt_state.fac_cols[i],
+                opt_state.fac_diag[i],
+                fac_d,
             )
             rows.append(r)
             cols.append(c)
             diag.append(d)
-            fac_feats.append(jnp.reshape(feats, (feats.shape[0], size)))
-        rsqrt = jax.lax.rsqrt(rms + 1e-6)
-        feats = jnp.concatenate(
-            [g[None], p[None], m, rms, m * rsqrt, rsqrt, jnp.concatenate(fac_feats, 1)], 0
-        )
-        feats = second_moment_normalize(layout, feats)
-        nn = self.theta["nn"]["~"]
-        layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(lopt.hidden_layers + 1)]
-        w0, b0 = layers[0]
-        n_norm = feats.shape[0]
+            ml, rl, rs = m[:, span], rms[:, span], rsqrt[:, span]
+            x = jnp.concatenate(
+                [
+                    g[None, span],
+                    p[None, span],
+                    ml,
+                    rl,
+                    ml * rs,
+                    rs,
+                    jnp.reshape(fac, (fac.shape[0], size)),
+                ],
+                0,
+            )
+            # The per-tensor second-moment normalisation scales each feature row by
+            # one number per tensor: fold it into this tensor's first-layer weights
+            # rather than broadcasting it over the (many more) features.
+            inv = jax.lax.rsqrt(1e-5 + jnp.sum(jnp.square(x), axis=1) / max(size, 1))
+            hidden.append((w0[:n_norm] * inv[:, None]).T @ x)
         # Time features are constant over parameters: fold them into the first bias.
         time_bias = b0 + tanh_time_features(opt_state.iteration) @ w0[n_norm:]
-        out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], feats, first_bias=time_bias)
+        h = jnp.concatenate(hidden, 1) if len(hidden) > 1 else hidden[0]
+        h = h + time_bias[:, None]
+        out = mlp_apply(layers[1:], jax.nn.relu(h)) if len(layers) > 1 else h
         step = out[0] * jnp.exp(out[1] * lopt.exp_mult) * lopt.step_mult
         return AdafacMLPLOptState(
             params=layout.unflatten(p - step),
