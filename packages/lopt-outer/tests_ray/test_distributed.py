@@ -47,9 +47,11 @@ def test_two_workers_train_theta_and_report_metrics(ray_cluster):
         assert np.isfinite(last[key]), key
     assert last["ray/num_workers"] == 2.0
     assert last["ray/worker_replacements"] == 0.0
-    # The default bound (num_workers) never drops an estimate of two equal workers.
-    assert result.dropped_stale == 0
-    assert max(row["ray/staleness"] for row in result.history) <= 2.0
+    # Applied estimates respect the default bound (num_workers); whether one is
+    # dropped depends on how far one worker's first compilation lags the other's.
+    assert all(row["ray/staleness"] <= 2.0 for row in result.history)
+    assert result.history[-1]["ray/dropped_stale"] <= result.dropped_stale
+    assert result.estimates >= result.steps + result.dropped_stale
 
 
 def test_one_worker_matches_single_machine_meta_train(ray_cluster):
@@ -72,7 +74,11 @@ def test_killed_worker_is_replaced_and_the_run_completes(ray_cluster):
     def kill_worker_0(step, state, row):
         if step == 2:
             pids["before"] = ray.get([w.pid.remote() for w in trainer.workers])
-            ray.kill(trainer.workers[0])
+            victim = trainer.workers[0]
+            ray.kill(victim)
+            # Wait until Ray reports the death, so the learner sees it within this run.
+            with pytest.raises(ray.exceptions.RayActorError):
+                ray.get(victim.pid.remote())
         elif row["ray/worker_replacements"] == 1 and "after" not in pids:
             pids["after"] = ray.get([w.pid.remote() for w in trainer.workers])
 
@@ -90,8 +96,8 @@ def test_killed_worker_is_replaced_and_the_run_completes(ray_cluster):
 def test_stale_estimates_are_dropped_and_counted(ray_cluster):
     learner = make_learner()
     # Both workers start their first estimate on theta 0 at the same time and take
-    # at least a second each: the one that arrives second is one update stale.
-    slow = [SlowEstimator(learner.gradient_estimators[0], delay_s=1.0)]
+    # at least two seconds each: the one that arrives second is one update stale.
+    slow = [SlowEstimator(learner.gradient_estimators[0], delay_s=2.0)]
     result = meta_train_ray(learner.gradient_learner, slow, 3, num_workers=2, max_staleness=0)
     assert result.steps == 3
     assert result.dropped_stale >= 1
