@@ -62,8 +62,14 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         sched = LogUniformLengthSchedule(args.min_length, args.max_length)
     else:
         sched = ConstantTruncationSchedule(args.max_length)
+    split = getattr(args, "meta_loss_split", "none")
     step = VectorizedLOptTruncatedStep(
-        family, lopt, sched, args.num_tasks, random_initial_iteration_offset=args.max_length
+        family,
+        lopt,
+        sched,
+        args.num_tasks,
+        meta_loss_split=None if split == "none" else split,
+        random_initial_iteration_offset=args.max_length,
     )
     est = build_estimator(
         args.estimator, step, trunc_length=args.trunc_length, std=args.std, schedule=sched
@@ -118,6 +124,12 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         "--min-length", type=int, default=0, help="if set, lengths are log-uniform in [min, max)"
     )
     parser.add_argument("--std", type=float, default=0.01, help="ES perturbation std")
+    parser.add_argument(
+        "--meta-loss-split",
+        default="none",
+        choices=["none", "same_data", "train", "inner_valid", "outer_valid", "test"],
+        help="data the meta-loss is measured on ('none': each step's training loss)",
+    )
     parser.add_argument("--outer-lr", type=float, default=1e-3, help="Adam lr on theta")
     parser.add_argument("--num-steps", type=int, default=1000, help="outer steps")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds")

@@ -170,7 +170,11 @@ def meta_train(
                 for w in writers:
                     w.write(step, row)
                 if bar is not None:
-                    bar.set_postfix(meta_loss=f"{row['meta_loss']:.4f}", refresh=False)
+                    post = {"meta_loss": f"{row['meta_loss']:.4f}"}
+                    if time_budget_s is not None:
+                        # The bar's ETA assumes num_steps; the budget may end the run first.
+                        post["budget_left"] = f"{max(0.0, time_budget_s - row['elapsed_s']):.0f}s"
+                    bar.set_postfix(post, refresh=False)
             if bar is not None:
                 bar.update(1)
             if callback is not None:
