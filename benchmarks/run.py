@@ -61,7 +61,9 @@ def _spawn(module: str, wid: str) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("ids", nargs="*", help="workload ids (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--single", nargs=2, metavar=("MODULE", "ID"), help=argparse.SUPPRESS)
@@ -71,7 +73,9 @@ def main() -> int:
         _run_single(*args.single)
         return 0
     table = _registry()
-    ids = args.ids or sorted(table, key=lambda w: (w[0] != "W", w[0], int(w[1:]) if w[1:].isdigit() else 0))
+    ids = args.ids or sorted(
+        table, key=lambda w: (w[0] != "W", w[0], int(w[1:]) if w[1:].isdigit() else 0)
+    )
     unknown = [w for w in ids if w not in table]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; known: {sorted(table)}")
@@ -79,12 +83,18 @@ def main() -> int:
     lines = []
     for wid in ids:
         runs = [_spawn(table[wid], wid) for _ in range(args.repeats)]
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+        med = {
+            k: statistics.median(r[k] for r in runs)
+            for k in runs[0]
+            if isinstance(runs[0][k], (int, float))
+        }
         med.update({k: v for k, v in runs[0].items() if not isinstance(v, (int, float))})
         results[wid] = med
         if "steps_per_s" in med and "W1" in results and wid != "W1":
             med["ratio_to_W1"] = med["steps_per_s"] / results["W1"]["steps_per_s"]
-        line = json.dumps({"id": wid, "repeats": args.repeats, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **med})
+        line = json.dumps(
+            {"id": wid, "repeats": args.repeats, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **med}
+        )
         print(line, flush=True)
         lines.append(line)
     if args.out:
