@@ -20,7 +20,7 @@ import nox
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "plugin_example", "lint"]
+nox.options.sessions = ["tests", "plugin_example", "ray", "lint"]
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 PYTHON = "3.11"
@@ -102,6 +102,20 @@ def plugin_example(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def ray(session: nox.Session) -> None:
+    """The Ray backend's tests on a real local Ray cluster (kept out of the core suite)."""
+    _install_package(session, "lopt-outer")
+    session.install("-e", f"{PACKAGES['lopt-outer']['path']}[ray]", env=_ENV)
+    session.run(
+        "pytest",
+        str(PACKAGES["lopt-outer"]["path"] / "tests_ray"),
+        "-q",
+        *session.posargs,
+        env=_ENV,
+    )
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole tree."""
     session.install("ruff", env=_ENV)
@@ -127,5 +141,5 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The benchmark suite: one JSON line per workload (see benchmarks/README.md)."""
-    _install_all(session)
+    _install_all(session, "ray>=2.40")
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs, env=_ENV)

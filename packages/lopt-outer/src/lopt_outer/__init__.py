@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "gradient_worker_compute": "gradient_learner",
     # loop, evaluation, writers
     "MetaTrainResult": "meta_train",
+    "meta_train_ray": "distributed",
+    "RayMetaTrainer": "distributed",
+    "RayMetaTrainResult": "distributed",
     "meta_train": "meta_train",
     "single_task_training_curves": "eval_training",
     "multi_task_training_curves": "eval_training",
@@ -58,6 +61,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 _SUBMODULES = (
+    "distributed",
     "eval_training",
     "evaluate",
     "full_es",

@@ -83,6 +83,13 @@ def _run_meta_train(args: argparse.Namespace) -> int:
 
     _, lopt, learner = build_learner(args)
     out = Path(args.output_dir)
+    if args.resume and args.no_resume:
+        raise SystemExit("lopt meta-train: --resume and --no-resume contradict each other.")
+    if args.resume and not any(out.glob("*.lopt")):
+        raise SystemExit(
+            f"lopt meta-train: --resume given but {out} holds no checkpoint to resume from; "
+            "drop --resume to start a new run there."
+        )
     result = meta_train(
         learner,
         args.num_steps,
@@ -92,6 +99,16 @@ def _run_meta_train(args: argparse.Namespace) -> int:
         time_budget_s=args.time_budget,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        backend=args.backend,
+        **(
+            {
+                "num_workers": args.workers,
+                "address": args.address,
+                "max_staleness": args.max_staleness,
+            }
+            if args.backend == "ray"
+            else {}
+        ),
     )
     theta_path = lopt_core.save(
         out / "theta.lopt",
@@ -137,7 +154,29 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="require a checkpoint in --output-dir and continue from it (a run resumes "
+        "automatically when one exists)",
+    )
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--backend",
+        choices=["inprocess", "ray"],
+        default="inprocess",
+        help="where gradient estimates are computed ('ray' needs lopt-outer[ray])",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="Ray worker actors")
+    parser.add_argument(
+        "--address", default=None, help="join this Ray cluster ('auto' or HOST:PORT)"
+    )
+    parser.add_argument(
+        "--max-staleness",
+        type=int,
+        default=None,
+        help="drop Ray estimates more than this many updates old (default: --workers)",
+    )
     parser.set_defaults(func=_run_meta_train)
 
 

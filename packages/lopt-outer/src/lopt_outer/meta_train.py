@@ -27,7 +27,8 @@ class MetaTrainResult:
     """What `meta_train` returns.
 
     Attributes:
-      state: the final learner state.
+      state: the final learner state (a `SingleMachineState`; with backend "ray",
+        the learner's `GradientLearnerState`, the worker states staying on the workers).
       theta: the final meta-parameters.
       steps: outer steps completed (including those before a resume).
       history: the logged metrics, one dict per logged step of this process.
@@ -35,7 +36,7 @@ class MetaTrainResult:
       resumed_from: the step the run resumed from (0 for a fresh run).
     """
 
-    state: SingleMachineState
+    state: Any
     theta: MetaParams
     steps: int
     history: list[dict[str, float]]
@@ -71,6 +72,53 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, unit="step", desc="meta-train", dynamic_ncols=True)
 
 
+class _Reporter:
+    """Progress bar, metric writers, history and callback: shared by every backend."""
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        start: int,
+        num_steps: int,
+        metric_writers: Sequence[Any] | None,
+        progress: bool,
+        time_budget_s: float | None,
+        callback: Callable[[int, Any, dict[str, float]], None] | None,
+    ) -> None:
+        self.writers: list[Any] = []
+        if run_dir is not None:
+            jsonl = JsonlWriter(run_dir)
+            jsonl.truncate_after(start)  # lines past the checkpoint describe lost work
+            self.writers = [jsonl, *_writers(metric_writers, run_dir)]
+        self.bar = _progress(num_steps, start, progress)
+        self.time_budget_s = time_budget_s
+        self.callback = callback
+        self.history: list[dict[str, float]] = []
+
+    def step(self, step: int, state: Any, row: dict[str, float] | None) -> None:
+        """Records outer step `step`; `row` (without "step") is None on steps not logged."""
+        if row is not None:
+            self.history.append({"step": step, **row})
+            for w in self.writers:
+                w.write(step, row)
+            if self.bar is not None:
+                post = {"meta_loss": f"{row['meta_loss']:.4f}"}
+                if self.time_budget_s is not None:
+                    # The bar's ETA assumes num_steps; the budget may end the run first.
+                    post["budget_left"] = f"{max(0.0, self.time_budget_s - row['elapsed_s']):.0f}s"
+                self.bar.set_postfix(post, refresh=False)
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(step, state, self.history[-1] if self.history else {})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        for w in self.writers:
+            w.close()
+
+
 def meta_train(
     learner: SingleMachineGradientLearner,
     num_steps: int,
@@ -84,6 +132,10 @@ def meta_train(
     metric_writers: Sequence[Any] | None = None,
     progress: bool = True,
     callback: Callable[[int, SingleMachineState, dict[str, float]], None] | None = None,
+    backend: str = "inprocess",
+    num_workers: int = 1,
+    address: str | None = None,
+    max_staleness: int | None = None,
 ) -> MetaTrainResult:
     """Meta-trains until `num_steps` outer steps are done or the time budget runs out.
 
@@ -108,6 +160,15 @@ def meta_train(
         every registered writer (JSON lines are always written).
       progress: show a progress bar with meta-loss and steps/s.
       callback: called as `callback(step, state, metrics)` after every step.
+      backend: "inprocess" (the default) or "ray": gradient estimates are computed
+        by `num_workers` Ray actors and applied by this process (needs
+        `lopt-outer[ray]`; see `lopt_outer.distributed` and docs/scaling.md). With
+        one worker the result equals the in-process one.
+      num_workers: Ray worker actors (backend "ray" only).
+      address: an existing Ray cluster to join ("auto" or "HOST:PORT"); None
+        starts a local one (backend "ray" only).
+      max_staleness: drop estimates computed on a theta more than this many updates
+        old (backend "ray" only; default: the number of workers).
 
     Returns:
       A `MetaTrainResult`.
@@ -121,6 +182,30 @@ def meta_train(
             f"{num_steps}, {checkpoint_every}, {log_every}."
         )
     run_dir = Path(output_dir) if output_dir is not None else None
+    if backend == "ray":
+        return _meta_train_ray(
+            learner,
+            num_steps,
+            seed=seed,
+            run_dir=run_dir,
+            checkpoint_every=checkpoint_every,
+            log_every=log_every,
+            time_budget_s=time_budget_s,
+            resume=resume,
+            metric_writers=metric_writers,
+            progress=progress,
+            callback=callback,
+            num_workers=num_workers,
+            address=address,
+            max_staleness=max_staleness,
+        )
+    if backend != "inprocess":
+        raise ValueError(f"Unknown backend {backend!r}; expected 'inprocess' or 'ray'.")
+    if num_workers != 1 or address is not None or max_staleness is not None:
+        raise ValueError(
+            "num_workers, address and max_staleness apply to backend='ray' only; "
+            "pass backend='ray' to meta-train on Ray workers."
+        )
     ckpt = run_dir / CHECKPOINT_NAME if run_dir is not None else None
     state = learner.init(jax.random.PRNGKey(seed))
     start = 0
@@ -135,12 +220,6 @@ def meta_train(
         state = jax.tree_util.tree_map(jnp.asarray, tree)
         start = int(meta["step"])
 
-    writers: list[Any] = []
-    if run_dir is not None:
-        jsonl = JsonlWriter(run_dir)
-        jsonl.truncate_after(start)
-        writers = [jsonl, *_writers(metric_writers, run_dir)]
-
     def save(step: int) -> None:
         if ckpt is not None:
             lopt_core.save(
@@ -150,8 +229,9 @@ def meta_train(
                 producer=learner.gradient_learner.meta_init,
             )
 
-    bar = _progress(num_steps, start, progress)
-    history: list[dict[str, float]] = []
+    reporter = _Reporter(
+        run_dir, start, num_steps, metric_writers, progress, time_budget_s, callback
+    )
     stopped_by = "num_steps"
     t0 = last_t = time.perf_counter()
     last_step = step = start
@@ -159,6 +239,7 @@ def meta_train(
         while step < num_steps:
             state, loss, metrics = learner.update(state, step_key(seed, step))
             step += 1
+            row = None
             if step % log_every == 0 or step == num_steps:
                 now = time.perf_counter()
                 row = to_floats(metrics)
@@ -166,19 +247,7 @@ def meta_train(
                 row["steps_per_s"] = (step - last_step) / max(now - last_t, 1e-9)
                 row["elapsed_s"] = now - t0
                 last_t, last_step = now, step
-                history.append({"step": step, **row})
-                for w in writers:
-                    w.write(step, row)
-                if bar is not None:
-                    post = {"meta_loss": f"{row['meta_loss']:.4f}"}
-                    if time_budget_s is not None:
-                        # The bar's ETA assumes num_steps; the budget may end the run first.
-                        post["budget_left"] = f"{max(0.0, time_budget_s - row['elapsed_s']):.0f}s"
-                    bar.set_postfix(post, refresh=False)
-            if bar is not None:
-                bar.update(1)
-            if callback is not None:
-                callback(step, state, history[-1] if history else {})
+            reporter.step(step, state, row)
             if step % checkpoint_every == 0:
                 save(step)
             if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
@@ -187,15 +256,73 @@ def meta_train(
         if step % checkpoint_every:
             save(step)
     finally:
-        if bar is not None:
-            bar.close()
-        for w in writers:
-            w.close()
+        reporter.close()
     return MetaTrainResult(
         state=state,
         theta=learner.get_meta_params(state),
         steps=step,
-        history=history,
+        history=reporter.history,
         stopped_by=stopped_by,
         resumed_from=start,
+    )
+
+
+def _meta_train_ray(
+    learner: SingleMachineGradientLearner,
+    num_steps: int,
+    *,
+    seed: int,
+    run_dir: Path | None,
+    checkpoint_every: int,
+    log_every: int,
+    time_budget_s: float | None,
+    resume: bool,
+    metric_writers: Sequence[Any] | None,
+    progress: bool,
+    callback: Callable[[int, Any, dict[str, float]], None] | None,
+    num_workers: int,
+    address: str | None,
+    max_staleness: int | None,
+) -> MetaTrainResult:
+    """`meta_train` on Ray: the learner here, estimates from worker actors."""
+    from lopt_outer.distributed import meta_train_ray
+
+    reporter: _Reporter | None = None
+
+    def on_update(step: int, learner_state: Any, row: dict[str, float]) -> None:
+        nonlocal reporter
+        if reporter is None:  # the first update tells where a resumed run starts
+            reporter = _Reporter(
+                run_dir, step - 1, num_steps, metric_writers, progress, time_budget_s, callback
+            )
+        logged = step % log_every == 0 or step == num_steps
+        reporter.step(
+            step, learner_state, {k: v for k, v in row.items() if k != "step"} if logged else None
+        )
+
+    try:
+        result = meta_train_ray(
+            learner.gradient_learner,
+            learner.gradient_estimators,
+            num_steps,
+            num_workers=num_workers,
+            seed=seed,
+            address=address,
+            max_staleness=max_staleness,
+            output_dir=run_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            time_budget_s=time_budget_s,
+            callback=on_update,
+        )
+    finally:
+        if reporter is not None:
+            reporter.close()
+    return MetaTrainResult(
+        state=result.learner_state,
+        theta=result.theta,
+        steps=result.steps,
+        history=reporter.history if reporter is not None else [],
+        stopped_by=result.stopped_by,
+        resumed_from=result.resumed_from,
     )
