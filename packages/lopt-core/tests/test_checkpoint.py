@@ -51,7 +51,12 @@ def test_producer_class_and_config_are_recorded(tmp_path):
 
 
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
-    save(tmp_path / "ck", {"a": np.zeros(1)})
+    old = os.umask(0o022)
+    try:
+        save(tmp_path / "ck", {"a": np.zeros(1)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ck").stat().st_mode & 0o777 == 0o644
     save(tmp_path / "ck", {"a": np.ones(1)})
     assert os.listdir(tmp_path) == ["ck"]
     np.testing.assert_array_equal(load(tmp_path / "ck").tree["a"], [1.0])

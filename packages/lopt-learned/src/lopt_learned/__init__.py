@@ -24,6 +24,7 @@ from lopt_learned.hparams import (
 )
 from lopt_learned.mlp_lopt import MLPLOpt, MLPLOptState, PerParamMLP, PerParamMLPState
 from lopt_learned.nn_adam import NNAdam, NNAdamState
+from lopt_learned.pretrained import list_pretrained, load_pretrained
 from lopt_learned.rnn_mlp_lopt import RNNMLPLOpt, RNNMLPLOptState
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "RNNMLPLOpt",
     "RNNMLPLOptState",
     "as_optax",
+    "list_pretrained",
     "load_learned_optimizer",
+    "load_pretrained",
     "save_learned_optimizer",
 ]
