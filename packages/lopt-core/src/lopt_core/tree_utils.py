@@ -50,37 +50,7 @@ def first_difference(a: Any, b: Any, *, check_shapes: bool = True) -> str | None
     return None
 
 
-def tree_zeros_like(tree: Any) -> Any:
-    """Zeros with the shape and dtype of every leaf."""
-    return jax.tree_util.tree_map(jnp.zeros_like, tree)
-
-
-def tree_add(a: Any, b: Any) -> Any:
-    """Leaf-wise `a + b`."""
-    return jax.tree_util.tree_map(lambda x, y: x + y, a, b)
-
-
-def tree_sub(a: Any, b: Any) -> Any:
-    """Leaf-wise `a - b`."""
-    return jax.tree_util.tree_map(lambda x, y: x - y, a, b)
-
-
-def tree_scale(scalar: Any, tree: Any) -> Any:
-    """Multiplies every leaf by `scalar`."""
-    return jax.tree_util.tree_map(lambda x: scalar * x, tree)
-
-
-def tree_mean(tree: Any, axis: int = 0) -> Any:
-    """Mean of every leaf over `axis` (for averaging vectorised results)."""
-    return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=axis), tree)
-
-
 def tree_all_finite(tree: Any) -> jax.Array:
     """A boolean scalar: every element of every leaf is finite."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
     return jnp.all(jnp.asarray(leaves)) if leaves else jnp.asarray(True)
-
-
-def tree_size(tree: Any) -> int:
-    """Total number of elements across all leaves."""
-    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(tree)))
