@@ -3,8 +3,7 @@
 
 The notebook meta-trains LearnableAdam on ImageMLP_FashionMnist8_Relu32; Fashion
 MNIST needs a download, so the same MLP on the embedded 8x8 digits stands in. The
-full 2000-step loop is `python benchmarks/workloads_outer.py part1`; here it runs
-60 steps.
+loop runs its full 2000 steps, as in the notebook (about 10 s on 2 CPU cores).
 """
 
 import jax
@@ -55,7 +54,7 @@ def test_part1_learnable_adam_meta_training_loop():
 
     learning_rates = []
     learnable_adam_meta_losses = []
-    for i in range(60):
+    for i in range(2000):
         batch = next(task.datasets.train)
         key, key1 = jax.random.split(key)
         theta = theta_opt.get_params(theta_opt_state)
@@ -64,8 +63,9 @@ def test_part1_learnable_adam_meta_training_loop():
         learning_rates.append(theta["log_lr"])
         learnable_adam_meta_losses.append(ml)
 
-    # As in the notebook: the meta-gradient raises the learning rate and the meta-loss falls.
-    assert float(learning_rates[-1]) > float(learning_rates[0]) + 0.3
-    assert (
-        np.mean(learnable_adam_meta_losses[-10:]) < np.mean(learnable_adam_meta_losses[:10]) - 0.01
-    )
+    # As in the notebook: the meta-gradient raises the learning rate (measured: 0.001 to
+    # about 0.06) and the meta-loss falls (measured: 2.25 to about 1.1; the notebook's
+    # Fashion MNIST goes from 2.25 to about 1.15).
+    assert np.exp(float(learning_rates[-1])) > 10 * np.exp(float(learning_rates[0]))
+    assert np.mean(learnable_adam_meta_losses[:10]) > 2.0
+    assert np.mean(learnable_adam_meta_losses[-100:]) < 1.5
