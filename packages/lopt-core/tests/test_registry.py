@@ -174,3 +174,27 @@ def test_module_level_lookups_exist_for_every_kind():
         assert callable(getattr(lopt_core, f"get_{kind}"))
         plural = "task_families" if kind == "task_family" else f"{kind}s"
         assert isinstance(getattr(lopt_core, f"list_{plural}")(), list)
+
+
+TWICE = """
+import lopt_core
+
+class T(lopt_core.Task):
+    '''A task.'''
+
+@lopt_core.hookimpl
+def lopt_register_tasks(register):
+    register("twice", T)
+    register("twice", T)
+"""
+
+
+def test_one_plugin_registering_a_name_twice_is_reported(plugin_dir):
+    _make_dist(plugin_dir, "twice-plugin", "1.0", {"twice_plugin": TWICE}, {"t": "twice_plugin"})
+    reg = Registry()
+    with pytest.warns(PluginWarning, match="registers the tasks name 'twice' twice"):
+        names = reg.names("tasks")
+    # The first registration stands; nothing is silently replaced.
+    assert "twice" in names
+    assert reg.entry("tasks", "twice").plugin == "twice-plugin"
+    sys.modules.pop("twice_plugin", None)

@@ -138,7 +138,12 @@ class Registry:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"{dist} registered a {kind} entry with an invalid name {name!r}.")
             entry = Entry(name, kind, factory, description or _first_line(factory), dist, version)
-            if name in table and table[name].plugin != dist:
+            if name in table and table[name].plugin == dist:
+                raise ValueError(
+                    f"{dist} registers the {kind} name {name!r} twice; each name must be "
+                    "registered once."
+                )
+            if name in table:
                 owners = self._conflicts.setdefault((kind, name), [table[name].plugin])
                 owners.append(dist)
                 warnings.warn(
