@@ -2,6 +2,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 from outer_helpers import LearnableSGD
 
 import lopt_core
@@ -89,3 +90,31 @@ def test_unknown_estimator_name_is_a_clean_error(tmp_path, capsys):
     )
     assert rc == 2
     assert "Close matches: TruncatedPES" in capsys.readouterr().err
+
+
+def _meta_train_args(out, *extra):
+    return [
+        "meta-train",
+        "--task-family",
+        "FixedDimQuadraticFamily",
+        "--learned-optimizer",
+        "LearnableSGD",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def test_resume_needs_a_checkpoint_of_the_chosen_backend(tmp_path):
+    # theta.lopt is a run's output, and ray_learner.lopt is not read by the in-process
+    # backend: neither lets --resume continue a run, so both must be refused.
+    (tmp_path / "theta.lopt").write_bytes(b"x")
+    (tmp_path / "ray_learner.lopt").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="holds no checkpoint.lopt to resume from"):
+        main(_meta_train_args(tmp_path, "--resume"))
+
+
+def test_resume_and_no_resume_contradict(tmp_path):
+    with pytest.raises(SystemExit, match="contradict each other"):
+        main(_meta_train_args(tmp_path, "--resume", "--no-resume"))

@@ -79,17 +79,25 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _run_meta_train(args: argparse.Namespace) -> int:
-    from lopt_outer.meta_train import meta_train
+    from lopt_outer.meta_train import CHECKPOINT_NAME, meta_train
 
-    _, lopt, learner = build_learner(args)
     out = Path(args.output_dir)
+    # Checked before the learner is built, so a wrong flag fails at once.
     if args.resume and args.no_resume:
         raise SystemExit("lopt meta-train: --resume and --no-resume contradict each other.")
-    if args.resume and not any(out.glob("*.lopt")):
+    # The files the chosen backend resumes from; theta.lopt (an output) is not one.
+    resumable = [CHECKPOINT_NAME]
+    if args.backend == "ray":
+        from lopt_outer.distributed import CHECKPOINT_NAME as RAY_CHECKPOINT_NAME
+
+        resumable.append(RAY_CHECKPOINT_NAME)
+    if args.resume and not any((out / name).exists() for name in resumable):
         raise SystemExit(
-            f"lopt meta-train: --resume given but {out} holds no checkpoint to resume from; "
-            "drop --resume to start a new run there."
+            f"lopt meta-train: --resume given but {out} holds no {' or '.join(resumable)} "
+            f"to resume from with backend {args.backend!r}; drop --resume to start a new "
+            "run there."
         )
+    _, lopt, learner = build_learner(args)
     result = meta_train(
         learner,
         args.num_steps,
