@@ -106,3 +106,13 @@ def test_wrong_grads_and_wrong_theta_are_clear_errors():
     adam = lopt_core.get_learned_optimizer("LearnableAdam")
     with pytest.raises(ValueError, match="theta lacks"):
         mlp.opt_fn(adam.init(jax.random.PRNGKey(0)))
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_grads_of_another_shape_are_refused(name):
+    """A gradient that would broadcast against its parameter must not reshape the params."""
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+    state = opt.init({"w": jnp.ones((3, 1))})
+    with pytest.raises(ValueError, match=r"gradient leaf 0 has shape \(3,\)"):
+        opt.update(state, {"w": jnp.ones(3)}, loss=1.0)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from lopt_core import LearnedOptimizer
 from lopt_core._types import MetaParams, ModelState, Params, PRNGKey
 from lopt_learned._base import ThetaOptimizer, check_theta
-from lopt_learned._common import F32, keep_model_state
+from lopt_learned._common import F32, check_grads, keep_model_state, layout_of
 
 
 def _f32_tree(tree: Any) -> Any:
@@ -79,6 +79,15 @@ class _HParamOptimizer(ThetaOptimizer):
             accumulators={n: _zeros_f32(params) for n in self.accumulator_names},
         )
 
+    def _grads_f32(self, opt_state: HParamState, grads: Params) -> Any:
+        """`grads` as float32, after checking they are shaped like the params.
+
+        Without the check, a gradient of another shape would broadcast against its
+        parameter and silently change the parameter's shape.
+        """
+        check_grads(layout_of(opt_state.params), grads, type(self.lopt).__name__)
+        return _f32_tree(grads)
+
     def _next(
         self, opt_state: HParamState, new_params: Any, model_state: Any, acc: dict
     ) -> HParamState:
@@ -105,7 +114,7 @@ class LearnableSGDOptimizer(_HParamOptimizer):
         """`p -= lr * g`."""
         lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
         new = jax.tree_util.tree_map(
-            lambda p, g: p - lr * g, _f32_tree(opt_state.params), _f32_tree(grads)
+            lambda p, g: p - lr * g, _f32_tree(opt_state.params), self._grads_f32(opt_state, grads)
         )
         return self._next(opt_state, new, model_state, {})
 
@@ -128,7 +137,9 @@ class LearnableSGDMOptimizer(_HParamOptimizer):
         lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
         mom = _from_log_one_minus(jnp.asarray(self.theta["one_minus_momentum"], F32))
         v = jax.tree_util.tree_map(
-            lambda v, g: mom * v + g, opt_state.accumulators["momentum"], _f32_tree(grads)
+            lambda v, g: mom * v + g,
+            opt_state.accumulators["momentum"],
+            self._grads_f32(opt_state, grads),
         )
         new = jax.tree_util.tree_map(lambda p, v: p - lr * v, _f32_tree(opt_state.params), v)
         return self._next(opt_state, new, model_state, {"momentum": v})
@@ -155,7 +166,7 @@ class LearnableAdamOptimizer(_HParamOptimizer):
         b1 = _from_log_one_minus(jnp.asarray(th["one_minus_beta1"], F32))
         b2 = _from_log_one_minus(jnp.asarray(th["one_minus_beta2"], F32))
         eps = jnp.exp(jnp.asarray(th["log_epsilon"], F32))
-        g = _f32_tree(grads)
+        g = self._grads_f32(opt_state, grads)
         mu = jax.tree_util.tree_map(
             lambda m, g: b1 * m + (1 - b1) * g, opt_state.accumulators["mu"], g
         )
@@ -189,7 +200,9 @@ class MetaSGDWDOptimizer(_HParamOptimizer):
         lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
         wd = jnp.exp(jnp.asarray(self.theta["log_wd"], F32))
         new = jax.tree_util.tree_map(
-            lambda p, g: p - g * lr - p * wd, _f32_tree(opt_state.params), _f32_tree(grads)
+            lambda p, g: p - g * lr - p * wd,
+            _f32_tree(opt_state.params),
+            self._grads_f32(opt_state, grads),
         )
         return self._next(opt_state, new, model_state, {})
 
