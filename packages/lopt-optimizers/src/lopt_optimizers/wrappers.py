@@ -21,10 +21,7 @@ from lopt_optimizers._validation import (
     check_number,
     check_optimizer_instance,
 )
-
-
-def _needs_loss(*opts: Any) -> bool:
-    return any(bool(getattr(o, "needs_loss", False)) for o in opts)
+from lopt_optimizers.to_optax import needs_loss
 
 
 def _global_norm(tree: Any) -> jax.Array:
@@ -42,7 +39,7 @@ class _Delegating(Optimizer):
     @property
     def needs_loss(self) -> bool:
         """True when the wrapped optimizer needs the loss."""
-        return _needs_loss(self.opt)
+        return needs_loss(self.opt)
 
     def init(
         self,
@@ -223,7 +220,7 @@ class GraftedOptimizer(Optimizer):
     @property
     def needs_loss(self) -> bool:
         """True when either grafted optimizer needs the loss."""
-        return _needs_loss(self.magnitude_opt, self.direction_opt)
+        return needs_loss(self.magnitude_opt) or needs_loss(self.direction_opt)
 
     def init(
         self,
@@ -357,7 +354,7 @@ class GradientAccumulator(Optimizer):
     @property
     def needs_loss(self) -> bool:
         """True when the wrapped optimizer needs the loss."""
-        return _needs_loss(self.opt)
+        return needs_loss(self.opt)
 
     def init(
         self,
