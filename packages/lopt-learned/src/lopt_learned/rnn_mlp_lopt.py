@@ -41,8 +41,6 @@ from lopt_learned._common import (
 
 NUM_TENSOR_FEATURES = 18
 """Per-tensor statistics fed to the LSTM (besides the two conditioning vectors)."""
-NUM_PARAM_FEATURES = 37
-"""Per-parameter features of the MLP (besides the LSTM's projection)."""
 _TRAIN_LOSS_DECAY = 0.9
 _VALID_LOSS_DECAY = 0.95
 _CLIP_ALPHA = 0.99
@@ -215,8 +213,10 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         amount = clip.value / (1.0 - _CLIP_ALPHA**clip.iteration) * _CLIP_MULT
         g = jnp.clip(layout.flatten(grads), -amount, amount)
         p = layout.flatten(s.params)
-        g_sq_mean = layout.segment_mean(jnp.square(g))
-        new_scale = jnp.sqrt(1e-8 + jnp.mean(g_sq_mean))
+        # Per-tensor sums of squares: the weight and gradient norms, and the clip scale.
+        sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=0))
+        sizes = np.maximum(np.asarray(layout.sizes, np.float32), 1.0)
+        new_scale = jnp.sqrt(1e-8 + jnp.mean(sums[1] / sizes))
         next_clip = DynamicClipState(
             clip.iteration + 1, clip.value * _CLIP_ALPHA + new_scale * (1.0 - _CLIP_ALPHA)
         )
@@ -236,7 +236,6 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         var = layout.segment_mean(
             jnp.stack([sq[:nd].mean(0), sq[nd : 2 * nd].mean(0), sq[2 * nd]], axis=0)
         )
-        sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=0))
         shapes = np.ones((n_tensors, 4), np.float32)
         for i, shape in enumerate(layout.shapes):
             dims = list(shape)
@@ -285,7 +284,6 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         n_norm = per_param.shape[0]
         # Features constant over a tensor enter through a per-tensor first-layer bias
         # instead of being tiled over its parameters.
-        sizes = np.maximum(np.asarray(layout.sizes, np.float32), 1.0)
         per_tensor = jnp.concatenate(
             [
                 jnp.tile(sin_time_features(s.iteration)[None], (n_tensors, 1)),
