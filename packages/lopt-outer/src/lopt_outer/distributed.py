@@ -44,6 +44,7 @@ from flax import serialization
 
 from lopt_core import GradientEstimator, PRNGKey, checkpoint
 from lopt_core.tree_utils import first_difference
+from lopt_outer._common import check_positive_int
 from lopt_outer.gradient_learner import GradientLearner, gradient_worker_compute
 from lopt_outer.meta_train import CHECKPOINT_NAME as INPROCESS_CHECKPOINT
 from lopt_outer.meta_train import step_key
@@ -291,8 +292,7 @@ class RayMetaTrainer:
         worker_options: dict[str, Any] | None = None,
     ):
         self._ray = require_ray()
-        if isinstance(num_workers, bool) or int(num_workers) != num_workers or num_workers < 1:
-            raise ValueError(f"num_workers must be a positive integer; got {num_workers!r}.")
+        num_workers = check_positive_int("num_workers", num_workers)
         if not gradient_estimators:
             raise ValueError("gradient_estimators is empty; pass at least one GradientEstimator.")
         if max_staleness is not None and max_staleness < 0:
@@ -303,7 +303,7 @@ class RayMetaTrainer:
             raise ValueError(f"cpus_per_worker must be positive; got {cpus_per_worker!r}.")
         self.gradient_learner = gradient_learner
         self.gradient_estimators = list(gradient_estimators)
-        self.num_workers = int(num_workers)
+        self.num_workers = num_workers
         self.seed = int(seed)
         self.max_staleness = self.num_workers if max_staleness is None else int(max_staleness)
         self.address = address

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import OuterState, PRNGKey, TruncationSchedule
+from lopt_outer._common import check_positive_int
 
 __all__ = [
     "ConstantTruncationSchedule",
@@ -40,11 +41,6 @@ def _length(x: Any) -> jax.Array:
     return jnp.asarray(x, dtype=jnp.int32)
 
 
-def _check_positive(name: str, value: int) -> None:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-
-
 class ConstantTruncationSchedule(TruncationSchedule):
     """Every unroll lasts exactly `total_length` inner steps.
 
@@ -59,8 +55,7 @@ class ConstantTruncationSchedule(TruncationSchedule):
     """
 
     def __init__(self, total_length: int) -> None:
-        _check_positive("total_length", total_length)
-        self.total_length = int(total_length)
+        self.total_length = check_positive_int("total_length", total_length)
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
         """Returns the state holding `total_length`."""
@@ -91,14 +86,12 @@ class LogUniformLengthSchedule(TruncationSchedule):
     """
 
     def __init__(self, min_length: int, max_length: int) -> None:
-        _check_positive("min_length", min_length)
-        _check_positive("max_length", max_length)
-        if max_length < min_length:
+        self.min_length = check_positive_int("min_length", min_length)
+        self.max_length = check_positive_int("max_length", max_length)
+        if self.max_length < self.min_length:
             raise ValueError(
                 f"max_length ({max_length}) must be at least min_length ({min_length})."
             )
-        self.min_length = int(min_length)
-        self.max_length = int(max_length)
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
         """Draws a length log-uniformly."""
@@ -154,10 +147,10 @@ class ScheduledTruncationSchedule(TruncationSchedule):
     def __init__(self, schedule_fn: Callable[[jax.Array], Any], max_length: int | None = None):
         if not callable(schedule_fn):
             raise TypeError(f"schedule_fn must be callable; got {type(schedule_fn).__name__}.")
-        if max_length is not None:
-            _check_positive("max_length", max_length)
         self.schedule_fn = schedule_fn
-        self.max_length = max_length
+        self.max_length = (
+            None if max_length is None else check_positive_int("max_length", max_length)
+        )
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
         """Length = `schedule_fn(outer_state.outer_iteration)` (iteration 0 without an outer state)."""
