@@ -154,9 +154,15 @@ def tree_index(tree: Any, i: int) -> Any:
     return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
-def np_stack_batches(batches: list[Any]) -> Any:
-    """Stacks host batches leaf-wise with numpy (one device transfer later, not many)."""
-    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+def host_batches(datasets: Any, split: str, shape: tuple[int, ...]) -> Any:
+    """`prod(shape)` batches of `split` from the Python iterators, stacked to leading `shape`.
+
+    Stacked with numpy on the host, so the whole block is one device transfer later.
+    """
+    it = datasets.split(split)
+    batches = [next(it) for _ in range(int(np.prod(shape)))]
+    flat = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+    return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), flat)
 
 
 def check_positive_int(name: str, value: Any) -> int:

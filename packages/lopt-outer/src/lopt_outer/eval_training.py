@@ -28,20 +28,13 @@ from lopt_core import (
     Task,
     TaskFamily,
 )
-from lopt_outer._common import check_positive_int, jit, np_stack_batches, strong
+from lopt_outer._common import check_positive_int, host_batches, jit, strong
 
 __all__ = ["multi_task_training_curves", "single_task_training_curves"]
 
 
 def _keyed(datasets: Any) -> bool:
     return datasets is not None and datasets.keyed
-
-
-def _host_batches(datasets: Any, split: str, shape: tuple[int, ...]) -> Any:
-    it = datasets.split(split)
-    n = int(np.prod(shape))
-    flat = np_stack_batches([next(it) for _ in range(n)])
-    return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), flat)
 
 
 def _train_step(task: Task, opt: Optimizer, opt_state: Any, key: PRNGKey, data: Any):
@@ -124,7 +117,7 @@ def single_task_training_curves(
     def run_eval(step: int, n: int, key: PRNGKey) -> None:
         row = {}
         for s, k in zip(splits, jax.random.split(key, len(splits))):
-            datas = None if keyed or ds is None else _host_batches(ds, s, (n,))
+            datas = None if keyed or ds is None else host_batches(ds, s, (n,))
             loss, norm, aux = evaluate(opt_state, k, datas, s, n)
             row[f"eval/{s}/loss"] = float(loss)
             row[f"eval/{s}/loss_normalized"] = float(norm)
@@ -141,7 +134,7 @@ def single_task_training_curves(
             break
         run_eval(step, eval_batches, k_eval)
         n = min(eval_every, num_steps - step)
-        datas = None if keyed or ds is None else _host_batches(ds, "train", (n,))
+        datas = None if keyed or ds is None else host_batches(ds, "train", (n,))
         opt_state, losses = train_chunk(opt_state, k_train, datas, n)
         train_losses.append(np.asarray(losses))
         step += n
@@ -231,7 +224,7 @@ def multi_task_training_curves(
                 datas = (
                     None
                     if keyed or ds is None
-                    else _host_batches(ds, s, (n_tasks, n_eval_batches_vec))
+                    else host_batches(ds, s, (n_tasks, n_eval_batches_vec))
                 )
                 keys = jax.random.split(k, n_tasks)
                 loss, norm, aux = fns["eval"](
@@ -256,9 +249,7 @@ def multi_task_training_curves(
         ):
             evals.append(eval_loop(k_eval, n_eval_batches))
             eval_xs.append(i * steps_per_jit)
-        datas = (
-            None if keyed or ds is None else _host_batches(ds, "train", (n_tasks, steps_per_jit))
-        )
+        datas = None if keyed or ds is None else host_batches(ds, "train", (n_tasks, steps_per_jit))
         opt_states, losses, norms = fns["unroll"](
             theta, opt_states, cfgs, jax.random.split(k_train, n_tasks), datas
         )

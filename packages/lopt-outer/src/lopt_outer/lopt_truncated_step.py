@@ -35,7 +35,7 @@ from lopt_core import (
     TruncationSchedule,
     single_task_to_family,
 )
-from lopt_outer._common import check_positive_int, np_stack_batches
+from lopt_outer._common import check_positive_int, host_batches
 from lopt_outer.truncation_schedule import ConstantTruncationSchedule
 
 __all__ = [
@@ -201,11 +201,8 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
 
     # -- data -----------------------------------------------------------------
     def _host_batches(self, split: str, steps: int | None) -> Any:
-        it = self.datasets.split(split)
-        n = self.num_tasks * (1 if steps is None else steps)
-        flat = np_stack_batches([next(it) for _ in range(n)])
         shape = (self.num_tasks,) if steps is None else (steps, self.num_tasks)
-        return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), flat)
+        return host_batches(self.datasets, split, shape)
 
     def get_batch(self, steps: int | None = None) -> Any:
         """Training data for `steps` inner steps, or None when batches come from keys.
