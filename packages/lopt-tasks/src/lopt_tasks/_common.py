@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
+
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of `logits` (B, K) against int `labels` (B,)."""
@@ -56,3 +58,64 @@ def jit_transformed(mod: Any) -> Any:
     dispatching op by op; inside an outer `jit` or `vmap` the inner jit is inlined.
     """
     return type(mod)(jax.jit(mod.init), jax.jit(mod.apply))
+
+
+def num_classes_of(datasets: Datasets) -> int:
+    """`datasets.extra_info["num_classes"]`, with an error that says what is missing."""
+    if "num_classes" not in datasets.extra_info:
+        raise ValueError(
+            "Image classification tasks need datasets.extra_info['num_classes']; the given "
+            f"Datasets has extra_info keys {sorted(datasets.extra_info)}."
+        )
+    return int(datasets.extra_info["num_classes"])
+
+
+def abstract_batch_of(datasets: Datasets) -> Any:
+    """`datasets.abstract_batch`, with an error when there is none to initialize from."""
+    if datasets.abstract_batch is None:
+        raise ValueError(
+            "Image tasks initialize from datasets.abstract_batch, which is None; pass "
+            "abstract_batch to Datasets or use splits that provide one."
+        )
+    return datasets.abstract_batch
+
+
+class StatefulImageClassifier(Task):
+    """An image classifier from `hk.transform_with_state`; haiku state is model state.
+
+    Subclasses set `self._mod` (a jitted TransformedWithState of the images),
+    `self._stateful` (whether the network keeps state, e.g. batch-norm statistics),
+    and call `_setup_data`.
+    """
+
+    _mod: Any
+    _stateful: bool
+
+    def _setup_data(self, datasets: Datasets) -> None:
+        self.datasets = datasets
+        self.num_classes = num_classes_of(datasets)
+        self._abstract = abstract_batch_of(datasets)
+
+    def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
+        params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+        return params, (state if state else None)
+
+    def init(self, key: PRNGKey) -> Params:
+        return self.init_with_state(key)[0]
+
+    def loss_with_state(
+        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+    ) -> tuple[jax.Array, ModelState]:
+        logits, new_state = self._mod.apply(params, state or {}, key, data["image"])
+        return softmax_cross_entropy(logits, data["label"]), (new_state if new_state else None)
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
+        if self._stateful:
+            raise ValueError(
+                f"{self.name} keeps batch-norm statistics as model state; call "
+                "loss_with_state(params, state, key, data) instead of loss()."
+            )
+        return self.loss_with_state(params, None, key, data)[0]
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        return clipped_log_classes_normalizer(loss, self.num_classes)

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
+from lopt_core import Datasets
 from lopt_tasks import tfds_data
-from lopt_tasks._common import (
-    activation,
-    clipped_log_classes_normalizer,
-    jit_transformed,
-    ones_like_abstract,
-    softmax_cross_entropy,
-)
+from lopt_tasks._common import StatefulImageClassifier, activation, jit_transformed
 from lopt_tasks.digits import digits_datasets
 
 
-class ConvTask(Task):
+class ConvTask(StatefulImageClassifier):
     """A convnet: 3x3 convolutions (the first with stride 2), pooling, a linear head.
 
     With `norm="batch_norm"` the batch statistics are model state: use
@@ -50,13 +43,7 @@ class ConvTask(Task):
             raise ValueError(f"norm must be None, 'batch_norm' or 'layer_norm'; got {norm!r}.")
         if pool not in ("avg", "max"):
             raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}.")
-        if datasets.abstract_batch is None or "num_classes" not in datasets.extra_info:
-            raise ValueError(
-                "ConvTask needs datasets with abstract_batch and extra_info['num_classes']."
-            )
-        self.datasets = datasets
-        self.num_classes = int(datasets.extra_info["num_classes"])
-        self._abstract = datasets.abstract_batch
+        self._setup_data(datasets)
         self._stateful = norm == "batch_norm"
         self._name = name
         act = activation(act_fn)
@@ -74,30 +61,6 @@ class ConvTask(Task):
             return hk.Linear(num_classes)(x)
 
         self._mod = jit_transformed(hk.transform_with_state(forward))
-
-    def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
-        params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])
-        return params, (state if state else None)
-
-    def init(self, key: PRNGKey) -> Params:
-        return self.init_with_state(key)[0]
-
-    def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[jax.Array, ModelState]:
-        logits, new_state = self._mod.apply(params, state or {}, key, data["image"])
-        return softmax_cross_entropy(logits, data["label"]), (new_state if new_state else None)
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        if self._stateful:
-            raise ValueError(
-                f"{self.name} keeps batch-norm statistics as model state; call "
-                "loss_with_state(params, state, key, data) instead of loss()."
-            )
-        return self.loss_with_state(params, None, key, data)[0]
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        return clipped_log_classes_normalizer(loss, self.num_classes)
 
 
 def Conv_Digits8_16x32() -> ConvTask:

@@ -9,34 +9,19 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
+from lopt_core import Batch, Datasets, Params, PRNGKey, Task
 from lopt_tasks import tfds_data
 from lopt_tasks._common import (
+    StatefulImageClassifier,
+    abstract_batch_of,
     activation,
     clipped_log_classes_normalizer,
     jit_transformed,
+    num_classes_of,
     ones_like_abstract,
     softmax_cross_entropy,
 )
 from lopt_tasks.digits import digits_datasets
-
-
-def _num_classes(datasets: Datasets) -> int:
-    if "num_classes" not in datasets.extra_info:
-        raise ValueError(
-            "Image classification tasks need datasets.extra_info['num_classes']; the given "
-            f"Datasets has extra_info keys {sorted(datasets.extra_info)}."
-        )
-    return int(datasets.extra_info["num_classes"])
-
-
-def _abstract(datasets: Datasets) -> Any:
-    if datasets.abstract_batch is None:
-        raise ValueError(
-            "Image tasks initialize from datasets.abstract_batch, which is None; pass "
-            "abstract_batch to Datasets or use splits that provide one."
-        )
-    return datasets.abstract_batch
 
 
 class ImageMLPTask(Task):
@@ -62,8 +47,8 @@ class ImageMLPTask(Task):
         name: str | None = None,
     ) -> None:
         self.datasets = datasets
-        self.num_classes = _num_classes(datasets)
-        self._abstract = _abstract(datasets)
+        self.num_classes = num_classes_of(datasets)
+        self._abstract = abstract_batch_of(datasets)
         sizes = [*hidden_sizes, self.num_classes]
         act = activation(act_fn)
         self._name = name
@@ -88,7 +73,7 @@ class ImageMLPTask(Task):
         return clipped_log_classes_normalizer(loss, self.num_classes)
 
 
-class ImageMLPNormTask(Task):
+class ImageMLPNormTask(StatefulImageClassifier):
     """An image MLP with layer norm or batch norm after every hidden linear layer.
 
     Batch-norm statistics are model state: use `init_with_state` and
@@ -113,9 +98,7 @@ class ImageMLPNormTask(Task):
     ) -> None:
         if norm_type not in ("layer_norm", "batch_norm"):
             raise ValueError(f"norm_type must be 'layer_norm' or 'batch_norm'; got {norm_type!r}.")
-        self.datasets = datasets
-        self.num_classes = _num_classes(datasets)
-        self._abstract = _abstract(datasets)
+        self._setup_data(datasets)
         sizes = [*hidden_sizes, self.num_classes]
         act = activation(act_fn)
         self._name = name
@@ -135,30 +118,6 @@ class ImageMLPNormTask(Task):
 
         self._mod = jit_transformed(hk.transform_with_state(forward))
         self._stateful = norm_type == "batch_norm"
-
-    def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
-        params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])
-        return params, (state if state else None)
-
-    def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[jax.Array, ModelState]:
-        logits, new_state = self._mod.apply(params, state or {}, key, data["image"])
-        return softmax_cross_entropy(logits, data["label"]), (new_state if new_state else None)
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        if self._stateful:
-            raise ValueError(
-                f"{self.name} has batch-norm statistics as model state; call "
-                "loss_with_state(params, state, key, data) instead of loss()."
-            )
-        return self.loss_with_state(params, None, key, data)[0]
-
-    def init(self, key: PRNGKey) -> Params:
-        return self.init_with_state(key)[0]
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        return clipped_log_classes_normalizer(loss, self.num_classes)
 
 
 # -- named tasks ------------------------------------------------------------------------
