@@ -33,6 +33,11 @@ class _ImageGenerativeTask(Task):
     def init(self, key: PRNGKey) -> Params:
         return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
 
+    def normalizer(self, loss: Any) -> jax.Array:
+        """The loss per pixel, clipped to [0, 1]; NaN and +-inf map to 1."""
+        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
+        return jnp.clip(per_pixel, 0.0, 1.0)
+
 
 class ImageMLPAutoencoderTask(_ImageGenerativeTask):
     """An MLP autoencoder on flattened images with a per-pixel sigmoid cross-entropy loss.
@@ -63,10 +68,6 @@ class ImageMLPAutoencoderTask(_ImageGenerativeTask):
         x = jnp.reshape(data["image"], (data["image"].shape[0], -1))
         logits = self._mod.apply(params, key, data["image"])
         return jnp.mean(jnp.sum(_bernoulli_nll(logits, x), axis=-1))
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
-        return jnp.clip(per_pixel, 0.0, 1.0)
 
 
 class ImageMLPVAETask(_ImageGenerativeTask):
@@ -114,10 +115,6 @@ class ImageMLPVAETask(_ImageGenerativeTask):
         recon = jnp.sum(_bernoulli_nll(logits, x), axis=-1)
         kl = 0.5 * jnp.sum(jnp.exp(2 * log_std) + mean**2 - 1.0 - 2 * log_std, axis=-1)
         return jnp.mean(recon + kl)
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
-        return jnp.clip(per_pixel, 0.0, 1.0)
 
 
 def ImageMLPAE_Digits8_32x8x32() -> ImageMLPAutoencoderTask:
