@@ -56,12 +56,9 @@ def digits_split_indices() -> dict[str, np.ndarray]:
 
 
 @functools.cache
-def _load_split(
-    split: str, image_size: tuple[int, int] | None, black_and_white: bool
-) -> dict[str, np.ndarray]:
+def _load_split(split: str, image_size: tuple[int, int]) -> dict[str, np.ndarray]:
     images, labels = _raw_digits()
     idx = digits_split_indices()[split]
-    del black_and_white  # digits are already single-channel
     return {
         "image": prepare_images(images[idx], 16.0, image_size, False),
         "label": labels[idx],
@@ -110,7 +107,8 @@ def digits_datasets(
     if source != "memory":
         raise ValueError(f"source must be 'memory' or 'tfds'; got {source!r}.")
     return lazy_datasets(
-        lambda split: _load_split(split, size, bool(convert_to_black_and_white)),
+        # The digits have one channel, so convert_to_black_and_white changes nothing.
+        lambda split: _load_split(split, size),
         batch_size,
         abstract_image_batch(batch_size, (*size, 1)),
         {"num_classes": NUM_CLASSES, "name": "digits", "image_size": size},
