@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +118,14 @@ def test_grads_of_another_shape_are_refused(name):
     state = opt.init({"w": jnp.ones((3, 1))})
     with pytest.raises(ValueError, match=r"gradient leaf 0 has shape \(3,\)"):
         opt.update(state, {"w": jnp.ones(3)}, loss=1.0)
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_instances_stay_picklable_after_init(name):
+    """Worker pools pickle the learned optimizer; calling init first must not prevent it."""
+    lopt = lopt_core.get_learned_optimizer(name)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    copy = pickle.loads(pickle.dumps(lopt))
+    again = copy.init(jax.random.PRNGKey(0))
+    for a, b in zip(jax.tree_util.tree_leaves(theta), jax.tree_util.tree_leaves(again)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

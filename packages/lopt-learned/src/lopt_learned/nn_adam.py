@@ -25,6 +25,7 @@ from lopt_learned._base import ThetaOptimizer, check_theta
 from lopt_learned._common import (
     F32,
     check_grads,
+    jitted_init,
     keep_model_state,
     layout_of,
     linear_apply,
@@ -250,11 +251,7 @@ class NNAdam(LearnedOptimizer):
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The LSTM and head weights, a zero initial LSTM state, the initial hparams."""
-        # One compiled initialisation: run op by op, the many small initialisers
-        # take seconds.
-        if not hasattr(self, "_jitted_init"):
-            self._jitted_init = jax.jit(self._init)
-        return self._jitted_init(key)
+        return jitted_init(self, key)
 
     def _init(self, key: PRNGKey) -> MetaParams:
         k_rnn, k_head = jax.random.split(key)

@@ -23,6 +23,7 @@ from lopt_learned._common import (
     F32,
     TIMESCALES,
     check_grads,
+    jitted_init,
     keep_model_state,
     layout_of,
     linear_apply,
@@ -377,11 +378,7 @@ class RNNMLPLOpt(LearnedOptimizer):
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The LSTM, projections, MLP, and initial summaries (variance-scaling init)."""
-        # One compiled initialisation: run op by op, the many small initialisers
-        # take seconds.
-        if not hasattr(self, "_jitted_init"):
-            self._jitted_init = jax.jit(self._init)
-        return self._jitted_init(key)
+        return jitted_init(self, key)
 
     def _init(self, key: PRNGKey) -> MetaParams:
         k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
