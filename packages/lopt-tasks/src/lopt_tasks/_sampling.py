@@ -8,7 +8,7 @@ program serves every sample, and `jax.vmap` over cfgs vectorizes tasks.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import haiku as hk
@@ -154,3 +154,17 @@ def choice(key: PRNGKey, values: Any) -> Any:
     """One of `values`, uniformly (a static structure choice)."""
     values = list(values)
     return values[int(jax.random.randint(key, (), 0, len(values)))]
+
+
+def check_names(names: Sequence[str], known: Collection[str], what: str) -> tuple[str, ...]:
+    """`names` sorted (so a draw with `choice` does not depend on their order).
+
+    Raises:
+      ValueError: `names` is empty or holds a name not in `known`.
+    """
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        raise ValueError(
+            f"Unknown {what} {unknown} (or none given); choose from {', '.join(sorted(known))}."
+        )
+    return tuple(sorted(names))

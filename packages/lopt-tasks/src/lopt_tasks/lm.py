@@ -10,11 +10,16 @@ from typing import Any
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
-from lopt_tasks._common import jit_transformed, ones_like_abstract
-from lopt_tasks._sampling import SwitchedInitializer, choice, log_uniform_int, sample_initializer
+from lopt_tasks._common import clipped_log_classes_normalizer, jit_transformed, ones_like_abstract
+from lopt_tasks._sampling import (
+    SwitchedInitializer,
+    check_names,
+    choice,
+    log_uniform_int,
+    sample_initializer,
+)
 from lopt_tasks.parametric import parametric_classification_normalizer
 from lopt_tasks.text import embedded_text_datasets, tfds_text_datasets
 
@@ -25,12 +30,6 @@ def masked_token_cross_entropy(logits: jax.Array, data: Batch) -> jax.Array:
     nll = -jnp.take_along_axis(log_probs, data["target"][..., None], axis=-1)[..., 0]
     mask = (data["obs"] != 0).astype(jnp.float32)
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def _lm_normalizer(loss: Any, vocab_size: int) -> jax.Array:
-    maxval = 1.5 * float(np.log(vocab_size))
-    loss = jnp.clip(loss, 0.0, maxval)
-    return jnp.nan_to_num(loss, nan=maxval, posinf=maxval, neginf=maxval)
 
 
 class _LMTask(Task, abc.ABC):
@@ -57,7 +56,8 @@ class _LMTask(Task, abc.ABC):
         return masked_token_cross_entropy(self._mod.apply(params, key, data["obs"]), data)
 
     def normalizer(self, loss: Any) -> jax.Array:
-        return _lm_normalizer(loss, self.vocab_size)
+        # Next-byte prediction is classification over the vocabulary.
+        return clipped_log_classes_normalizer(loss, self.vocab_size)
 
 
 def _learned_initial_state(core: hk.RNNCore, batch_size: int) -> Any:
@@ -130,7 +130,7 @@ class TransformerLanguageModelTask(_LMTask):
         super().__init__(datasets, name)
 
     def _forward(self, obs: jax.Array) -> jax.Array:
-        b, t = obs.shape
+        t = obs.shape[1]
         d = self.model_size
         init = hk.initializers.VarianceScaling(2.0 / self.num_layers)
         pos = hk.get_parameter(
@@ -147,7 +147,6 @@ class TransformerLanguageModelTask(_LMTask):
             h = hk.Linear(4 * d, w_init=init)(h)
             x = x + hk.Linear(d, w_init=init)(jax.nn.gelu(h))
         x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
-        del b
         return hk.Linear(self.vocab_size)(x)
 
 
@@ -308,15 +307,10 @@ def sample_lm_rnn(key: PRNGKey, datasets: Sequence[str] = ("embedded",)) -> LMRN
     [4, 512], sequence length log-uniform in [4, 128] (the reference goes to 512; the
     embedded corpus is small), dataset uniform over `datasets`.
     """
-    unknown = sorted(set(datasets) - set(TEXT_DATASETS))
-    if unknown or not datasets:
-        raise ValueError(
-            f"Unknown text datasets {unknown} (or none given); choose from "
-            f"{', '.join(sorted(TEXT_DATASETS))}."
-        )
+    names = check_names(datasets, TEXT_DATASETS, "text datasets")
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     return LMRNNFamilyConfig(
-        choice(k5, sorted(datasets)),
+        choice(k5, names),
         log_uniform_int(k1, 8, 256),
         log_uniform_int(k2, 8, 256),
         log_uniform_int(k3, 4, 512),

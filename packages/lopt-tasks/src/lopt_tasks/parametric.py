@@ -23,6 +23,7 @@ from lopt_tasks import tfds_data
 from lopt_tasks._common import softmax_cross_entropy
 from lopt_tasks._sampling import (
     SwitchedInitializer,
+    check_names,
     choice,
     log_uniform_int,
     sample_activation,
@@ -218,16 +219,6 @@ class ImageFamilyConfig:
         return ParametricImageConv(datasets, num_classes, self.hidden, name=name)
 
 
-def _check_datasets(datasets: Sequence[str]) -> tuple[str, ...]:
-    unknown = sorted(set(datasets) - set(IMAGE_DATASETS))
-    if unknown or not datasets:
-        raise ValueError(
-            f"Unknown image datasets {unknown} (or none given); choose from "
-            f"{', '.join(sorted(IMAGE_DATASETS))}."
-        )
-    return tuple(sorted(datasets))
-
-
 def sample_image_mlp(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
     """Samples an image-MLP family structure like the reference's `sample_image_mlp`.
 
@@ -235,7 +226,7 @@ def sample_image_mlp(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> Ima
     log-uniform in [4, 32], batch size log-uniform in [4, 512], dataset uniform over
     `datasets` (only the embedded digits by default, which need no download).
     """
-    names = _check_datasets(datasets)
+    names = check_names(datasets, IMAGE_DATASETS, "image datasets")
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     width = log_uniform_int(k1, 8, 128)
     depth = choice(k2, range(5))
@@ -251,7 +242,7 @@ def sample_image_mlp(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> Ima
 def sample_image_conv(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
     """Samples an image-convnet family structure: channels log-uniform in [8, 64] per
     layer, 1 to 3 layers, image size log-uniform in [8, 32], batch size in [4, 256]."""
-    names = _check_datasets(datasets)
+    names = check_names(datasets, IMAGE_DATASETS, "image datasets")
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     depth = choice(k2, (1, 2, 3))
     channels = tuple(log_uniform_int(k, 8, 64) for k in jax.random.split(k1, depth))
