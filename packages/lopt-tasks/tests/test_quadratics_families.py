@@ -7,6 +7,7 @@ from lopt_tasks import (
     BatchQuadraticTask,
     FixedDimQuadraticFamily,
     FixedDimQuadraticFamilyData,
+    ImageConvFamily_Digits8,
     ImageMLPFamily_Digits8,
     NoisyMeanQuadraticTask,
     NoisyQuadraticFamily,
@@ -119,3 +120,19 @@ def test_switched_activation_matches_the_sampled_entry():
     np.testing.assert_allclose(
         batched, jnp.stack([f(x) for f in ACTIVATIONS]), rtol=1e-5, atol=1e-6
     )
+
+
+def test_conv_family_samples_the_conv_initializer_but_not_the_head():
+    family = ImageConvFamily_Digits8()
+    cfg = family.sample(jax.random.PRNGKey(0))
+    other = {
+        "activation": cfg["activation"],
+        "initializer": {
+            "index": (cfg["initializer"]["index"] + 1) % len(INITIALIZERS),
+            "init_scale": cfg["initializer"]["init_scale"] + 0.5,
+        },
+    }
+    key = jax.random.PRNGKey(1)
+    a, b = family.task_fn(cfg).init(key), family.task_fn(other).init(key)
+    assert not np.allclose(a["conv2_d"]["w"], b["conv2_d"]["w"])
+    np.testing.assert_array_equal(a["linear"]["w"], b["linear"]["w"])

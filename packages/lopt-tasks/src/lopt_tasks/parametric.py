@@ -149,6 +149,9 @@ class ParametricImageConv(_ImageFamilyBase):
     """Image convnets (3x3 convs, first with stride 2, mean pooling, linear head) with a
     sampled activation and initializer, as `ParametricImageMLP`.
 
+    The sampled initializer applies to the conv layers; the linear head keeps haiku's
+    default initializer, as in the reference library.
+
     Args:
       datasets: image Datasets with `abstract_batch`.
       num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
@@ -172,7 +175,8 @@ class ParametricImageConv(_ImageFamilyBase):
         x = images
         for i, ch in enumerate(self.hidden_units):
             x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1, w_init=init)(x))
-        return hk.Linear(self.num_classes, w_init=init)(jnp.mean(x, axis=(1, 2)))
+        # The reference samples the conv initializer only; the head keeps haiku's default.
+        return hk.Linear(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
 
 # -- structure samplers -------------------------------------------------------------------
