@@ -1,5 +1,6 @@
 import sys
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -43,6 +44,34 @@ def test_single_task_curves_with_plain_iterators_and_no_data():
         task, LrSGD(np.log(0.1)), 10, jax.random.PRNGKey(0), eval_every=5
     )
     assert out["train/loss"][-1] < out["train/loss"][0]
+
+
+@flax.struct.dataclass
+class _ParamsState:
+    params: dict
+    model_state: object
+
+
+class _NoisyInitOpt(lopt_core.Optimizer):
+    """Subtracts N(0, 1) noise drawn from its init key from the params; never updates."""
+
+    def init(self, params, model_state=None, num_steps=None, key=None, **kwargs):
+        noise = jax.random.normal(key, params["x"].shape)
+        return _ParamsState({"x": params["x"] - noise}, model_state)
+
+    def update(self, opt_state, grads, loss=None, model_state=None, key=None, **kwargs):
+        return opt_state
+
+
+def test_single_task_curves_give_the_optimizer_init_its_own_key():
+    # QuadraticTask draws x ~ N(0, 1) from its init key: were the optimizer handed
+    # the same key, its noise would equal x and the loss would be exactly 0.
+    task = QuadraticFamily().task_fn(np.ones(4, np.float32))
+    task.datasets = None
+    out = eval_training.single_task_training_curves(
+        task, _NoisyInitOpt(), 2, jax.random.PRNGKey(0), eval_every=2
+    )
+    assert out["eval/train/loss"][0] > 0.01
 
 
 def test_multi_task_training_curves_keys_shapes_and_reproducibility():

@@ -111,7 +111,10 @@ def single_task_training_curves(
 
     key, k_init = jax.random.split(key)
     params, model_state = task.init_with_state(k_init)
-    opt_state = strong(opt.init(params, model_state, num_steps=num_steps, key=k_init))
+    # A key of its own: an optimizer drawing noise at init with the params' key
+    # would draw the very numbers the params were drawn from.
+    k_opt = jax.random.fold_in(k_init, 1)
+    opt_state = strong(opt.init(params, model_state, num_steps=num_steps, key=k_opt))
     train_losses, eval_rows, eval_xs = [], [], []
 
     def run_eval(step: int, n: int, key: PRNGKey) -> None:
