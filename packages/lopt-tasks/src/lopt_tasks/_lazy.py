@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lopt_core import ArraySplit, Batch, Datasets
+from lopt_core import SPLITS, ArraySplit, Batch, Datasets
 
 ArrayLoader = Callable[[], Mapping[str, Any]]
 
@@ -100,7 +100,7 @@ def lazy_datasets(
     different splits does not repeat the same indices.
     """
     splits = {}
-    for i, name in enumerate(("train", "inner_valid", "outer_valid", "test")):
+    for i, name in enumerate(SPLITS):
         splits[name] = LazyArraySplit(
             functools.partial(load_split, name),
             batch_size,

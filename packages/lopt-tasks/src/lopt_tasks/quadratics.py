@@ -8,14 +8,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import ArraySplit, Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
+from lopt_core import (
+    SPLITS,
+    ArraySplit,
+    Batch,
+    Datasets,
+    Params,
+    PRNGKey,
+    Task,
+    TaskCfg,
+    TaskFamily,
+)
 
 
 def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int = 0) -> Datasets:
     """Standard-normal noise as keyed in-memory splits; each split has its own draws."""
     rng = np.random.default_rng(seed)
     splits = {}
-    for i, name in enumerate(("train", "inner_valid", "outer_valid", "test")):
+    for i, name in enumerate(SPLITS):
         data = rng.normal(size=(num_examples, *shape[1:])).astype(np.float32)
         # A batch of shape `shape`: ArraySplit stacks `shape[0]` rows; scalars squeeze.
         splits[name] = ArraySplit(
@@ -85,7 +95,7 @@ class NoisyMeanQuadraticTask(Task):
         self.dim = int(dim)
         self.target = rng.normal(size=(dim,)).astype(np.float32)
         splits = {}
-        for i, name in enumerate(("train", "inner_valid", "outer_valid", "test")):
+        for i, name in enumerate(SPLITS):
             samples = self.target + noise_std * rng.normal(size=(2048, dim)).astype(np.float32)
             splits[name] = ArraySplit({"x": samples}, batch_size, seed=seed * 4 + i)
         self.datasets = Datasets(**splits)
