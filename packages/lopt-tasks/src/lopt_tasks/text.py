@@ -37,6 +37,7 @@ _CORPUS_FRACTIONS = {
 _TFDS_TRAIN_FRACTIONS = {"train": (0.0, 0.8), "inner_valid": (0.8, 0.9), "outer_valid": (0.9, 1.0)}
 
 
+@functools.cache
 def embedded_corpus() -> bytes:
     """The text corpus that ships inside this package, as UTF-8 bytes."""
     return resources.files("lopt_tasks").joinpath("data/corpus.txt").read_bytes()
