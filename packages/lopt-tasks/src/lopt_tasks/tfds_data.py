@@ -345,18 +345,16 @@ def prepare_dataset(name: str, data_dir: str | None = None) -> str:
     data_dir = data_dir or default_data_dir()
     if name in LOCAL_BUILDERS:
         _register_local_builder(name)
-        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-        builder.download_and_prepare()
-        return str(builder.data_dir)
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        raise RuntimeError(
-            f"Preparing TFDS dataset {name!r} needs TensorFlow, which TFDS's builders use to "
-            "download and decode the raw files. Install it with "
-            "`pip install 'lopt-tasks[prepare]'` and run the command again. Reading "
-            "prepared data does not need it."
-        ) from None
+    else:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                f"Preparing TFDS dataset {name!r} needs TensorFlow, which TFDS's builders use "
+                "to download and decode the raw files. Install it with "
+                "`pip install 'lopt-tasks[prepare]'` and run the command again. Reading "
+                "prepared data does not need it."
+            ) from None
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare()
     return str(builder.data_dir)
