@@ -112,6 +112,13 @@ def test_adapter_errors_are_clear():
     )
     params = task.init(jax.random.PRNGKey(0))
     assert jnp.isfinite(task.loss(params, jax.random.PRNGKey(0), next(task.datasets.train)))
+    with pytest.raises(ValueError, match="has no model state but was given one"):
+        task.loss_with_state(
+            params,
+            {"bn": 1.0},
+            jax.random.PRNGKey(0),
+            task.datasets.train.sample(jax.random.PRNGKey(0)),
+        )
     with pytest.raises(KeyError, match="no key 'pixels'"):
         task_from_haiku(
             hk.transform(lambda x: x), cross_entropy_loss, digits_datasets(8), inputs="pixels"

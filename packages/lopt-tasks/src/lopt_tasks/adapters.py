@@ -65,7 +65,10 @@ class _AdapterTask(Task):
 
     def _check_stateless(self, state: ModelState) -> None:
         if state is not None:
-            raise ValueError(f"{self.name} has model state; use init_with_state / loss_with_state.")
+            raise ValueError(
+                f"{self.name} has no model state but was given one; pass the state that "
+                "init_with_state returns (None for this task)."
+            )
 
 
 class HaikuTask(_AdapterTask):
