@@ -129,3 +129,14 @@ def test_instances_stay_picklable_after_init(name):
     again = copy.init(jax.random.PRNGKey(0))
     for a, b in zip(jax.tree_util.tree_leaves(theta), jax.tree_util.tree_leaves(again)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", registered_names())
+def test_theta_missing_any_key_is_named(name):
+    """opt_fn names whichever top-level theta entry is missing, not only some of them."""
+    lopt = lopt_core.get_learned_optimizer(name)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    for key in theta:
+        partial = {k: v for k, v in theta.items() if k != key}
+        with pytest.raises(ValueError, match=f"theta lacks \\['{key}'\\]"):
+            lopt.opt_fn(partial)

@@ -163,7 +163,8 @@ class MLPLOpt(LearnedOptimizer):
 
     def opt_fn(self, theta: MetaParams, is_training: bool = False) -> MLPLOptOptimizer:
         """The optimizer using these MLP weights."""
-        check_theta(theta, ("mlp/~/linear_0",), type(self).__name__)
+        layers = tuple(f"mlp/~/linear_{i}" for i in range(self.hidden_layers + 1))
+        check_theta(theta, layers, type(self).__name__)
         return MLPLOptOptimizer(self, theta, is_training)
 
 

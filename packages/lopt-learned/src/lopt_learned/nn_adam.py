@@ -271,7 +271,15 @@ class NNAdam(LearnedOptimizer):
         """The optimizer using these LSTM weights and initial hyperparameters."""
         check_theta(
             theta,
-            ("lstm_init_state", "rnn_params", "rnn_to_controls_params", "per_layer_lr"),
+            (
+                "lstm_init_state",
+                "per_layer_beta1",
+                "per_layer_beta2",
+                "per_layer_epsilon",
+                "per_layer_lr",
+                "rnn_params",
+                "rnn_to_controls_params",
+            ),
             type(self).__name__,
         )
         return NNAdamOptimizer(self, theta, is_training)

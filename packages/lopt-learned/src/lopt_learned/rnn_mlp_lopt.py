@@ -408,7 +408,15 @@ class RNNMLPLOpt(LearnedOptimizer):
         """The optimizer using these weights."""
         check_theta(
             theta,
-            ("ffmod_params", "lstm_init_state", "rnn_params", "rnn_to_ff_params"),
+            (
+                "ffmod_params",
+                "initial_from_lstm",
+                "initial_from_mlp",
+                "lstm_init_state",
+                "rnn_params",
+                "rnn_to_ff_params",
+                "rnn_to_in_params",
+            ),
             type(self).__name__,
         )
         return RNNMLPLOptOptimizer(self, theta, is_training)
