@@ -159,58 +159,6 @@ def i1() -> dict[str, float]:
 WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {"W4": w4, "W5": w5, "W6": w6, "I1": i1}
 
 
-def part1_learnable_adam(steps: int = 2000) -> dict[str, float]:
-    """Part 1's LearnableAdam meta-training loop for its 2000 steps (not a timed workload).
-
-    The notebook's task is ImageMLP_FashionMnist8_Relu32, which needs a download;
-    the same MLP on the embedded 8x8 digits (`ImageMLP_Digits8_Relu32`) stands in.
-    Run with `python benchmarks/workloads_outer.py part1`.
-    """
-    task = lopt_core.get_task("ImageMLP_Digits8_Relu32")
-    lopt = LearnableAdam()
-
-    def meta_loss(theta: Any, key: jax.Array, batch: Any) -> jax.Array:
-        opt = lopt.opt_fn(theta)
-        key1, key = jax.random.split(key)
-        param = task.init(key1)
-        opt_state = opt.init(param)
-        for _ in range(4):
-            param = opt.get_params(opt_state)
-            key1, key = jax.random.split(key)
-            loss, grad = jax.value_and_grad(task.loss)(param, key1, batch)
-            opt_state = opt.update(opt_state, grad, loss)
-        param, _ = opt.get_params_state(opt_state)
-        key1, key = jax.random.split(key)
-        return task.loss(param, key1, batch)
-
-    meta_value_and_grad = jax.jit(jax.value_and_grad(meta_loss))
-    theta_opt = Adam(1e-2)
-    key = jax.random.PRNGKey(0)
-    theta_opt_state = theta_opt.init(lopt.init(key))
-    start = time.perf_counter()
-    losses, lrs = [], []
-    for i in range(steps):
-        batch = next(task.datasets.train)
-        key, _ = jax.random.split(key)
-        theta = theta_opt.get_params(theta_opt_state)
-        ml, meta_grad = meta_value_and_grad(theta, key, batch)
-        theta_opt_state = theta_opt.update(theta_opt_state, meta_grad, ml)
-        lrs.append(float(theta["log_lr"]))
-        losses.append(float(ml))
-        if i % 200 == 0:
-            print(f"step {i}: meta-loss {ml:.4f}, lr {np.exp(lrs[-1]):.4g}", flush=True)
-    return {
-        "steps": steps,
-        "seconds": time.perf_counter() - start,
-        "meta_loss_first_100": float(np.mean(losses[:100])),
-        "meta_loss_last_100": float(np.mean(losses[-100:])),
-        "final_lr": float(np.exp(lrs[-1])),
-    }
-
-
 if __name__ == "__main__":
-    if sys.argv[1:] == ["part1"]:
-        print(part1_learnable_adam())
-    else:
-        for wid in sys.argv[1:] or list(WORKLOADS):
-            print(wid, WORKLOADS[wid]())
+    for wid in sys.argv[1:] or list(WORKLOADS):
+        print(wid, WORKLOADS[wid]())
