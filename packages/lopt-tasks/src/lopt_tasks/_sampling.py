@@ -45,19 +45,10 @@ def sample_activation(key: PRNGKey) -> jax.Array:
 # Distinct functions of ACTIVATIONS (ReLU is listed twice and swish is silu), and the
 # map from a sampled index to them. Under vmap with a batched index, lax.switch
 # evaluates every branch, so duplicates would cost a full extra activation each.
-_UNIQUE_ACTIVATIONS: tuple[Callable[[jax.Array], jax.Array], ...] = (
-    jax.nn.relu,
-    jax.nn.relu6,
-    jax.nn.selu,
-    jnp.tanh,
-    jnp.cos,
-    jnp.sin,
-    jax.nn.sigmoid,
-    jax.nn.silu,
-    jax.nn.gelu,
-    ACTIVATIONS[-1],
+_UNIQUE_ACTIVATIONS: tuple[Callable[[jax.Array], jax.Array], ...] = tuple(
+    dict.fromkeys(ACTIVATIONS)
 )
-_TO_UNIQUE = np.asarray([0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 9], np.int32)
+_TO_UNIQUE = np.asarray([_UNIQUE_ACTIVATIONS.index(f) for f in ACTIVATIONS], np.int32)
 
 
 def switched_activation(index: jax.Array) -> Callable[[jax.Array], jax.Array]:
