@@ -75,7 +75,20 @@ class ConstantTruncationSchedule(TruncationSchedule):
         return self.total_length
 
 
-class LogUniformLengthSchedule(TruncationSchedule):
+class _RenewedLengthSchedule(TruncationSchedule):
+    """A schedule whose next length comes from `init` each time an unroll finishes."""
+
+    def next_state(
+        self, state: TruncationState, step: Any, key: PRNGKey, outer_state: OuterState | None
+    ) -> tuple[TruncationState, jax.Array]:
+        """`is_done` once `step` reaches the length; then `init` gives the next length."""
+        is_done = jnp.asarray(step >= state.length)
+        fresh = self.init(key, outer_state)
+        length = jnp.where(is_done, fresh.length, state.length)
+        return TruncationState(length=length), is_done
+
+
+class LogUniformLengthSchedule(_RenewedLengthSchedule):
     """Unroll lengths drawn log-uniformly in `[min_length, max_length)`; short unrolls are common.
 
     A new length is drawn every time an unroll finishes.
@@ -105,15 +118,6 @@ class LogUniformLengthSchedule(TruncationSchedule):
         )
         return TruncationState(length=_length(jnp.exp(log_len)))
 
-    def next_state(
-        self, state: TruncationState, step: Any, key: PRNGKey, outer_state: OuterState | None
-    ) -> tuple[TruncationState, jax.Array]:
-        """`is_done` once `step` reaches the length; then a new length is drawn."""
-        is_done = jnp.asarray(step >= state.length)
-        fresh = self.init(key, outer_state)
-        length = jnp.where(is_done, fresh.length, state.length)
-        return TruncationState(length=length), is_done
-
 
 class NeverEndingTruncationSchedule(TruncationSchedule):
     """Unrolls never finish: tasks are trained forever and never reset."""
@@ -131,7 +135,7 @@ class NeverEndingTruncationSchedule(TruncationSchedule):
         return state, jnp.asarray(False)
 
 
-class ScheduledTruncationSchedule(TruncationSchedule):
+class ScheduledTruncationSchedule(_RenewedLengthSchedule):
     """Unroll length is a function of the outer iteration, such as a growing curriculum.
 
     Args:
@@ -162,15 +166,6 @@ class ScheduledTruncationSchedule(TruncationSchedule):
         )
         length = jnp.maximum(_length(self.schedule_fn(it)), 1)
         return TruncationState(length=length)
-
-    def next_state(
-        self, state: TruncationState, step: Any, key: PRNGKey, outer_state: OuterState | None
-    ) -> tuple[TruncationState, jax.Array]:
-        """`is_done` once `step` reaches the length; then the length is recomputed."""
-        is_done = jnp.asarray(step >= state.length)
-        fresh = self.init(key, outer_state)
-        length = jnp.where(is_done, fresh.length, state.length)
-        return TruncationState(length=length), is_done
 
 
 def static_length(schedule: TruncationSchedule) -> int:
