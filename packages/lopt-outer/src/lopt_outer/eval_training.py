@@ -44,6 +44,22 @@ def _train_step(task: Task, opt: Optimizer, opt_state: Any, key: PRNGKey, data: 
     return opt.update(opt_state, grad, loss=loss, model_state=s, key=k_update), loss
 
 
+def _train_steps(
+    task: Task, opt: Optimizer, keyed_ds: Any, opt_state: Any, key: PRNGKey, datas: Any, n: int
+):
+    """`n` training steps in one `lax.scan`: batches come from `keyed_ds.sample` when it is
+    given (keyed datasets), else from `datas` (stacked batches, one per step)."""
+
+    def body(s, xs):
+        k, d = xs
+        if keyed_ds is not None:
+            k, k_data = jax.random.split(k)
+            d = keyed_ds.sample("train", k_data)
+        return _train_step(task, opt, s, k, d)
+
+    return lax.scan(body, opt_state, (jax.random.split(key, n), datas))
+
+
 def _eval_one(task: Task, opt: Optimizer, opt_state: Any, key: PRNGKey, data: Any):
     p, s = opt.get_params_state(opt_state)
     loss, _, aux = task.loss_with_state_and_aux(p, s, key, data)
@@ -88,14 +104,7 @@ def single_task_training_curves(
 
     @functools.partial(jit, static_argnums=(3,))
     def train_chunk(opt_state, key, datas, n):
-        def body(s, xs):
-            k, d = xs
-            if keyed:
-                k, k_data = jax.random.split(k)
-                d = ds.sample("train", k_data)
-            return _train_step(task, opt, s, k, d)
-
-        return lax.scan(body, opt_state, (jax.random.split(key, n), datas))
+        return _train_steps(task, opt, ds if keyed else None, opt_state, key, datas, n)
 
     @functools.partial(jit, static_argnums=(3, 4))
     def evaluate(opt_state, key, datas, split, n):
@@ -309,15 +318,9 @@ def _train_fns(
 
         def one(opt_state, cfg, key, data):
             task = task_family.task_fn(cfg)
-
-            def body(s, xs):
-                k, d = xs
-                if keyed:
-                    k, k_data = jax.random.split(k)
-                    d = ds.sample("train", k_data)
-                return _train_step(task, opt, s, k, d)
-
-            s, losses = lax.scan(body, opt_state, (jax.random.split(key, steps_per_jit), data))
+            s, losses = _train_steps(
+                task, opt, ds if keyed else None, opt_state, key, data, steps_per_jit
+            )
             return s, losses, jax.vmap(task.normalizer)(losses)
 
         return jax.vmap(one)(opt_states, cfgs, keys, datas)
