@@ -71,7 +71,10 @@ class ImageMLP8(lopt_core.Task):
         return jnp.clip(jnp.nan_to_num(loss, nan=1.5 * np.log(10)), 0, 1.5 * np.log(10))
 
 
-def _timed_outer_steps(estimator_fn: Callable[[Any], Any], schedule_length: int, n: int) -> dict:
+def outer_learner(
+    estimator_fn: Callable[[Any], Any], schedule_length: int
+) -> SingleMachineGradientLearner:
+    """W5/W6's learner: MLPLOpt on 8 copies of the 8x8 MLP, Adam(1e-3) on theta."""
     lopt = MLPLOpt()
     family = lopt_core.single_task_to_family(ImageMLP8())
     step = VectorizedLOptTruncatedStep(
@@ -81,7 +84,11 @@ def _timed_outer_steps(estimator_fn: Callable[[Any], Any], schedule_length: int,
         num_tasks=8,
         random_initial_iteration_offset=schedule_length,
     )
-    learner = SingleMachineGradientLearner(lopt, [estimator_fn(step)], Adam(1e-3))
+    return SingleMachineGradientLearner(lopt, [estimator_fn(step)], Adam(1e-3))
+
+
+def _timed_outer_steps(estimator_fn: Callable[[Any], Any], schedule_length: int, n: int) -> dict:
+    learner = outer_learner(estimator_fn, schedule_length)
     start, cpu = time.perf_counter(), time.process_time()
     state = learner.init(jax.random.PRNGKey(0))
     state, loss, _ = learner.update(state, jax.random.PRNGKey(1))

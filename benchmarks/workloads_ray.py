@@ -38,15 +38,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import lopt_core
 from lopt_learned import MLPLOpt
 from lopt_optimizers import Adam
 from lopt_outer import (
-    ConstantTruncationSchedule,
     GradientLearner,
     SingleMachineGradientLearner,
     TruncatedPES,
-    VectorizedLOptTruncatedStep,
     meta_train,
 )
 from lopt_outer.distributed import meta_train_ray
@@ -58,19 +55,10 @@ SEED = 0
 
 
 def _learner() -> SingleMachineGradientLearner:
-    """W5's learner, on W5's task (imported from workloads_outer by name)."""
-    from workloads_outer import ImageMLP8
+    """W5's learner (from workloads_outer, imported by name beside this file)."""
+    from workloads_outer import outer_learner
 
-    lopt = MLPLOpt()
-    family = lopt_core.single_task_to_family(ImageMLP8())
-    step = VectorizedLOptTruncatedStep(
-        family,
-        lopt,
-        ConstantTruncationSchedule(200),
-        num_tasks=8,
-        random_initial_iteration_offset=200,
-    )
-    return SingleMachineGradientLearner(lopt, [TruncatedPES(step, 20, 0.01)], Adam(1e-3))
+    return outer_learner(lambda step: TruncatedPES(step, 20, 0.01), 200)
 
 
 def _start_ray() -> tuple[Any, float]:
