@@ -37,7 +37,16 @@ def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int 
     return Datasets(**splits)
 
 
-class QuadraticTask(Task):
+class _VectorTask(Task):
+    """A task over one float32 vector of `dim` standard-normal parameters."""
+
+    dim: int
+
+    def init(self, key: PRNGKey) -> Params:
+        return jax.random.normal(key, (self.dim,))
+
+
+class QuadraticTask(_VectorTask):
     """The loss `sum(params**2)` over a vector of `dim` standard-normal parameters.
 
     Args:
@@ -46,36 +55,26 @@ class QuadraticTask(Task):
 
     def __init__(self, dim: int = 10) -> None:
         if dim <= 0:
-            raise ValueError(f"QuadraticTask needs a positive dim; got {dim}.")
+            raise ValueError(f"{type(self).__name__} needs a positive dim; got {dim}.")
         self.dim = int(dim)
-
-    def init(self, key: PRNGKey) -> Params:
-        return jax.random.normal(key, (self.dim,))
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del key, data
         return jnp.sum(jnp.square(params))
 
 
-class BatchQuadraticTask(Task):
+class BatchQuadraticTask(QuadraticTask):
     """`sum(params**2)` with a dataset of (4, 2) noise batches that the loss ignores.
 
     Useful for exercising data plumbing on a problem whose optimum is known.
     """
 
     def __init__(self, dim: int = 10) -> None:
-        self.dim = int(dim)
+        super().__init__(dim)
         self.datasets = _noise_datasets((4, 2))
 
-    def init(self, key: PRNGKey) -> Params:
-        return jax.random.normal(key, (self.dim,))
 
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        del key, data
-        return jnp.sum(jnp.square(params))
-
-
-class NoisyMeanQuadraticTask(Task):
+class NoisyMeanQuadraticTask(_VectorTask):
     """`sum((params - mean(batch))**2)`: the target is the mean of a noisy batch.
 
     Every batch holds `batch_size` samples of `dim`-dimensional N(target, noise_std**2)
@@ -100,21 +99,15 @@ class NoisyMeanQuadraticTask(Task):
             splits[name] = ArraySplit({"x": samples}, batch_size, seed=seed * 4 + i)
         self.datasets = Datasets(**splits)
 
-    def init(self, key: PRNGKey) -> Params:
-        return jax.random.normal(key, (self.dim,))
-
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del key
         return jnp.sum(jnp.square(params - jnp.mean(data["x"], axis=0)))
 
 
-class _TargetQuadratic(Task):
+class _TargetQuadratic(_VectorTask):
     def __init__(self, target: jax.Array, dim: int) -> None:
         self.target = target
         self.dim = dim
-
-    def init(self, key: PRNGKey) -> Params:
-        return jax.random.normal(key, (self.dim,))
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del key, data
@@ -180,13 +173,10 @@ class FixedDimQuadraticFamilyData(TaskFamily):
         return _TargetQuadraticData(cfg, self.dim, self.datasets)
 
 
-class _NoisyQuadratic(Task):
+class _NoisyQuadratic(_VectorTask):
     def __init__(self, center: jax.Array, scale: jax.Array, dim: int, cov: float) -> None:
         self.center, self.scale = center, scale
         self.dim, self.cov = dim, cov
-
-    def init(self, key: PRNGKey) -> Params:
-        return jax.random.normal(key, (self.dim,))
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del data
