@@ -43,6 +43,20 @@ def compute_es_grad(
     return es_grad_from_losses(pos_loss, neg_loss, eps, std, clip_loss_diff)
 
 
+def antithetic_delta(
+    pos_loss: jax.Array, neg_loss: jax.Array, clip_loss_diff: float | None = None
+) -> jax.Array:
+    """Per-task `pos_loss - neg_loss`, non-finite differences zeroed (optionally clipped).
+
+    Shared by every ES-family estimator, so a diverged task adds nothing to the
+    estimate instead of poisoning it.
+    """
+    delta = jnp.nan_to_num(pos_loss - neg_loss, nan=0.0, posinf=0.0, neginf=0.0)
+    if clip_loss_diff is not None:
+        delta = jnp.clip(delta, -clip_loss_diff, clip_loss_diff)
+    return delta
+
+
 def es_grad_from_losses(
     pos_loss: jax.Array,
     neg_loss: jax.Array,
@@ -51,9 +65,7 @@ def es_grad_from_losses(
     clip_loss_diff: float | None = None,
 ) -> tuple[jax.Array, MetaParams, jax.Array]:
     """ES estimate from per-task losses of the positive and negative perturbations."""
-    delta = jnp.nan_to_num(pos_loss - neg_loss, nan=0.0, posinf=0.0, neginf=0.0)
-    if clip_loss_diff is not None:
-        delta = jnp.clip(delta, -clip_loss_diff, clip_loss_diff)
+    delta = antithetic_delta(pos_loss, neg_loss, clip_loss_diff)
     contrib = delta / (2 * std**2)
     grad = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), scale_per_task(contrib, eps))
     return jnp.mean((pos_loss + neg_loss) / 2.0), grad, delta

@@ -25,6 +25,7 @@ from lopt_outer._common import (
     vector_sample_perturbations,
 )
 from lopt_outer._estimator import UnrollEstimator
+from lopt_outer.truncated_es import antithetic_delta
 from lopt_outer.truncated_step import antithetic_unroll
 
 __all__ = ["PESWorkerState", "TruncatedPES", "compute_pes_grad"]
@@ -64,7 +65,7 @@ def compute_pes_grad(
     """
     pos_loss = masked_mean(p_ys.loss, p_ys.mask)
     neg_loss = masked_mean(n_ys.loss, n_ys.mask)
-    delta = jnp.nan_to_num(pos_loss - neg_loss, nan=0.0, posinf=0.0, neginf=0.0)
+    delta = antithetic_delta(pos_loss, neg_loss)
     contrib = delta / (2 * std**2)
     has_finished = jnp.cumsum(p_ys.is_done.astype(jnp.int32), axis=0) > 0
     frac_before_reset = 1.0 - jnp.mean(has_finished.astype(jnp.float32), axis=0)
