@@ -14,6 +14,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import lopt_core
 from lopt_outer.gradient_learner import SingleMachineGradientLearner
@@ -97,3 +98,8 @@ class SlowEstimator(lopt_core.GradientEstimator):
     def compute_gradient_estimate(self, worker_weights, key, state, with_summary=False):
         time.sleep(self.delay_s)
         return self.inner.compute_gradient_estimate(worker_weights, key, state, with_summary)
+
+
+def leaves(tree: Any) -> list[np.ndarray]:
+    """The leaves of a pytree as numpy arrays, for exact comparisons."""
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 import pytest
-from ray_helpers import make_learner
+from ray_helpers import leaves, make_learner
 
 from lopt_core import cli
 from lopt_outer.meta_train import meta_train
-
-
-def _leaves(tree):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
 def test_meta_train_ray_backend_matches_in_process_and_writes_metrics(ray_cluster, tmp_path):
@@ -34,7 +29,7 @@ def test_meta_train_ray_backend_matches_in_process_and_writes_metrics(ray_cluste
         callback=lambda step, state, row: seen.append(step),
     )
     assert result.steps == 4 and result.stopped_by == "num_steps"
-    for a, b in zip(_leaves(single.theta), _leaves(result.theta)):
+    for a, b in zip(leaves(single.theta), leaves(result.theta)):
         np.testing.assert_array_equal(a, b)
     assert seen == [1, 2, 3, 4]
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 import ray
-from ray_helpers import EstimatorThatCannotStart, SlowEstimator, make_learner
+from ray_helpers import EstimatorThatCannotStart, SlowEstimator, leaves, make_learner
 
 import lopt_core
 from lopt_outer import distributed
@@ -21,10 +21,6 @@ from lopt_outer.distributed import RayMetaTrainer, meta_train_ray
 from lopt_outer.meta_train import meta_train
 
 HERE = Path(__file__).parent
-
-
-def _leaves(tree):
-    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
 def test_two_workers_train_theta_and_report_metrics(ray_cluster):
@@ -40,7 +36,7 @@ def test_two_workers_train_theta_and_report_metrics(ray_cluster):
     assert [row["step"] for row in result.history] == [1, 2, 3, 4, 5, 6]
     # Both workers had an estimate in flight from the start, so at least 7 were handed out.
     assert result.estimates >= 7
-    for before, after in zip(_leaves(theta0), _leaves(result.theta)):
+    for before, after in zip(leaves(theta0), leaves(result.theta)):
         assert np.all(np.isfinite(after))
         assert not np.array_equal(before, after)
     last = result.history[-1]
@@ -61,7 +57,7 @@ def test_one_worker_matches_single_machine_meta_train(ray_cluster):
     result = meta_train_ray(
         learner.gradient_learner, learner.gradient_estimators, 5, num_workers=1, seed=3
     )
-    for a, b in zip(_leaves(single.theta), _leaves(result.theta)):
+    for a, b in zip(leaves(single.theta), leaves(result.theta)):
         np.testing.assert_array_equal(a, b)
     assert [r["meta_loss"] for r in single.history] == [r["meta_loss"] for r in result.history]
     assert all(row["ray/staleness"] == 0.0 for row in result.history)
@@ -98,7 +94,7 @@ def test_killed_worker_is_replaced_and_the_run_completes(ray_cluster):
     # Slot 0 runs in a new process after the kill; slot 1 kept its process.
     assert pids["after"][0] != pids["before"][0]
     assert pids["after"][1] == pids["before"][1]
-    assert all(np.all(np.isfinite(x)) for x in _leaves(result.theta))
+    assert all(np.all(np.isfinite(x)) for x in leaves(result.theta))
 
 
 def test_stale_estimates_are_dropped_and_counted(ray_cluster):
@@ -160,7 +156,7 @@ def test_learner_killed_then_resumed_matches_an_uninterrupted_run(ray_cluster, t
     assert resumed.steps == 8
     assert [row["step"] for row in resumed.history] == [5, 6, 7, 8]
     uninterrupted = meta_train(learner, 8, seed=5, progress=False)
-    for a, b in zip(_leaves(uninterrupted.theta), _leaves(resumed.theta)):
+    for a, b in zip(leaves(uninterrupted.theta), leaves(resumed.theta)):
         np.testing.assert_array_equal(a, b)
     assert lopt_core.load_metadata(ckpt)["ray"]["step"] == 8
 
@@ -197,9 +193,7 @@ def test_two_worker_checkpoint_holds_both_workers_and_resumes(ray_cluster, tmp_p
     assert resumed.resumed_from == 4
     assert [row["step"] for row in resumed.history] == [5, 6]
     assert resumed.estimates >= first.estimates + 2
-    assert not all(
-        np.array_equal(a, b) for a, b in zip(_leaves(first.theta), _leaves(resumed.theta))
-    )
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(first.theta), leaves(resumed.theta)))
 
 
 def test_resumes_an_in_process_checkpoint_exactly(ray_cluster, tmp_path):
@@ -210,7 +204,7 @@ def test_resumes_an_in_process_checkpoint_exactly(ray_cluster, tmp_path):
     )
     assert resumed.resumed_from == 3
     uninterrupted = meta_train(learner, 6, seed=7, progress=False)
-    for a, b in zip(_leaves(uninterrupted.theta), _leaves(resumed.theta)):
+    for a, b in zip(leaves(uninterrupted.theta), leaves(resumed.theta)):
         np.testing.assert_array_equal(a, b)
 
 
