@@ -19,6 +19,12 @@ class Producer(LearnedOptimizer):
         self.hidden_size = hidden_size
         self._step_mult = step_mult
 
+    def init(self, key):
+        return {"w": jnp.zeros(self.hidden_size)}
+
+    def opt_fn(self, theta, is_training=False):
+        raise AssertionError("not used: this learned optimizer only produces checkpoints")
+
 
 def _state():
     return State(

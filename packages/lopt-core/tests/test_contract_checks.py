@@ -109,8 +109,22 @@ def test_optimizer_that_recompiles_every_call_is_caught():
 
 
 class ExactQuadraticStep(TruncatedStep):
+    """SGD on f(x) = x^2 with learning rate exp(theta["log_lr"])."""
+
     def outer_init(self, key):
         return {"log_lr": jnp.log(0.1)}
+
+    def init_step_state(
+        self, theta, outer_state, key, theta_is_vector=False, num_steps_override=None
+    ):
+        return jax.random.normal(key, (2,))
+
+    def unroll_step(self, theta, unroll_state, key, data, outer_state, theta_is_vector=False):
+        x = unroll_state - jnp.exp(theta["log_lr"]) * 2 * unroll_state
+        return x, None
+
+    def meta_loss_batch(self, theta, unroll_state, key, data, outer_state, theta_is_vector=False):
+        return jnp.sum(unroll_state**2)
 
 
 class ExactGrad(GradientEstimator):

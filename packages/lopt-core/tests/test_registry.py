@@ -198,3 +198,84 @@ def test_one_plugin_registering_a_name_twice_is_reported(plugin_dir):
     assert "twice" in names
     assert reg.entry("tasks", "twice").plugin == "twice-plugin"
     sys.modules.pop("twice_plugin", None)
+
+
+CATALOG_PLUGIN = """
+import jax.numpy as jnp
+import lopt_core
+
+CATALOG = lopt_core.Catalog()
+
+
+@CATALOG.task("catalog_task")
+@lopt_core.declare
+class CatalogTask(lopt_core.Task):
+    '''A task declared through a catalog.'''
+
+    dim: int = 2
+
+    def init(self, key):
+        return {"x": jnp.ones(self.dim)}
+
+    def loss(self, params, key, data):
+        return (params["x"] ** 2).sum()
+
+
+@CATALOG.task()
+def catalog_task_fn(dim=3):
+    '''A named task declared as one decorated function.'''
+    return CatalogTask(dim)
+"""
+
+
+def test_a_catalog_is_the_entry_point_and_declares_each_component_once(plugin_dir):
+    _make_dist(
+        plugin_dir,
+        "cat-plugin",
+        "2.0",
+        {"catalog_plugin": CATALOG_PLUGIN},
+        {"cat": "catalog_plugin:CATALOG"},
+    )
+    reg = Registry()
+    assert reg.entry("tasks", "catalog_task").description == "A task declared through a catalog."
+    assert reg.entry("tasks", "catalog_task_fn").plugin == "cat-plugin"
+    assert reg.build("tasks", "catalog_task_fn").dim == 3
+    cat = sys.modules["catalog_plugin"].CATALOG
+    assert cat.names("tasks") == ["catalog_task", "catalog_task_fn"]
+    assert cat.exported_names() == ["CatalogTask", "catalog_task_fn"]
+    sys.modules.pop("catalog_plugin", None)
+
+
+def test_a_catalog_refuses_a_name_twice_and_a_factory_that_is_not_callable():
+    cat = lopt_core.Catalog()
+    cat.add("tasks", "a", dict)
+    with pytest.raises(ValueError, match="'a' is declared twice"):
+        cat.add("tasks", "a", dict)
+    with pytest.raises(TypeError, match="must be callable"):
+        cat.add("tasks", "b", 3)
+    with pytest.raises(ValueError, match="Unknown kind 'task'"):
+        cat.add("task", "c", dict)
+
+
+def test_typed_getters_check_what_the_factory_built():
+    reg_plugin = type("P", (), {})()
+
+    @lopt_core.hookimpl
+    def lopt_register_tasks(register):
+        register("not_a_task", dict)
+
+    reg_plugin.lopt_register_tasks = lopt_register_tasks
+    lopt_core.REGISTRY.add_plugin(reg_plugin, "odd-plugin")
+    try:
+        with pytest.raises(TypeError, match=r"'not_a_task' registered by odd-plugin built a dict"):
+            lopt_core.get_task("not_a_task")
+    finally:
+        lopt_core.REGISTRY._extra_plugins.clear()
+        lopt_core.REGISTRY.reload()
+    assert lopt_core.get_task.__self__ is lopt_core.registry.TASKS
+    assert lopt_core.registry.TASKS.base is lopt_core.Task
+
+
+def test_task_family_message_is_spelled_right():
+    with pytest.raises(UnknownComponentError, match="No task family named 'nope'"):
+        lopt_core.REGISTRY.entry("task_families", "nope")

@@ -83,6 +83,9 @@ class EstimatorThatCannotStart(lopt_core.GradientEstimator):
     def init_worker_state(self, worker_weights, key):
         raise ValueError("this estimator cannot build a worker state")
 
+    def compute_gradient_estimate(self, worker_weights, key, state, with_summary=False):
+        raise AssertionError("never reached: the worker state cannot be built")
+
 
 class SlowEstimator(lopt_core.GradientEstimator):
     """Another estimator, slowed by `delay_s` per estimate so that workers overlap in time."""

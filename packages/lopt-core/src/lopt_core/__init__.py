@@ -6,19 +6,13 @@ Example:
   [...]
 """
 
-from lopt_core import checkpoint, testing, tree_utils
-from lopt_core._types import (
-    Batch,
-    MetaParams,
-    ModelState,
-    OptState,
-    Params,
-    PRNGKey,
-    TaskCfg,
-)
+from lopt_core import checkpoint, component, testing, tree_utils, typing, validation
 from lopt_core.checkpoint import Checkpoint, CheckpointError, load, load_metadata, save
+from lopt_core.component import ConfigError, config_of, renamed_arguments
+from lopt_core.component import component as declare
 from lopt_core.datasets import SPLITS, ArraySplit, Datasets
 from lopt_core.hookspecs import hookimpl, hookspec
+from lopt_core.interface import Interface
 from lopt_core.optimizers import LearnedOptimizer, Optimizer
 from lopt_core.outer import (
     GradientEstimator,
@@ -31,8 +25,10 @@ from lopt_core.outer import (
 )
 from lopt_core.registry import (
     REGISTRY,
+    Catalog,
     DuplicateComponentError,
     Entry,
+    Kind,
     PluginWarning,
     Registry,
     UnknownComponentError,
@@ -50,19 +46,32 @@ from lopt_core.registry import (
     list_tasks,
 )
 from lopt_core.tasks import Task, TaskFamily, single_task_to_family
+from lopt_core.typing import (
+    Batch,
+    MetaParams,
+    ModelState,
+    OptState,
+    Params,
+    PRNGKey,
+    TaskCfg,
+)
 
 __all__ = [
     "REGISTRY",
     "SPLITS",
     "ArraySplit",
     "Batch",
+    "Catalog",
     "Checkpoint",
     "CheckpointError",
+    "ConfigError",
     "Datasets",
     "DuplicateComponentError",
     "Entry",
     "GradientEstimator",
     "GradientEstimatorOut",
+    "Interface",
+    "Kind",
     "LearnedOptimizer",
     "MetaParams",
     "ModelState",
@@ -82,6 +91,9 @@ __all__ = [
     "UnknownComponentError",
     "WorkerWeights",
     "checkpoint",
+    "component",
+    "config_of",
+    "declare",
     "get_learned_optimizer",
     "get_metric_writer",
     "get_optimizer",
@@ -98,8 +110,11 @@ __all__ = [
     "list_tasks",
     "load",
     "load_metadata",
+    "renamed_arguments",
     "save",
     "single_task_to_family",
     "testing",
     "tree_utils",
+    "typing",
+    "validation",
 ]

@@ -9,7 +9,6 @@ garbage.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import tempfile
@@ -21,6 +20,9 @@ import jax
 import numpy as np
 from flax import serialization
 
+from lopt_core.component import config_of, describe
+
+__all__ = ["MAGIC", "Checkpoint", "CheckpointError", "config_of", "load", "load_metadata", "save"]
 from lopt_core.tree_utils import first_difference
 
 MAGIC = b"LOPTCK1\n"
@@ -45,41 +47,6 @@ def _lopt_version() -> str:
         return "unknown"
 
 
-def config_of(obj: Any) -> dict[str, Any]:
-    """The constructor arguments of `obj` that can be recovered and stored as JSON.
-
-    Uses `obj.config` when it is a dict. Otherwise reads each `__init__` parameter
-    from an attribute of the same name, or the same name with a leading underscore.
-    """
-    cfg = getattr(obj, "config", None)
-    if isinstance(cfg, dict):
-        return dict(cfg)
-    out: dict[str, Any] = {}
-    try:
-        params = inspect.signature(type(obj).__init__).parameters
-    except (TypeError, ValueError):
-        return out
-    for name, p in params.items():
-        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        for attr in (name, f"_{name}"):
-            if hasattr(obj, attr):
-                value = getattr(obj, attr)
-                try:
-                    json.dumps(value)
-                except TypeError:
-                    break
-                out[name] = value
-                break
-    return out
-
-
-def describe_producer(obj: Any) -> dict[str, Any]:
-    """`{"class": "module:QualName", "config": {...}}` for the object that made a tree."""
-    cls = type(obj)
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": config_of(obj)}
-
-
 def save(
     path: str | os.PathLike,
     tree: Any,
@@ -94,10 +61,15 @@ def save(
       tree: any pytree of arrays (theta, an optimizer state, a learner state, ...).
       metadata: JSON-serialisable values stored beside the tree.
       producer: the object that produced the tree (a learned optimizer, say); its
-        class and config are recorded under `metadata["producer"]`.
+        class and config (`lopt_core.component.config_of`) are recorded under
+        `metadata["producer"]`.
 
     Returns:
       The path written.
+
+    Raises:
+      ConfigError: a field of `producer` cannot be recorded (the message names it);
+        nothing is written.
 
     Example:
       >>> save("/tmp/theta.lopt", {"w": np.zeros(3)}, {"step": 10})
@@ -107,7 +79,7 @@ def save(
     meta = dict(metadata or {})
     meta["lopt_version"] = _lopt_version()
     if producer is not None:
-        meta["producer"] = describe_producer(producer)
+        meta["producer"] = describe(producer)
     try:
         meta_json = json.dumps(meta)
     except TypeError as exc:

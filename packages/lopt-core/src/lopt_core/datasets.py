@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core._types import Batch, PRNGKey
+from lopt_core.typing import Batch, PRNGKey
 
 SPLITS = ("train", "inner_valid", "outer_valid", "test")
 

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
-from lopt_core._types import MetaParams, ModelState, OptState, Params, PRNGKey
+from lopt_core.interface import Interface
+from lopt_core.typing import MetaParams, ModelState, OptState, Params, PRNGKey
 
 
-class Optimizer:
+class Optimizer(Interface):
     """A stateless optimizer: `init` makes a state pytree, `update` maps it to the next.
 
-    The state holds the parameters (`params`), the model state (`model_state` or
-    `state`), and whatever the optimizer needs (momenta, iteration, ...). Subclasses
-    implement `init` and `update`; `get_params`, `get_state` and `set_params` work on
-    any state that has those fields (a flax dataclass, a NamedTuple, ...).
+    The state holds the parameters (`params`), the model state (`model_state`), and
+    whatever the optimizer needs (momenta, iteration, ...). Subclasses implement
+    `init` and `update`; `get_params`, `get_state` and `set_params` work on any
+    state that has those fields (a flax dataclass, a NamedTuple, ...).
+
+    Attributes:
+      needs_loss: True when `update` must be given the loss (read it through
+        `lopt_core.validation.needs_loss`); wrappers forward their inner one's.
     """
 
+    needs_loss: bool = False
+
+    @abc.abstractmethod
     def init(
         self,
         params: Params,
@@ -25,8 +34,8 @@ class Optimizer:
         **kwargs: Any,
     ) -> OptState:
         """Builds the initial optimizer state around `params`."""
-        raise TypeError(f"{type(self).__name__} must override init().")
 
+    @abc.abstractmethod
     def update(
         self,
         opt_state: OptState,
@@ -37,17 +46,20 @@ class Optimizer:
         **kwargs: Any,
     ) -> OptState:
         """Returns the next state given gradients (and the loss, for those that use it)."""
-        raise TypeError(f"{type(self).__name__} must override update().")
 
     def get_params(self, opt_state: OptState) -> Params:
         """The parameters held in `opt_state`."""
         return opt_state.params
 
     def get_state(self, opt_state: OptState) -> ModelState:
-        """The model state held in `opt_state` (its `model_state` or `state` field)."""
+        """The model state held in `opt_state` (its `model_state` field).
+
+        States written for the reference library name that field `state`; it is
+        read when there is no `model_state`.
+        """
         if hasattr(opt_state, "model_state"):
             return opt_state.model_state
-        return opt_state.state
+        return getattr(opt_state, "state", None)
 
     def get_params_state(self, opt_state: OptState) -> tuple[Params, ModelState]:
         """`(get_params(opt_state), get_state(opt_state))`."""
@@ -63,17 +75,18 @@ class Optimizer:
         return getattr(self, "_name", None) or type(self).__name__
 
 
-class LearnedOptimizer:
+class LearnedOptimizer(Interface):
     """An optimizer parameterized by meta-parameters `theta`.
 
     `init(key)` makes theta; `opt_fn(theta, is_training)` returns an `Optimizer` that
     uses it. Instances hold only configuration, never mutable state.
     """
 
+    @abc.abstractmethod
     def init(self, key: PRNGKey) -> MetaParams:
         """Initializes the meta-parameters theta."""
-        raise TypeError(f"{type(self).__name__} must override init().")
 
+    @abc.abstractmethod
     def opt_fn(self, theta: MetaParams, is_training: bool = False) -> Optimizer:
         """Returns the Optimizer that theta describes.
 
@@ -82,7 +95,6 @@ class LearnedOptimizer:
           is_training: True while meta-training (architectures may then behave
             differently, for example add noise).
         """
-        raise TypeError(f"{type(self).__name__} must override opt_fn().")
 
     @property
     def name(self) -> str:

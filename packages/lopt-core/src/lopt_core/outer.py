@@ -6,12 +6,15 @@ implementations ship in lopt-outer. Semantics follow learned_optimization.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import flax
 import jax
 
-from lopt_core._types import MetaParams, PRNGKey
+from lopt_core.datasets import Datasets
+from lopt_core.interface import Interface
+from lopt_core.typing import MetaParams, PRNGKey
 
 
 @flax.struct.dataclass
@@ -66,37 +69,65 @@ class GradientEstimatorOut:
     unroll_info: Any = None
 
 
-class TruncationSchedule:
-    """Decides how long each inner unroll lasts before the task is reset."""
+class TruncationSchedule(Interface):
+    """Decides how long each inner unroll lasts before the task is reset.
 
+    Attributes:
+      max_length: the longest unroll the schedule can give, or None when unbounded.
+    """
+
+    max_length: int | None = None
+
+    @abc.abstractmethod
     def init(self, key: PRNGKey, outer_state: OuterState) -> Any:
         """Returns the initial schedule state."""
-        raise TypeError(f"{type(self).__name__} must override init().")
 
+    @abc.abstractmethod
     def next_state(
         self, state: Any, step: jax.Array, key: PRNGKey, outer_state: OuterState
     ) -> tuple[Any, jax.Array]:
         """Advances the schedule after inner step `step`; returns `(state, is_done)`."""
-        raise TypeError(f"{type(self).__name__} must override next_state().")
 
 
-class TruncatedStep:
-    """One step of (vectorised) inner training, the building block of estimators."""
+class TruncatedStep(Interface):
+    """One step of (vectorised) inner training, the building block of estimators.
 
+    Attributes:
+      num_tasks: how many tasks are trained side by side (the vectorised axis).
+      datasets: the datasets of the task (family), or None for tasks without data.
+      keyed: True when each step draws its own batches inside `jit` from a key, so
+        `get_batch` returns None; False when batches come from `get_batch`.
+    """
+
+    num_tasks: int = 1
+    datasets: Datasets | None = None
+    keyed: bool = False
+
+    @abc.abstractmethod
     def outer_init(self, key: PRNGKey) -> MetaParams:
         """Initializes theta."""
-        raise TypeError(f"{type(self).__name__} must override outer_init().")
 
+    @abc.abstractmethod
     def init_step_state(
         self,
         theta: MetaParams,
         outer_state: OuterState,
         key: PRNGKey,
         theta_is_vector: bool = False,
+        num_steps_override: int | None = None,
     ) -> Any:
-        """Initializes the inner-training state of every vectorised task."""
-        raise TypeError(f"{type(self).__name__} must override init_step_state().")
+        """Initializes the inner-training state of every vectorised task.
 
+        Args:
+          theta: the meta-parameters.
+          outer_state: the outer-training state.
+          key: random key.
+          theta_is_vector: True when theta has a leading task axis.
+          num_steps_override: the horizon told to the inner optimizer instead of
+            the schedule's (FullES passes its whole unroll length).
+        """
+
+    @abc.abstractmethod
     def unroll_step(
         self,
         theta: MetaParams,
@@ -107,8 +138,8 @@ class TruncatedStep:
         theta_is_vector: bool = False,
     ) -> tuple[Any, TruncatedUnrollOut]:
         """Takes one inner step; returns the next state and a `TruncatedUnrollOut`."""
-        raise TypeError(f"{type(self).__name__} must override unroll_step().")
 
+    @abc.abstractmethod
     def meta_loss_batch(
         self,
         theta: MetaParams,
@@ -119,15 +150,14 @@ class TruncatedStep:
         theta_is_vector: bool = False,
     ) -> jax.Array:
         """The meta-loss of the current inner state, one value per task."""
-        raise TypeError(f"{type(self).__name__} must override meta_loss_batch().")
 
     def get_batch(self, steps: int | None = None) -> Any:
-        """Data for `steps` inner steps (None: data for one step)."""
-        raise TypeError(f"{type(self).__name__} must override get_batch().")
+        """Data for `steps` inner steps (None: data for one step); None when keyed."""
+        return None
 
     def get_outer_batch(self, steps: int | None = None) -> Any:
-        """Data for `steps` meta-loss evaluations."""
-        raise TypeError(f"{type(self).__name__} must override get_outer_batch().")
+        """Data for `steps` meta-loss evaluations; None when keyed."""
+        return None
 
     def task_name(self) -> str:
         """Name of the task (family) being unrolled."""
@@ -138,15 +168,21 @@ class TruncatedStep:
         return type(self).__name__
 
 
-class GradientEstimator:
-    """Estimates the meta-gradient of theta from unrolls of a `TruncatedStep`."""
+class GradientEstimator(Interface):
+    """Estimates the meta-gradient of theta from unrolls of a `TruncatedStep`.
 
-    truncated_step: TruncatedStep
+    Attributes:
+      truncated_step: the step it unrolls, or None for estimators without one
+        (their names then fall back to the class name).
+    """
 
+    truncated_step: TruncatedStep | None = None
+
+    @abc.abstractmethod
     def init_worker_state(self, worker_weights: WorkerWeights, key: PRNGKey) -> Any:
         """Initializes the estimator's worker state (the inner-training states)."""
-        raise TypeError(f"{type(self).__name__} must override init_worker_state().")
 
+    @abc.abstractmethod
     def compute_gradient_estimate(
         self,
         worker_weights: WorkerWeights,
@@ -155,12 +191,23 @@ class GradientEstimator:
         with_summary: bool = False,
     ) -> tuple[GradientEstimatorOut, dict[str, Any]]:
         """Returns the gradient estimate and a dict of scalar metrics."""
-        raise TypeError(f"{type(self).__name__} must override compute_gradient_estimate().")
+
+    def warm_up(self, worker_weights: WorkerWeights, key: PRNGKey) -> bool:
+        """Compiles what `compute_gradient_estimate` will run; True when it did.
+
+        The default compiles nothing; the learner calls it before the first step
+        (possibly on a background thread).
+        """
+        del worker_weights, key
+        return False
 
     def task_name(self) -> str:
         """Name of the task (family) this estimator trains on."""
-        return self.truncated_step.task_name()
+        step = self.truncated_step
+        return step.task_name() if step is not None else type(self).__name__
 
     def cfg_name(self) -> str:
         """Name of this estimator's configuration."""
-        return f"{type(self).__name__}_{self.truncated_step.cfg_name()}"
+        step = self.truncated_step
+        suffix = f"_{step.cfg_name()}" if step is not None else ""
+        return f"{type(self).__name__}{suffix}"

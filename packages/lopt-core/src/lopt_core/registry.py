@@ -12,11 +12,17 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pluggy
 
 from lopt_core import hookspecs
+from lopt_core.hookspecs import hookimpl
+from lopt_core.optimizers import LearnedOptimizer, Optimizer
+from lopt_core.tasks import Task, TaskFamily
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 ENTRY_POINT_GROUP = "lopt"
 
@@ -134,9 +140,16 @@ class Registry:
         return entries
 
     def _run_hook(self, impl: Any, kind: str, dist: str, version: str, table: dict) -> None:
-        def register(name: str, factory: Callable[..., Any], description: str | None = None):
+        def register(
+            name: str, factory: Callable[..., Any], description: str | None = None
+        ) -> None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"{dist} registered a {kind} entry with an invalid name {name!r}.")
+            if not callable(factory):
+                raise TypeError(
+                    f"{dist} registered the {kind} entry {name!r} with a factory that is not "
+                    f"callable ({type(factory).__name__}); register a class or function."
+                )
             entry = Entry(name, kind, factory, description or _first_line(factory), dist, version)
             if name in table and table[name].plugin == dist:
                 raise ValueError(
@@ -195,8 +208,9 @@ class Registry:
         if name not in table:
             close = difflib.get_close_matches(name, list(table), n=5, cutoff=0.5)
             hint = f" Close matches: {', '.join(close)}." if close else ""
+            singular = "task family" if kind == "task_families" else kind[:-1].replace("_", " ")
             raise UnknownComponentError(
-                f"No {kind[:-1].replace('_', ' ')} named {name!r} is registered.{hint} "
+                f"No {singular} named {name!r} is registered.{hint} "
                 "The name may be misspelled, or the plugin that provides it may not be "
                 "installed (see `lopt list`)."
             )
@@ -218,61 +232,181 @@ class Registry:
 REGISTRY = Registry()
 
 
-def get_task(name: str, **kwargs: Any) -> Any:
-    """Builds the Task registered as `name`."""
-    return REGISTRY.build("tasks", name, **kwargs)
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """One kind of component: its registry key, its hook and the class its factories build.
+
+    `Kind.get` and `Kind.list` are the typed `get_<kind>` / `list_<kind>s` functions.
+    """
+
+    name: str
+    singular: str
+    base: type[T] | None = None
+
+    def get(self, name: str, **kwargs: Any) -> T:
+        """Builds the component registered as `name`, passing `kwargs` to its factory.
+
+        Raises:
+          UnknownComponentError: nobody registered `name` (close matches are listed).
+          TypeError: the factory returned something that is not a `base`.
+        """
+        obj = REGISTRY.build(self.name, name, **kwargs)
+        if self.base is not None and not isinstance(obj, self.base):
+            entry = REGISTRY.entry(self.name, name)
+            raise TypeError(
+                f"The {self.singular.replace('_', ' ')} {name!r} registered by {entry.plugin} "
+                f"built a {type(obj).__name__}, not a {self.base.__name__}; its factory must "
+                f"return a lopt_core.{self.base.__name__}."
+            )
+        return obj
+
+    def list(self) -> list[str]:
+        """Sorted names of every registered component of this kind."""
+        return REGISTRY.names(self.name)
 
 
-def list_tasks() -> list[str]:
-    """Names of every registered Task."""
-    return REGISTRY.names("tasks")
+TASKS: Kind[Task] = Kind("tasks", "task", Task)
+TASK_FAMILIES: Kind[TaskFamily] = Kind("task_families", "task_family", TaskFamily)
+OPTIMIZERS: Kind[Optimizer] = Kind("optimizers", "optimizer", Optimizer)
+LEARNED_OPTIMIZERS: Kind[LearnedOptimizer] = Kind(
+    "learned_optimizers", "learned_optimizer", LearnedOptimizer
+)
+OUTER_TRAINERS: Kind[Any] = Kind("outer_trainers", "outer_trainer")
+METRIC_WRITERS: Kind[Any] = Kind("metric_writers", "metric_writer")
+
+get_task = TASKS.get
+list_tasks = TASKS.list
+get_task_family = TASK_FAMILIES.get
+list_task_families = TASK_FAMILIES.list
+get_optimizer = OPTIMIZERS.get
+list_optimizers = OPTIMIZERS.list
+get_learned_optimizer = LEARNED_OPTIMIZERS.get
+list_learned_optimizers = LEARNED_OPTIMIZERS.list
+get_outer_trainer = OUTER_TRAINERS.get
+list_outer_trainers = OUTER_TRAINERS.list
+get_metric_writer = METRIC_WRITERS.get
+list_metric_writers = METRIC_WRITERS.list
 
 
-def get_task_family(name: str, **kwargs: Any) -> Any:
-    """Builds the TaskFamily registered as `name`."""
-    return REGISTRY.build("task_families", name, **kwargs)
+class Catalog:
+    """One package's components, declared once: registration, `__all__` and tests derive from it.
 
+    A package makes one `Catalog`, declares each component with a decorator, and
+    names the catalog (not a module) as its entry point; the catalog implements
+    every registration hook.
 
-def list_task_families() -> list[str]:
-    """Names of every registered TaskFamily."""
-    return REGISTRY.names("task_families")
+    Example:
+      >>> CATALOG = Catalog()
+      >>> @CATALOG.task("my_quadratic")
+      ... class ShiftedQuadratic(Task): ...
 
+    and in pyproject.toml: `[project.entry-points.lopt] my_plugin = "my_plugin:CATALOG"`.
+    """
 
-def get_optimizer(name: str, **kwargs: Any) -> Any:
-    """Builds the Optimizer registered as `name`."""
-    return REGISTRY.build("optimizers", name, **kwargs)
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, tuple[Callable[..., Any], str | None]]] = {
+            kind: {} for kind in KINDS
+        }
 
+    def add(
+        self, kind: str, name: str, factory: Callable[..., Any], description: str | None = None
+    ) -> None:
+        """Declares `factory` under `name` for `kind` (one of `KINDS`).
 
-def list_optimizers() -> list[str]:
-    """Names of every registered Optimizer."""
-    return REGISTRY.names("optimizers")
+        Raises:
+          ValueError: unknown kind, or `name` already declared in this catalog.
+          TypeError: `factory` is not callable.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)}.")
+        if not callable(factory):
+            raise TypeError(f"The {kind} entry {name!r} must be callable, got {factory!r}.")
+        table = self._entries[kind]
+        if name in table:
+            raise ValueError(f"The {kind} name {name!r} is declared twice in this catalog.")
+        table[name] = (factory, description)
 
+    def _decorator(self, kind: str, name: str | None, description: str | None) -> Any:
+        def wrap(factory: F) -> F:
+            self.add(kind, name or factory.__name__, factory, description)
+            return factory
 
-def get_learned_optimizer(name: str, **kwargs: Any) -> Any:
-    """Builds the LearnedOptimizer registered as `name`."""
-    return REGISTRY.build("learned_optimizers", name, **kwargs)
+        return wrap
 
+    def task(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares a Task class or a function returning a Task."""
+        return self._decorator("tasks", name, description)
 
-def list_learned_optimizers() -> list[str]:
-    """Names of every registered LearnedOptimizer."""
-    return REGISTRY.names("learned_optimizers")
+    def task_family(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares a TaskFamily class or factory."""
+        return self._decorator("task_families", name, description)
 
+    def optimizer(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares an Optimizer class or factory."""
+        return self._decorator("optimizers", name, description)
 
-def get_outer_trainer(name: str, **kwargs: Any) -> Any:
-    """Builds the outer-training component (estimator, schedule, ...) registered as `name`."""
-    return REGISTRY.build("outer_trainers", name, **kwargs)
+    def learned_optimizer(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares a LearnedOptimizer class or factory."""
+        return self._decorator("learned_optimizers", name, description)
 
+    def outer_trainer(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares an outer-training component (estimator, schedule, ...)."""
+        return self._decorator("outer_trainers", name, description)
 
-def list_outer_trainers() -> list[str]:
-    """Names of every registered outer-training component."""
-    return REGISTRY.names("outer_trainers")
+    def metric_writer(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares a metric writer class or factory."""
+        return self._decorator("metric_writers", name, description)
 
+    def command(self, name: str, description: str | None = None) -> Any:
+        """Decorator: declares a `lopt NAME` subcommand (a `setup(subparsers)` function)."""
+        return self._decorator("commands", name, description)
 
-def get_metric_writer(name: str, **kwargs: Any) -> Any:
-    """Builds the metric writer registered as `name`."""
-    return REGISTRY.build("metric_writers", name, **kwargs)
+    def names(self, kind: str) -> list[str]:
+        """The names declared for `kind`, in declaration order."""
+        return list(self._entries[kind])
 
+    def factories(self, kind: str) -> dict[str, Callable[..., Any]]:
+        """name -> factory for `kind`, in declaration order."""
+        return {name: f for name, (f, _) in self._entries[kind].items()}
 
-def list_metric_writers() -> list[str]:
-    """Names of every registered metric writer."""
-    return REGISTRY.names("metric_writers")
+    def exported_names(self) -> list[str]:
+        """The public names of every declared class or function, for a package's `__all__`."""
+        out = {
+            f.__name__
+            for table in self._entries.values()
+            for f, _ in table.values()
+            if not getattr(f, "__name__", "_").startswith("_")
+        }
+        return sorted(out)
+
+    def _register(self, kind: str, register: Callable[..., None]) -> None:
+        for name, (factory, description) in self._entries[kind].items():
+            register(name, factory, description)
+
+    @hookimpl
+    def lopt_register_tasks(self, register: Callable[..., None]) -> None:
+        self._register("tasks", register)
+
+    @hookimpl
+    def lopt_register_task_families(self, register: Callable[..., None]) -> None:
+        self._register("task_families", register)
+
+    @hookimpl
+    def lopt_register_optimizers(self, register: Callable[..., None]) -> None:
+        self._register("optimizers", register)
+
+    @hookimpl
+    def lopt_register_learned_optimizers(self, register: Callable[..., None]) -> None:
+        self._register("learned_optimizers", register)
+
+    @hookimpl
+    def lopt_register_outer_trainers(self, register: Callable[..., None]) -> None:
+        self._register("outer_trainers", register)
+
+    @hookimpl
+    def lopt_register_metric_writers(self, register: Callable[..., None]) -> None:
+        self._register("metric_writers", register)
+
+    @hookimpl
+    def lopt_register_commands(self, register: Callable[..., None]) -> None:
+        self._register("commands", register)

@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import jax.numpy as jnp
 
-from lopt_core._types import Batch, ModelState, Params, PRNGKey, TaskCfg
 from lopt_core.datasets import Datasets
+from lopt_core.interface import Interface, overrides
+from lopt_core.typing import Batch, ModelState, Params, PRNGKey, TaskCfg
 
 
-def _overrides(obj: object, name: str, base: type) -> bool:
-    return getattr(type(obj), name) is not getattr(base, name)
-
-
-class Task:
+class Task(Interface):
     """A loss function over parameters, optionally with model state and datasets.
 
     Subclasses implement `init` (or `init_with_state`) and `loss` (or
-    `loss_with_state`). Everything else has a default.
+    `loss_with_state`); instantiating one that implements neither of a pair raises
+    a TypeError naming the methods. Everything else has a default.
 
     Attributes:
       datasets: a `Datasets`, or None for tasks without data.
     """
 
+    _either_of = (("init", "init_with_state"), ("loss", "loss_with_state"))
     datasets: Datasets | None = None
 
     def init(self, key: PRNGKey) -> Params:
         """Initializes the parameters from `key`."""
-        if not _overrides(self, "init_with_state", Task):
+        if not overrides(type(self), "init_with_state", Task):
             raise TypeError(f"{type(self).__name__} must override init() or init_with_state().")
         params, _ = self.init_with_state(key)
         return params
@@ -39,7 +39,7 @@ class Task:
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> Any:
         """Scalar loss of `params` on `data`; `key` drives any randomness (dropout)."""
-        if not _overrides(self, "loss_with_state", Task):
+        if not overrides(type(self), "loss_with_state", Task):
             raise TypeError(f"{type(self).__name__} must override loss() or loss_with_state().")
         loss, _ = self.loss_with_state(params, None, key, data)
         return loss
@@ -62,7 +62,14 @@ class Task:
     def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
     ) -> tuple[Any, ModelState, dict]:
-        """Returns `(loss, next_state, aux)`."""
+        """Returns `(loss, next_state, aux)`.
+
+        Tasks without model state get their aux from `loss_and_aux`; tasks with
+        model state override this method to return aux values.
+        """
+        if state is None and overrides(type(self), "loss_and_aux", Task):
+            loss, aux = self.loss_and_aux(params, key, data)
+            return loss, None, aux
         loss, state = self.loss_with_state(params, state, key, data)
         return loss, state, {}
 
@@ -76,22 +83,22 @@ class Task:
         return getattr(self, "_name", None) or type(self).__name__
 
 
-class TaskFamily:
+class TaskFamily(Interface):
     """A distribution over tasks: `sample(key)` gives a cfg, `task_fn(cfg)` a Task.
 
     The cfg is a pytree of arrays so that `sample` can be vmapped and tasks can be
-    vectorised over samples.
+    vectorised over samples. Subclasses implement `sample` and `task_fn`.
     """
 
     datasets: Datasets | None = None
 
+    @abc.abstractmethod
     def sample(self, key: PRNGKey) -> TaskCfg:
         """Samples a task configuration (a vmappable pytree) from `key`."""
-        raise TypeError(f"{type(self).__name__} must override sample().")
 
+    @abc.abstractmethod
     def task_fn(self, cfg: TaskCfg) -> Task:
         """Builds the Task described by `cfg`."""
-        raise TypeError(f"{type(self).__name__} must override task_fn().")
 
     def eval_task_fn(self, cfg: TaskCfg) -> Task:
         """The Task used for evaluation; `task_fn(cfg)` by default."""

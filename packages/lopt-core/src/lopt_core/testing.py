@@ -24,7 +24,7 @@ from lopt_core.tasks import Task, TaskFamily
 from lopt_core.tree_utils import first_difference
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compiles = {"n": 0, "active": False}
+_compiles = {"n": 0, "active": False, "listening": False}
 
 
 def _on_event(event: str, duration: float, **kwargs: Any) -> None:
@@ -32,12 +32,16 @@ def _on_event(event: str, duration: float, **kwargs: Any) -> None:
         _compiles["n"] += 1
 
 
-monitoring.register_event_duration_secs_listener(_on_event)
-
-
 @contextlib.contextmanager
 def count_compiles() -> Iterator[dict[str, int]]:
-    """Counts XLA backend compilations inside the block: `with count_compiles() as c: ...; c["n"]`."""
+    """Counts XLA backend compilations inside the block: `with count_compiles() as c: ...; c["n"]`.
+
+    The JAX monitoring listener is registered on the first use, so importing
+    lopt_core (or this module) leaves JAX's listeners untouched.
+    """
+    if not _compiles["listening"]:
+        monitoring.register_event_duration_secs_listener(_on_event)
+        _compiles["listening"] = True
     _compiles["n"] = 0
     _compiles["active"] = True
     result = {"n": 0}

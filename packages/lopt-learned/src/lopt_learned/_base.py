@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lopt_core import LearnedOptimizer, Optimizer
-from lopt_core._types import MetaParams
+from lopt_core.typing import MetaParams
 
 
 class ThetaOptimizer(Optimizer):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lopt_core import LearnedOptimizer
-from lopt_core._types import MetaParams, ModelState, Params, PRNGKey
+from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
 from lopt_learned._base import ThetaOptimizer, check_theta
 from lopt_learned._common import (
     F32,

@@ -14,7 +14,7 @@ import optax
 import lopt_core
 import lopt_optimizers
 from lopt_core import CheckpointError, LearnedOptimizer
-from lopt_core._types import MetaParams
+from lopt_core.typing import MetaParams
 
 
 def as_optax(

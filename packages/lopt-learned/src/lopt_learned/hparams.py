@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import LearnedOptimizer
-from lopt_core._types import MetaParams, ModelState, Params, PRNGKey
+from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
 from lopt_learned._base import ThetaOptimizer, check_theta
 from lopt_learned._common import F32, check_grads, keep_model_state, layout_of
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lopt_core._types import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 
 
 def call_init(

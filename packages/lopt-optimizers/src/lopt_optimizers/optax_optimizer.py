@@ -8,7 +8,7 @@ import flax
 import jax.numpy as jnp
 import optax
 
-from lopt_core._types import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
 from lopt_optimizers._validation import check_grads_match
 

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import optax
 
-from lopt_core._types import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
 from lopt_optimizers._calls import call_update
 from lopt_optimizers._validation import check_optimizer_instance

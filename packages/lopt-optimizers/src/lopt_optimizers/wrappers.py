@@ -13,7 +13,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core._types import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
 from lopt_optimizers._calls import call_init, call_update
 from lopt_optimizers._validation import (

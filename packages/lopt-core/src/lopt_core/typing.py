@@ -1,4 +1,4 @@
-"""Type aliases shared by every lopt package."""
+"""Public type aliases shared by every lopt package: `from lopt_core.typing import Params`."""
 
 from __future__ import annotations
 
