@@ -195,11 +195,10 @@ def check_optimizer_instance(opt: Any, owner: str, argument: str = "opt") -> Any
             f"{owner}: {argument} is a LearnedOptimizer ({opt.name}); pass the Optimizer "
             "that its weights describe instead: lopt.opt_fn(theta)."
         )
-    if hasattr(opt, "init") and hasattr(opt, "update") and not hasattr(opt, "get_params"):
-        if type(opt).__module__.startswith("optax"):
-            raise TypeError(
-                f"{owner}: {argument} is an optax transform; wrap it first: OptaxOptimizer(tx)."
-            )
+    if type(opt).__module__.startswith("optax") and not hasattr(opt, "get_params"):
+        raise TypeError(
+            f"{owner}: {argument} is an optax transform; wrap it first: OptaxOptimizer(tx)."
+        )
     missing = [m for m in ("init", "update", "get_params") if not callable(getattr(opt, m, None))]
     if missing:
         raise TypeError(
