@@ -1,6 +1,7 @@
 """Sessions for the lopt monorepo.
 
-`nox` runs every package's tests, the third-party plugin example and lint.
+`nox` runs every package's tests, the third-party plugin example, lint and the
+type check of lopt-core.
 `nox -s demo` runs the main job. `nox -s bench` runs the benchmark suite.
 
 Each package's tests run in an env of their own that holds only that package,
@@ -20,7 +21,7 @@ import nox
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "plugin_example", "ray", "lint"]
+nox.options.sessions = ["tests", "plugin_example", "ray", "lint", "typecheck"]
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 PYTHON = "3.11"
@@ -121,6 +122,21 @@ def lint(session: nox.Session) -> None:
     session.install("ruff", env=_ENV)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy over lopt-core, with the config in its pyproject.toml ([tool.mypy])."""
+    _install_package(session, "lopt-core", group="typecheck")
+    core = PACKAGES["lopt-core"]["path"]
+    session.run(
+        "mypy",
+        "--config-file",
+        str(core / "pyproject.toml"),
+        str(core / "src" / "lopt_core"),
+        *session.posargs,
+        env=_ENV,
+    )
 
 
 def _install_all(session: nox.Session, *extra: str) -> None:

@@ -48,7 +48,7 @@ def _lopt_version() -> str:
 
 
 def save(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     tree: Any,
     metadata: dict[str, Any] | None = None,
     *,
@@ -106,7 +106,7 @@ def save(
     return path
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
     data = path.read_bytes()
@@ -122,15 +122,16 @@ def _read(path: Path) -> dict[str, Any]:
             "restore it from another copy."
         )
     doc = serialization.msgpack_restore(payload)
-    return {"metadata": json.loads(doc["metadata"]), "tree": doc["tree"]}
+    metadata = json.loads(doc["metadata"])
+    return Checkpoint(doc["tree"], metadata)
 
 
-def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+def load_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Reads only the metadata of a checkpoint."""
-    return _read(Path(path))["metadata"]
+    return _read(Path(path)).metadata
 
 
-def load(path: str | os.PathLike, like: Any = None) -> Checkpoint:
+def load(path: str | os.PathLike[str], like: Any = None) -> Checkpoint:
     """Reads a checkpoint written by `save`.
 
     Args:
@@ -146,8 +147,7 @@ def load(path: str | os.PathLike, like: Any = None) -> Checkpoint:
       CheckpointError: the file is missing, corrupted, truncated, or its structure
         does not match `like` (the message names the first mismatching path).
     """
-    doc = _read(Path(path))
-    tree, meta = doc["tree"], doc["metadata"]
+    tree, meta = _read(Path(path))
     if like is None:
         return Checkpoint(tree, meta)
     expected = serialization.to_state_dict(like)

@@ -8,6 +8,7 @@ import inspect
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from lopt_core.registry import (
     KINDS,
@@ -104,7 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"lopt: warning: {message}", file=sys.stderr)
 
 

@@ -111,7 +111,8 @@ class Datasets:
         """Returns the iterator of split `name` (one of train, inner_valid, outer_valid, test)."""
         if name not in SPLITS:
             raise ValueError(f"Unknown split {name!r}; expected one of {', '.join(SPLITS)}.")
-        return getattr(self, name)
+        split: Iterator[Batch] = getattr(self, name)
+        return split
 
     @property
     def keyed(self) -> bool:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import pluggy
 
@@ -139,7 +139,9 @@ class Registry:
         self._entries = entries
         return entries
 
-    def _run_hook(self, impl: Any, kind: str, dist: str, version: str, table: dict) -> None:
+    def _run_hook(
+        self, impl: Any, kind: str, dist: str, version: str, table: dict[str, Entry]
+    ) -> None:
         def register(
             name: str, factory: Callable[..., Any], description: str | None = None
         ) -> None:
@@ -258,7 +260,7 @@ class Kind(Generic[T]):
                 f"built a {type(obj).__name__}, not a {self.base.__name__}; its factory must "
                 f"return a lopt_core.{self.base.__name__}."
             )
-        return obj
+        return cast(T, obj)
 
     def list(self) -> list[str]:
         """Sorted names of every registered component of this kind."""

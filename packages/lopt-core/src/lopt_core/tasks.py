@@ -55,13 +55,13 @@ class Task(Interface):
             )
         return self.loss(params, key, data), None
 
-    def loss_and_aux(self, params: Params, key: PRNGKey, data: Batch) -> tuple[Any, dict]:
+    def loss_and_aux(self, params: Params, key: PRNGKey, data: Batch) -> tuple[Any, dict[str, Any]]:
         """Returns `(loss, aux)` where aux is a dict of extra metrics ({} by default)."""
         return self.loss(params, key, data), {}
 
     def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState, dict]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         """Returns `(loss, next_state, aux)`.
 
         Tasks without model state get their aux from `loss_and_aux`; tasks with

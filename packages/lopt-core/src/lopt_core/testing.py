@@ -27,7 +27,7 @@ _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compiles = {"n": 0, "active": False, "listening": False}
 
 
-def _on_event(event: str, duration: float, **kwargs: Any) -> None:
+def _on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
     if event == _COMPILE_EVENT and _compiles["active"]:
         _compiles["n"] += 1
 
@@ -133,7 +133,7 @@ def check_task(task: Task, key: jax.Array | None = None, data: Any = None) -> No
     if ds is not None and ds.abstract_batch is not None and data is None:
         _assert_same_tree(who, "batch vs datasets.abstract_batch", ds.abstract_batch, batch)
 
-    def loss_fn(p, s, k, b):
+    def loss_fn(p: Any, s: Any, k: jax.Array, b: Any) -> tuple[Any, Any]:
         loss, new_s = task.loss_with_state(p, s, k, b)
         return loss, new_s
 
@@ -178,7 +178,7 @@ def check_task_family(family: TaskFamily, key: jax.Array | None = None, data: An
     if not isinstance(eval_task, Task):
         raise _fail(who, f"eval_task_fn returned {type(eval_task).__name__}, not a Task")
 
-    def init_one(c, k):
+    def init_one(c: Any, k: jax.Array) -> Any:
         return family.task_fn(c).init(k)
 
     batched = jax.vmap(init_one)(cfgs, keys)
@@ -201,7 +201,7 @@ def _default_params() -> dict[str, jax.Array]:
 
 
 def _quadratic_grads(params: Any) -> tuple[Any, jax.Array]:
-    def loss(p):
+    def loss(p: Any) -> Any:
         return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree_util.tree_leaves(p))
 
     value, grads = jax.value_and_grad(loss)(params)
@@ -228,7 +228,7 @@ def check_optimizer(opt: Optimizer, params: Any = None, key: jax.Array | None = 
     _assert_same_tree(who, "get_params_state", params, got_params)
 
     @jax.jit
-    def step(s, k):
+    def step(s: Any, k: jax.Array) -> Any:
         p = opt.get_params(s)
         g, loss = _quadratic_grads(p)
         return opt.update(s, g, loss=loss, key=k)
@@ -268,8 +268,8 @@ def check_learned_optimizer(lopt: LearnedOptimizer, key: jax.Array | None = None
     params = _default_params()
 
     @jax.jit
-    def meta_value_and_grad(th, k):
-        def meta_loss(t):
+    def meta_value_and_grad(th: Any, k: jax.Array) -> tuple[Any, Any]:
+        def meta_loss(t: Any) -> Any:
             opt = lopt.opt_fn(t, is_training=True)
             s = opt.init(params, num_steps=10, key=k)
             for _ in range(2):
@@ -303,6 +303,8 @@ def check_gradient_estimator(
     key = jax.random.PRNGKey(0) if key is None else key
     k_theta, k_init, k_est = jax.random.split(key, 3)
     if theta is None:
+        if estimator.truncated_step is None:
+            raise _fail(who, "has no truncated_step to initialise theta from; pass theta")
         theta = estimator.truncated_step.outer_init(k_theta)
     weights = WorkerWeights(theta, None, OuterState(jnp.asarray(0, jnp.int32)))
     state = estimator.init_worker_state(weights, k_init)

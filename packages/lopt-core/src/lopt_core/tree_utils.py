@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def path_str(path: tuple) -> str:
+def path_str(path: tuple[Any, ...]) -> str:
     """Formats a `jax.tree_util` key path as a readable string, e.g. `['mlp']['w']`."""
     return jax.tree_util.keystr(path) or "<root>"
 
@@ -42,11 +42,11 @@ def first_difference(a: Any, b: Any, *, check_shapes: bool = True) -> str | None
             sa, sb = np.shape(va), np.shape(vb)
             if sa != sb:
                 return f"path {p} has shape {sb}, expected {sa}"
-    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
-        return (
-            f"tree structures differ: expected {jax.tree_util.tree_structure(a)}, "
-            f"got {jax.tree_util.tree_structure(b)}"
-        )
+    # jaxlib ships PyTreeDef without stubs; as `object` its `!=` type-checks.
+    a_def: object = jax.tree_util.tree_structure(a)
+    b_def: object = jax.tree_util.tree_structure(b)
+    if a_def != b_def:
+        return f"tree structures differ: expected {a_def}, got {b_def}"
     return None
 
 
