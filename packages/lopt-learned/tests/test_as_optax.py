@@ -51,7 +51,7 @@ def _train(tx, params, loss_fn, steps):
 
 def test_flax_mlp_trains_with_learnable_adam_through_as_optax():
     params, loss_fn = _problem()
-    lopt = LearnableAdam(initial_lr=1e-2)
+    lopt = LearnableAdam(initial_learning_rate=1e-2)
     tx = as_optax(lopt, lopt.init(jax.random.PRNGKey(0)))
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
     params, losses, _ = _train(tx, params, loss_fn, 150)
@@ -64,7 +64,7 @@ def test_flax_mlp_trains_with_learnable_adam_through_as_optax():
 
 def test_learnable_adam_matches_optax_adam():
     params, loss_fn = _problem()
-    lopt = LearnableAdam(initial_lr=1e-2)
+    lopt = LearnableAdam(initial_learning_rate=1e-2)
     ours, _, _ = _train(as_optax(lopt, lopt.init(jax.random.PRNGKey(0))), params, loss_fn, 20)
     ref, _, _ = _train(optax.adam(1e-2, eps_root=1e-8), params, loss_fn, 20)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), ours, ref)

@@ -1,4 +1,4 @@
-"""Every registered learned optimizer passes the lopt contract, plus shared properties."""
+"""Every learned optimizer of the catalog passes the lopt contract, plus shared properties."""
 
 from __future__ import annotations
 
@@ -11,15 +11,22 @@ import pytest
 
 import lopt_core
 from lopt_core.testing import check_learned_optimizer
+from lopt_learned import CATALOG
 
 PLUGIN = "lopt-learned"
 NEEDS_LOSS = {"RNNMLPLOpt", "HParamControllerLOPT"}
 
 
 def registered_names() -> list[str]:
-    """Names of every learned optimizer that this distribution registers."""
+    """Names of every learned optimizer declared in this package's catalog."""
+    return sorted(CATALOG.names("learned_optimizers"))
+
+
+def test_the_registry_holds_exactly_the_catalog():
     entries = lopt_core.REGISTRY.entries("learned_optimizers")
-    return sorted(n for n, e in entries.items() if e.plugin == PLUGIN)
+    assert sorted(n for n, e in entries.items() if e.plugin == PLUGIN) == registered_names()
+    for name, factory in CATALOG.factories("learned_optimizers").items():
+        assert entries[name].factory is factory
 
 
 def test_every_architecture_is_registered():
@@ -86,7 +93,9 @@ def test_missing_loss_is_a_clear_error(name):
     opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
     assert opt.needs_loss is True
     state = opt.init({"w": jnp.ones(3)})
-    with pytest.raises(ValueError, match="needs the training loss"):
+    with pytest.raises(
+        ValueError, match=rf"{name} reads the loss at every step \(needs_loss=True\)"
+    ):
         opt.update(state, {"w": jnp.ones(3)})
 
 
@@ -103,7 +112,10 @@ def test_wrong_grads_and_wrong_theta_are_clear_errors():
     mlp = lopt_core.get_learned_optimizer("MLPLOpt")
     opt = mlp.opt_fn(mlp.init(jax.random.PRNGKey(0)))
     state = opt.init({"w": jnp.ones(3)})
-    with pytest.raises(ValueError, match="gradient leaf 0 has shape"):
+    with pytest.raises(
+        ValueError,
+        match=r"MLPLOpt: the gradients do not match the parameters: path \['w'\] has shape \(4,\)",
+    ):
         opt.update(state, {"w": jnp.ones(4)})
     adam = lopt_core.get_learned_optimizer("LearnableAdam")
     with pytest.raises(ValueError, match="theta lacks"):
@@ -116,7 +128,10 @@ def test_grads_of_another_shape_are_refused(name):
     lopt = lopt_core.get_learned_optimizer(name)
     opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
     state = opt.init({"w": jnp.ones((3, 1))})
-    with pytest.raises(ValueError, match=r"gradient leaf 0 has shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}: the gradients do not match .* has shape \(3,\), expected \(3, 1\)",
+    ):
         opt.update(state, {"w": jnp.ones(3)}, loss=1.0)
 
 

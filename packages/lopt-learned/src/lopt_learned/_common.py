@@ -1,4 +1,4 @@
-"""Shared machinery of the learned optimizers: flat parameter layouts, features, LSTMs.
+"""Shared machinery of the learned optimizers: flat layouts, features, MLPs, config checks.
 
 Per-parameter learned optimizers apply the same small network to every scalar of
 every tensor. Running it leaf by leaf costs one tiny matmul chain (and a handful
@@ -21,6 +21,13 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lopt_core.validation import (
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_unit_interval,
+)
 
 F32 = jnp.float32
 
@@ -118,32 +125,6 @@ def layout_of(tree: Any) -> Layout:
     return Layout(treedef, shapes, dtypes, sizes, offsets)
 
 
-def check_grads(layout: Layout, grads: Any, owner: str) -> None:
-    """Raises a ValueError naming the mismatch when `grads` is not shaped like the params."""
-    leaves, treedef = jax.tree_util.tree_flatten(grads)
-    if treedef != layout.treedef:
-        raise ValueError(
-            f"{owner}: grads have tree structure {treedef}, but the params have "
-            f"{layout.treedef}. Pass gradients of the same params (jax.grad of the loss)."
-        )
-    for i, (g, shape) in enumerate(zip(leaves, layout.shapes)):
-        if tuple(np.shape(g)) != shape:
-            raise ValueError(
-                f"{owner}: gradient leaf {i} has shape {tuple(np.shape(g))}, but the "
-                f"parameter has shape {shape}."
-            )
-
-
-def require_loss(loss: Any, owner: str) -> None:
-    """Raises a ValueError saying how to pass the loss when it is missing."""
-    if loss is None:
-        raise ValueError(
-            f"{owner} needs the training loss at every step, but update() got loss=None. "
-            "Call opt.update(state, grads, loss=loss); through optax, "
-            "tx.update(grads, state, params, loss=loss)."
-        )
-
-
 def tanh_time_features(iteration: jax.Array) -> jax.Array:
     """`tanh(t / tau - 1)` for tau in `TIMESCALES`: shape `(11,)` float32."""
     t = jnp.asarray(iteration, F32)
@@ -214,78 +195,6 @@ def mlp_apply(layers: list[tuple], x: jax.Array, first_bias: jax.Array | None = 
     return x
 
 
-def lstm_initial_state(hidden_size: int) -> dict[str, jax.Array]:
-    """The zero LSTM state for one sequence, as a dict `{"hidden", "cell"}` of `(1, H)`."""
-    return {"hidden": jnp.zeros([1, hidden_size], F32), "cell": jnp.zeros([1, hidden_size], F32)}
-
-
-def tile_lstm_state(state: dict[str, jax.Array], n: int) -> dict[str, jax.Array]:
-    """Repeats a `(1, H)` LSTM state for `n` sequences: `(n, H)` each."""
-    return {k: jnp.tile(v, (n, 1)) for k, v in state.items()}
-
-
-def lstm_apply(
-    params: dict[str, dict[str, jax.Array]],
-    x: jax.Array,
-    state: dict[str, jax.Array],
-    hidden_size: int,
-    name: str = "rnn",
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """One step of `hk.LSTM(hidden_size, name=name)` given its weights.
-
-    Returns:
-      `(output (batch, H), next state {"hidden", "cell"})`.
-    """
-    net = _lstm_net(hidden_size, name)
-    out, nxt = net.apply(params, x, hk.LSTMState(state["hidden"], state["cell"]))
-    return out, {"hidden": nxt.hidden, "cell": nxt.cell}
-
-
-def lstm_params(
-    key: jax.Array, in_features: int, hidden_size: int, name: str = "rnn"
-) -> dict[str, dict[str, jax.Array]]:
-    """Initial weights of `hk.LSTM(hidden_size, name=name)` on `in_features` inputs."""
-    net = _lstm_net(hidden_size, name)
-    zero = lstm_initial_state(hidden_size)
-    return net.init(
-        key, jnp.zeros([1, in_features], F32), hk.LSTMState(zero["hidden"], zero["cell"])
-    )
-
-
-_LSTM_NETS: dict[tuple[int, str], Any] = {}
-
-
-def _lstm_net(hidden_size: int, name: str) -> Any:
-    # One transform per configuration, so repeated traces reuse the same function.
-    k = (hidden_size, name)
-    if k not in _LSTM_NETS:
-        _LSTM_NETS[k] = hk.without_apply_rng(
-            hk.transform(lambda x, s: hk.LSTM(hidden_size, name=name)(x, s))
-        )
-    return _LSTM_NETS[k]
-
-
-def linear_params(
-    key: jax.Array, in_features: int, out_features: int, name: str, zero: bool = False
-) -> dict[str, dict[str, jax.Array]]:
-    """Initial weights of `hk.Linear(out_features, name=name)` (zeros when `zero`)."""
-    w_init = hk.initializers.Constant(0.0) if zero else None
-    net = hk.without_apply_rng(
-        hk.transform(lambda x: hk.Linear(out_features, name=name, w_init=w_init)(x))
-    )
-    return net.init(key, jnp.zeros([1, in_features], F32))
-
-
-def linear_apply(params: dict[str, dict[str, jax.Array]], name: str, x: jax.Array) -> jax.Array:
-    """`x @ w + b` with the weights of `hk.Linear(..., name=name)`."""
-    return x @ params[name]["w"] + params[name]["b"]
-
-
-def keep_model_state(old: Any, new: Any) -> Any:
-    """The model state to store: the new one when given, else the old one."""
-    return old if new is None else new
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def jitted_init(lopt: Any, key: jax.Array) -> Any:
     """`lopt._init(key)`, compiled once per learned optimizer instance.
@@ -295,3 +204,62 @@ def jitted_init(lopt: Any, key: jax.Array) -> Any:
     instance stays picklable after `init`.
     """
     return lopt._init(key)
+
+
+def set_fields(component: Any, **values: Any) -> None:
+    """Stores normalised values (an int, a tuple) on a frozen component in `__post_init__`."""
+    for name, value in values.items():
+        object.__setattr__(component, name, value)
+
+
+def check_decays(
+    value: Any, owner: str, argument: str, *, length: int | None = None
+) -> tuple[float, ...]:
+    """`value` as a tuple of floats, each a decay in [0, 1).
+
+    Args:
+      value: a sequence of decays.
+      owner: the component's name, for the message.
+      argument: the argument's name, for the message.
+      length: the number of decays required; None: at least one.
+
+    Raises:
+      TypeError: `value` is not a sequence of numbers.
+      ValueError: it is empty, has another length than `length`, or a decay lies
+        outside [0, 1).
+    """
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"{owner}: {argument} must be a sequence of decays in [0, 1), got {value!r}; "
+            "pass e.g. (0.9, 0.99)."
+        ) from None
+    if not items or (length is not None and len(items) != length):
+        what = "at least one decay" if length is None else f"exactly {length} decay(s)"
+        raise ValueError(f"{owner}: {argument} must hold {what}, got {value!r}.")
+    for i, decay in enumerate(items):
+        check_unit_interval(decay, owner, f"{argument}[{i}]")
+    return tuple(float(d) for d in items)
+
+
+def check_step_and_mlp(component: Any) -> None:
+    """Validates a per-parameter MLP's `exp_mult`, `step_mult`, `hidden_size`, `hidden_layers`.
+
+    Stores the sizes as ints.
+
+    Raises:
+      ValueError: `exp_mult` is negative or `step_mult` not > 0 (or either is not
+        finite), `hidden_size` is not a positive integer, or `hidden_layers` is
+        not an integer >= 0.
+    """
+    owner = type(component).__name__
+    check_nonnegative(component.exp_mult, owner, "exp_mult")
+    check_positive(component.step_mult, owner, "step_mult")
+    set_fields(
+        component,
+        hidden_size=check_positive_int(component.hidden_size, owner, "hidden_size"),
+        hidden_layers=check_positive_int(
+            component.hidden_layers, owner, "hidden_layers", minimum=0
+        ),
+    )

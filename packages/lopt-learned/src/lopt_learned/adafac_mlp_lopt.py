@@ -10,18 +10,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import LearnedOptimizer
-from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
-from lopt_learned._base import ThetaOptimizer, check_theta
+import lopt_core
+from lopt_core.typing import MetaParams, Params, PRNGKey
 from lopt_learned._common import (
     F32,
     TIMESCALES,
-    check_grads,
-    keep_model_state,
-    layout_of,
+    Layout,
+    check_decays,
+    check_step_and_mlp,
     mlp_apply,
+    set_fields,
     tanh_time_features,
 )
+from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
+from lopt_learned._plugin import CATALOG
 
 
 def factored_dims(shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -49,13 +51,10 @@ def _safe_rsqrt(x: jax.Array) -> jax.Array:
 
 
 @flax.struct.dataclass
-class AdafacMLPLOptState:
-    """State of an AdafacMLPLOpt optimizer.
+class AdafacMLPLOptState(LearnedOptimizerState):
+    """State of an AdafacMLPLOpt optimizer: `LearnedOptimizerState`'s fields, and
 
     Attributes:
-      params: the parameters.
-      model_state: the model state, or None.
-      iteration: int32 number of updates applied.
       momenta: float32 `(num_momentum_decays, num_params)`, leaves concatenated.
       rms: float32 `(1, num_params)` second moments.
       fac_rows: per leaf, the factored row accumulator `(k,) + (shape without d0)`
@@ -66,144 +65,11 @@ class AdafacMLPLOptState:
         rank < 2, else empty.
     """
 
-    params: Params
-    model_state: ModelState
-    iteration: jax.Array
     momenta: jax.Array
     rms: jax.Array
     fac_rows: tuple
     fac_cols: tuple
     fac_diag: tuple
-
-
-class AdafacMLPLOptOptimizer(ThetaOptimizer):
-    """The optimizer an `AdafacMLPLOpt` theta describes (see `AdafacMLPLOpt`)."""
-
-    def _decays(self) -> tuple[jax.Array, jax.Array, jax.Array]:
-        lopt, th = self.lopt, self.theta
-        mom = _param_to_decay(_decay_to_param(lopt.initial_momentum_decays) + th["momentum_decays"])
-        rms = _param_to_decay(_decay_to_param(lopt.initial_rms_decays) + th["rms_decays"])
-        fac = _param_to_decay(
-            _decay_to_param(lopt.initial_adafactor_decays) + th["adafactor_decays"]
-        )
-        return mom, jnp.clip(rms, 0.0, 1.0), jnp.clip(fac, 0.0, 1.0)
-
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> AdafacMLPLOptState:
-        """Zero accumulators, iteration 0; `num_steps` and `key` are unused."""
-        del num_steps, key, kwargs
-        lopt = self.lopt
-        layout = layout_of(params)
-        k = len(lopt.initial_adafactor_decays)
-        rows, cols, diag = [], [], []
-        empty = jnp.zeros((k, 0), F32)
-        for shape in layout.shapes:
-            dims = factored_dims(shape)
-            if dims is None:
-                rows.append(empty)
-                cols.append(empty)
-                diag.append(jnp.zeros((k, *shape), F32))
-            else:
-                d1, d0 = dims
-                rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
-                cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
-                diag.append(empty)
-        return AdafacMLPLOptState(
-            params=params,
-            model_state=model_state,
-            iteration=jnp.asarray(0, jnp.int32),
-            momenta=jnp.zeros((len(lopt.initial_momentum_decays), layout.total), F32),
-            rms=jnp.zeros((len(lopt.initial_rms_decays), layout.total), F32),
-            fac_rows=tuple(rows),
-            fac_cols=tuple(cols),
-            fac_diag=tuple(diag),
-        )
-
-    def update(
-        self,
-        opt_state: AdafacMLPLOptState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> AdafacMLPLOptState:
-        """One step: update the accumulators, build 28 normalised + 11 time features, apply the MLP.
-
-        Raises:
-          ValueError: grads are not shaped like the params.
-        """
-        del loss, key, kwargs
-        lopt = self.lopt
-        layout = layout_of(opt_state.params)
-        check_grads(layout, grads, type(lopt).__name__)
-        mom_d, rms_d, fac_d = self._decays()
-        g = layout.flatten(grads)
-        p = layout.flatten(opt_state.params)
-        mom_d, rms_d = mom_d[:, None], rms_d[:, None]
-        m = opt_state.momenta * mom_d + (1.0 - mom_d) * g[None]
-        rms = opt_state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[None]
-        k = m.shape[0]
-        rsqrt = jax.lax.rsqrt(rms + 1e-6)
-        nn = self.theta["nn"]["~"]
-        layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(lopt.hidden_layers + 1)]
-        w0, b0 = layers[0]
-        n_norm = w0.shape[0] - len(TIMESCALES)
-        rows, cols, diag, hidden = [], [], [], []
-        pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
-        for i, (off, size, shape, gl) in enumerate(pieces):
-            span = slice(off, off + size)
-            r, c, d, fac = _factored_features(
-                gl,
-                jnp.reshape(m[:, span], (k, *shape)),
-                opt_state.fac_rows[i],
-                opt_state.fac_cols[i],
-                opt_state.fac_diag[i],
-                fac_d,
-            )
-            rows.append(r)
-            cols.append(c)
-            diag.append(d)
-            ml, rl, rs = m[:, span], rms[:, span], rsqrt[:, span]
-            x = jnp.concatenate(
-                [
-                    g[None, span],
-                    p[None, span],
-                    ml,
-                    rl,
-                    ml * rs,
-                    rs,
-                    jnp.reshape(fac, (fac.shape[0], size)),
-                ],
-                0,
-            )
-            # The per-tensor second-moment normalisation scales each feature row by
-            # one number per tensor: fold it into this tensor's first-layer weights
-            # rather than broadcasting it over the (many more) features.
-            inv = jax.lax.rsqrt(1e-5 + jnp.sum(jnp.square(x), axis=1) / max(size, 1))
-            hidden.append((w0[:n_norm] * inv[:, None]).T @ x)
-        # Time features are constant over parameters: fold them into the first bias.
-        time_bias = b0 + tanh_time_features(opt_state.iteration) @ w0[n_norm:]
-        h = jnp.concatenate(hidden, 1) if len(hidden) > 1 else hidden[0]
-        h = h + time_bias[:, None]
-        out = mlp_apply(layers[1:], jax.nn.relu(h)) if len(layers) > 1 else h
-        step = out[0] * jnp.exp(out[1] * lopt.exp_mult) * lopt.step_mult
-        return AdafacMLPLOptState(
-            params=layout.unflatten(p - step),
-            model_state=keep_model_state(opt_state.model_state, model_state),
-            iteration=opt_state.iteration + 1,
-            momenta=m,
-            rms=rms,
-            fac_rows=tuple(rows),
-            fac_cols=tuple(cols),
-            fac_diag=tuple(diag),
-        )
 
 
 def _factored_features(
@@ -262,7 +128,9 @@ def _factored_features(
     return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
 
 
-class AdafacMLPLOpt(LearnedOptimizer):
+@CATALOG.learned_optimizer("AdafacMLPLOpt", "per-parameter MLP on Adafactor-style features")
+@lopt_core.declare
+class AdafacMLPLOpt(LearnedArchitecture):
     """A per-parameter MLP learned optimizer with Adafactor-style features and learned decays.
 
     Per parameter, 28 features, each divided by its root mean square over the
@@ -278,6 +146,16 @@ class AdafacMLPLOpt(LearnedOptimizer):
     "nn": {"~": {"w0", "b0", "w1", "b1", "w2", "b2"}}}`. The decays are offsets
     in the space `log(1 - decay) / 10` from the initial decays.
 
+    Attributes:
+      exp_mult: multiplier of the magnitude output inside the exponential (>= 0).
+      step_mult: multiplier of the whole step (> 0).
+      hidden_size: width of each hidden layer.
+      hidden_layers: number of hidden layers (>= 0).
+      initial_momentum_decays: momentum decays theta starts from, each in [0, 1).
+      initial_rms_decays: second-moment decays theta starts from (one value).
+      initial_adafactor_decays: factored accumulator decays theta starts from, as
+        many as momentum decays (the features pair them up).
+
     Example:
       >>> lopt = AdafacMLPLOpt()
       >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
@@ -288,47 +166,32 @@ class AdafacMLPLOpt(LearnedOptimizer):
       2022 (the small per-parameter MLP); Shazeer & Stern, "Adafactor", ICML 2018.
     """
 
-    def __init__(
-        self,
-        exp_mult: float = 0.001,
-        step_mult: float = 0.001,
-        hidden_size: int = 4,
-        hidden_layers: int = 2,
-        initial_momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999),
-        initial_rms_decays: tuple[float, ...] = (0.999,),
-        initial_adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999),
-    ) -> None:
-        """Args:
-        exp_mult: multiplier of the magnitude output inside the exponential.
-        step_mult: multiplier of the whole step.
-        hidden_size: width of each hidden layer.
-        hidden_layers: number of hidden layers.
-        initial_momentum_decays: momentum decays theta starts from.
-        initial_rms_decays: second-moment decays theta starts from (one value).
-        initial_adafactor_decays: factored accumulator decays theta starts from.
+    exp_mult: float = 0.001
+    step_mult: float = 0.001
+    hidden_size: int = 4
+    hidden_layers: int = 2
+    initial_momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    initial_rms_decays: tuple[float, ...] = (0.999,)
+    initial_adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    state_class = AdafacMLPLOptState
 
-        Raises:
-          ValueError: there is not exactly one RMS decay, or the momentum and
-            Adafactor decays differ in number (the features pair them up).
-        """
-        self.exp_mult = exp_mult
-        self.step_mult = step_mult
-        self.hidden_size = int(hidden_size)
-        self.hidden_layers = int(hidden_layers)
-        self.initial_momentum_decays = tuple(float(x) for x in initial_momentum_decays)
-        self.initial_rms_decays = tuple(float(x) for x in initial_rms_decays)
-        self.initial_adafactor_decays = tuple(float(x) for x in initial_adafactor_decays)
-        if len(self.initial_rms_decays) != 1:
-            raise ValueError(
-                f"AdafacMLPLOpt: initial_rms_decays must hold one decay, got "
-                f"{self.initial_rms_decays}; pass e.g. (0.999,)."
-            )
-        if len(self.initial_momentum_decays) != len(self.initial_adafactor_decays):
-            raise ValueError(
-                "AdafacMLPLOpt: initial_momentum_decays and initial_adafactor_decays must "
-                f"have the same length, got {len(self.initial_momentum_decays)} and "
-                f"{len(self.initial_adafactor_decays)}."
-            )
+    def __post_init__(self) -> None:
+        owner = "AdafacMLPLOpt"
+        check_step_and_mlp(self)
+        momentum = check_decays(self.initial_momentum_decays, owner, "initial_momentum_decays")
+        set_fields(
+            self,
+            initial_momentum_decays=momentum,
+            initial_rms_decays=check_decays(
+                self.initial_rms_decays, owner, "initial_rms_decays", length=1
+            ),
+            initial_adafactor_decays=check_decays(
+                self.initial_adafactor_decays,
+                owner,
+                "initial_adafactor_decays",
+                length=len(momentum),
+            ),
+        )
 
     @property
     def num_features(self) -> int:
@@ -357,11 +220,103 @@ class AdafacMLPLOpt(LearnedOptimizer):
             "rms_decays": jnp.zeros([len(self.initial_rms_decays)], F32),
         }
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> AdafacMLPLOptOptimizer:
-        """The optimizer using these decays and MLP weights."""
-        check_theta(
-            theta,
-            ("adafactor_decays", "momentum_decays", "nn", "rms_decays"),
-            type(self).__name__,
+    def _decays(self, theta: MetaParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The momentum, RMS and Adafactor decays that theta's offsets give."""
+        mom = _param_to_decay(
+            _decay_to_param(self.initial_momentum_decays) + theta["momentum_decays"]
         )
-        return AdafacMLPLOptOptimizer(self, theta, is_training)
+        rms = _param_to_decay(_decay_to_param(self.initial_rms_decays) + theta["rms_decays"])
+        fac = _param_to_decay(
+            _decay_to_param(self.initial_adafactor_decays) + theta["adafactor_decays"]
+        )
+        return mom, jnp.clip(rms, 0.0, 1.0), jnp.clip(fac, 0.0, 1.0)
+
+    def init_state(
+        self, theta: MetaParams, params: Params, layout: Layout, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Zero accumulators."""
+        k = len(self.initial_adafactor_decays)
+        rows, cols, diag = [], [], []
+        empty = jnp.zeros((k, 0), F32)
+        for shape in layout.shapes:
+            dims = factored_dims(shape)
+            if dims is None:
+                rows.append(empty)
+                cols.append(empty)
+                diag.append(jnp.zeros((k, *shape), F32))
+            else:
+                d1, d0 = dims
+                rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
+                cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
+                diag.append(empty)
+        return {
+            "momenta": jnp.zeros((len(self.initial_momentum_decays), layout.total), F32),
+            "rms": jnp.zeros((len(self.initial_rms_decays), layout.total), F32),
+            "fac_rows": tuple(rows),
+            "fac_cols": tuple(cols),
+            "fac_diag": tuple(diag),
+        }
+
+    def step(
+        self, theta: MetaParams, state: AdafacMLPLOptState, inputs: StepInputs
+    ) -> AdafacMLPLOptState:
+        """Update the accumulators, build 28 normalised + 11 time features, apply the MLP."""
+        mom_d, rms_d, fac_d = self._decays(theta)
+        layout = inputs.layout
+        g, p = inputs.flat()
+        mom_d, rms_d = mom_d[:, None], rms_d[:, None]
+        m = state.momenta * mom_d + (1.0 - mom_d) * g[None]
+        rms = state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[None]
+        k = m.shape[0]
+        rsqrt = jax.lax.rsqrt(rms + 1e-6)
+        nn = theta["nn"]["~"]
+        layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(self.hidden_layers + 1)]
+        w0, b0 = layers[0]
+        n_norm = w0.shape[0] - len(TIMESCALES)
+        rows, cols, diag, hidden = [], [], [], []
+        pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
+        for i, (off, size, shape, gl) in enumerate(pieces):
+            span = slice(off, off + size)
+            r, c, d, fac = _factored_features(
+                gl,
+                jnp.reshape(m[:, span], (k, *shape)),
+                state.fac_rows[i],
+                state.fac_cols[i],
+                state.fac_diag[i],
+                fac_d,
+            )
+            rows.append(r)
+            cols.append(c)
+            diag.append(d)
+            ml, rl, rs = m[:, span], rms[:, span], rsqrt[:, span]
+            x = jnp.concatenate(
+                [
+                    g[None, span],
+                    p[None, span],
+                    ml,
+                    rl,
+                    ml * rs,
+                    rs,
+                    jnp.reshape(fac, (fac.shape[0], size)),
+                ],
+                0,
+            )
+            # The per-tensor second-moment normalisation scales each feature row by
+            # one number per tensor: fold it into this tensor's first-layer weights
+            # rather than broadcasting it over the (many more) features.
+            inv = jax.lax.rsqrt(1e-5 + jnp.sum(jnp.square(x), axis=1) / max(size, 1))
+            hidden.append((w0[:n_norm] * inv[:, None]).T @ x)
+        # Time features are constant over parameters: fold them into the first bias.
+        time_bias = b0 + tanh_time_features(state.iteration) @ w0[n_norm:]
+        h = jnp.concatenate(hidden, 1) if len(hidden) > 1 else hidden[0]
+        h = h + time_bias[:, None]
+        out = mlp_apply(layers[1:], jax.nn.relu(h)) if len(layers) > 1 else h
+        step = out[0] * jnp.exp(out[1] * self.exp_mult) * self.step_mult
+        return state.replace(
+            params=layout.unflatten(p - step),
+            momenta=m,
+            rms=rms,
+            fac_rows=tuple(rows),
+            fac_cols=tuple(cols),
+            fac_diag=tuple(diag),
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,6 +14,7 @@ import lopt_core
 import lopt_optimizers
 from lopt_core import CheckpointError, LearnedOptimizer
 from lopt_core.typing import MetaParams
+from lopt_learned._driver import theta_schema, theta_size
 
 
 def as_optax(
@@ -40,7 +40,8 @@ def as_optax(
       TypeError: `lopt` is not a LearnedOptimizer instance.
 
     Example:
-      >>> tx = as_optax(LearnableAdam(1e-2), LearnableAdam(1e-2).init(jax.random.PRNGKey(0)))
+      >>> lopt = LearnableAdam(1e-2)
+      >>> tx = as_optax(lopt, lopt.init(jax.random.PRNGKey(0)))
       >>> state = tx.init(params)
       >>> updates, state = tx.update(grads, state, params, loss=loss)
       >>> params = optax.apply_updates(params, updates)
@@ -68,6 +69,13 @@ class LoadedLearnedOptimizer(NamedTuple):
     theta: MetaParams
     metadata: dict[str, Any]
 
+    def __repr__(self) -> str:
+        keys = ", ".join(sorted(self.metadata))
+        return (
+            f"LoadedLearnedOptimizer(lopt={self.lopt!r}, theta: {theta_size(self.theta)} "
+            f"floats, metadata: {{{keys}}})"
+        )
+
 
 def save_learned_optimizer(
     path: str | os.PathLike,
@@ -79,8 +87,9 @@ def save_learned_optimizer(
 
     Args:
       path: the file to write.
-      lopt: the learned optimizer theta belongs to; its class and constructor
-        arguments are recorded so that `load_learned_optimizer` can rebuild it.
+      lopt: the learned optimizer theta belongs to; its class and configuration
+        (`lopt_core.config_of`: its fields) are recorded so that
+        `load_learned_optimizer` can rebuild it.
       theta: the meta-parameters.
       metadata: extra JSON-serialisable values (e.g. the meta-training step).
 
@@ -89,6 +98,8 @@ def save_learned_optimizer(
 
     Raises:
       TypeError: `lopt` is not a LearnedOptimizer instance.
+      lopt_core.ConfigError: a field of `lopt` cannot be recorded (the message
+        names it); nothing is written.
     """
     if not isinstance(lopt, LearnedOptimizer):
         raise TypeError(
@@ -132,8 +143,10 @@ def load_learned_optimizer(
 
     Raises:
       CheckpointError: the file is missing, corrupted or truncated; it holds no
-        learned optimizer; it comes from another architecture than `expected`;
-        or its theta does not have the structure its architecture gives.
+        learned optimizer; it comes from another architecture (or, for an
+        instance, another configuration) than `expected`; its recorded config
+        does not build the architecture (the message names the field); or its
+        theta does not have the structure its architecture gives.
     """
     path = Path(path)
     meta = lopt_core.load_metadata(path)
@@ -152,21 +165,20 @@ def load_learned_optimizer(
                 f"{str(path)!r} holds a {cls.__name__} theta, not a {want.__name__} one; "
                 f"load it as {cls.__name__} or pick the file of a {want.__name__}."
             )
-        if not isinstance(expected, type):
-            # Through JSON, as stored: tuples in the config come back as lists.
-            want_config = json.loads(json.dumps(lopt_core.checkpoint.config_of(expected)))
-            if want_config != config:
-                raise CheckpointError(
-                    f"{str(path)!r} holds a {cls.__name__} with config {config}, but the "
-                    f"expected one has {want_config}."
-                )
     try:
         lopt = cls(**config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{str(path)!r}: cannot rebuild {cls.__name__} from its saved config {config}: {exc}"
+            f"{str(path)!r}: its recorded config {config} does not build a {cls.__name__}: {exc}"
         ) from exc
-    like = jax.eval_shape(lopt.init, jax.random.PRNGKey(0))
-    like = jax.tree_util.tree_map(lambda s: jax.numpy.zeros(s.shape, s.dtype), like)
+    if expected is not None and not isinstance(expected, type):
+        # Both read through config_of, so tuples and lists compare alike.
+        got, want_config = lopt_core.config_of(lopt), lopt_core.config_of(expected)
+        if got != want_config:
+            raise CheckpointError(
+                f"{str(path)!r} holds a {cls.__name__} with config {got}, but the "
+                f"expected one has {want_config}."
+            )
+    like = jax.tree_util.tree_map(lambda s: jax.numpy.zeros(s.shape, s.dtype), theta_schema(lopt))
     tree, meta = lopt_core.load(path, like=like)
     return LoadedLearnedOptimizer(lopt, tree, meta)

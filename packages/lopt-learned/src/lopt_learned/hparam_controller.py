@@ -9,10 +9,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from lopt_core import LearnedOptimizer
-from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
-from lopt_learned._base import ThetaOptimizer, check_theta
-from lopt_learned._common import F32, check_grads, keep_model_state, layout_of, require_loss
+import lopt_core
+from lopt_core.typing import MetaParams, Params, PRNGKey
+from lopt_core.validation import check_positive_int
+from lopt_learned._common import F32, Layout, set_fields
+from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
+from lopt_learned._plugin import CATALOG
 
 
 def _forward(hidden_size: int, hidden: Any, cell: Any, x: jax.Array) -> tuple:
@@ -33,88 +35,19 @@ def _net(hidden_size: int) -> Any:
 
 
 @flax.struct.dataclass
-class HParamControllerState:
-    """State of an HParamControllerLOPT optimizer.
+class HParamControllerState(LearnedOptimizerState):
+    """State of an HParamControllerLOPT optimizer: `LearnedOptimizerState`'s fields, and
 
     Attributes:
-      params: the parameters.
-      model_state: the model state, or None.
-      iteration: int32 number of updates applied.
       rnn_hidden_state: `{"hidden", "cell"}`, float32 `(1, hidden_size)` each.
     """
 
-    params: Params
-    model_state: ModelState
-    iteration: jax.Array
     rnn_hidden_state: dict[str, jax.Array]
 
 
-class HParamControllerOptimizer(ThetaOptimizer):
-    """The optimizer an `HParamControllerLOPT` theta describes."""
-
-    needs_loss = True
-
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamControllerState:
-        """Copies theta's meta-learned initial LSTM state into the inner state."""
-        del num_steps, key, kwargs
-        layout_of(params)
-        return HParamControllerState(
-            params=params,
-            model_state=model_state,
-            iteration=jnp.asarray(0, jnp.int32),
-            rnn_hidden_state=dict(self.theta["initial_rnn_hidden_state"]),
-        )
-
-    def update(
-        self,
-        opt_state: HParamControllerState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamControllerState:
-        """Feeds the loss to the LSTM and takes an SGD step at the learning rate it outputs.
-
-        Raises:
-          ValueError: `loss` is None, or grads are not shaped like the params.
-        """
-        del key, kwargs
-        owner = type(self.lopt).__name__
-        require_loss(loss, owner)
-        layout = layout_of(opt_state.params)
-        check_grads(layout, grads, owner)
-        h = opt_state.rnn_hidden_state
-        nxt, lr = _net(self.lopt.hidden_size).apply(
-            self.theta["rnn_params"],
-            h["hidden"],
-            h["cell"],
-            jnp.reshape(jnp.asarray(loss, F32), (1, 1)),
-        )
-        lr = jnp.reshape(lr, ())
-        new = jax.tree_util.tree_map(
-            lambda p, g: (jnp.asarray(p, F32) - jnp.asarray(g, F32) * lr).astype(
-                jnp.result_type(p)
-            ),
-            opt_state.params,
-            grads,
-        )
-        return HParamControllerState(
-            params=new,
-            model_state=keep_model_state(opt_state.model_state, model_state),
-            iteration=opt_state.iteration + 1,
-            rnn_hidden_state={"hidden": nxt.hidden, "cell": nxt.cell},
-        )
-
-
-class HParamControllerLOPT(LearnedOptimizer):
+@CATALOG.learned_optimizer("HParamControllerLOPT", "LSTM on the loss setting SGD's lr")
+@lopt_core.declare
+class HParamControllerLOPT(LearnedArchitecture):
     """An LSTM controller on the training loss that outputs SGD's learning rate (Part 6).
 
     Each step the loss goes through `hk.LSTM(hidden_size)`, then `hk.Linear(1)`;
@@ -124,15 +57,24 @@ class HParamControllerLOPT(LearnedOptimizer):
     theta: `{"initial_rnn_hidden_state": {"hidden", "cell"} (1, hidden_size),
     "rnn_params": the LSTM's and linear head's weights}`.
 
+    Attributes:
+      hidden_size: the LSTM's width.
+
     Example:
       >>> lopt = HParamControllerLOPT()
       >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
       >>> s = opt.update(opt.init({"a": jnp.ones([3, 2])}), {"a": -jnp.ones([3, 2])}, loss=1.0)
     """
 
-    def __init__(self, hidden_size: int = 128) -> None:
-        """Args: hidden_size: the LSTM's width."""
-        self.hidden_size = int(hidden_size)
+    hidden_size: int = 128
+    state_class = HParamControllerState
+    needs_loss = True
+
+    def __post_init__(self) -> None:
+        set_fields(
+            self,
+            hidden_size=check_positive_int(self.hidden_size, "HParamControllerLOPT", "hidden_size"),
+        )
 
     def init(self, key: PRNGKey) -> MetaParams:
         """A zero initial LSTM state and the LSTM and head weights for one input (the loss)."""
@@ -143,7 +85,29 @@ class HParamControllerLOPT(LearnedOptimizer):
             "rnn_params": rnn_params,
         }
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> HParamControllerOptimizer:
-        """The optimizer using these LSTM weights."""
-        check_theta(theta, ("initial_rnn_hidden_state", "rnn_params"), type(self).__name__)
-        return HParamControllerOptimizer(self, theta, is_training)
+    def init_state(
+        self, theta: MetaParams, params: Params, layout: Layout, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Copies theta's meta-learned initial LSTM state into the inner state."""
+        return {"rnn_hidden_state": dict(theta["initial_rnn_hidden_state"])}
+
+    def step(
+        self, theta: MetaParams, state: HParamControllerState, inputs: StepInputs
+    ) -> HParamControllerState:
+        """Feeds the loss to the LSTM and takes an SGD step at the learning rate it outputs."""
+        h = state.rnn_hidden_state
+        nxt, lr = _net(self.hidden_size).apply(
+            theta["rnn_params"],
+            h["hidden"],
+            h["cell"],
+            jnp.reshape(jnp.asarray(inputs.loss, F32), (1, 1)),
+        )
+        lr = jnp.reshape(lr, ())
+        new = jax.tree_util.tree_map(
+            lambda p, g: (jnp.asarray(p, F32) - jnp.asarray(g, F32) * lr).astype(
+                jnp.result_type(p)
+            ),
+            state.params,
+            inputs.grads,
+        )
+        return state.replace(params=new, rnn_hidden_state={"hidden": nxt.hidden, "cell": nxt.cell})

@@ -7,16 +7,19 @@ float32; parameters keep their dtype and accumulators are float32.
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, ClassVar
 
 import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core import LearnedOptimizer
-from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
-from lopt_learned._base import ThetaOptimizer, check_theta
-from lopt_learned._common import F32, check_grads, keep_model_state, layout_of
+import lopt_core
+from lopt_core.typing import MetaParams, Params, PRNGKey
+from lopt_core.validation import check_positive, check_unit_interval
+from lopt_learned._common import F32, Layout
+from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
+from lopt_learned._plugin import CATALOG
 
 
 def _f32_tree(tree: Any) -> Any:
@@ -31,6 +34,10 @@ def _cast_like(new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(lambda n, o: n.astype(jnp.result_type(o)), new, old)
 
 
+def _log(x: Any) -> jax.Array:
+    return jnp.log(jnp.asarray(x, F32))
+
+
 def _log_one_minus(x: float) -> jax.Array:
     return jnp.log(1.0 - jnp.asarray(x, F32))
 
@@ -39,230 +46,143 @@ def _from_log_one_minus(x: jax.Array) -> jax.Array:
     return 1.0 - jnp.exp(x)
 
 
+def _exp(x: Any) -> jax.Array:
+    return jnp.exp(jnp.asarray(x, F32))
+
+
 @flax.struct.dataclass
-class HParamState:
-    """State of the learnable-hyperparameter optimizers.
+class HParamState(LearnedOptimizerState):
+    """State of the learnable-hyperparameter optimizers: `LearnedOptimizerState`'s fields, and
 
     Attributes:
-      params: the parameters.
-      model_state: the model state, or None.
-      iteration: int32 number of updates applied.
       accumulators: a dict of float32 trees shaped like params (`momentum`, or
         `mu` and `nu`); empty for SGD.
     """
 
-    params: Params
-    model_state: ModelState
-    iteration: jax.Array
     accumulators: dict[str, Any]
 
 
-class _HParamOptimizer(ThetaOptimizer):
-    """Shared init for the optimizers of this module."""
+class _HParamArchitecture(LearnedArchitecture):
+    """The state and the float32 step shared by the optimizers of this module.
 
-    accumulator_names: tuple[str, ...] = ()
+    A subclass names its accumulators and writes `_update(theta, params, grads,
+    accumulators, iteration) -> (new params, new accumulators)` on float32 trees.
+    """
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamState:
-        """The initial state: zero accumulators, iteration 0."""
-        del num_steps, key, kwargs
-        return HParamState(
-            params=params,
-            model_state=model_state,
-            iteration=jnp.asarray(0, jnp.int32),
-            accumulators={n: _zeros_f32(params) for n in self.accumulator_names},
+    state_class = HParamState
+    accumulator_names: ClassVar[tuple[str, ...]] = ()
+
+    def init_state(
+        self, theta: MetaParams, params: Params, layout: Layout, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Zero float32 accumulators shaped like the params."""
+        return {"accumulators": {n: _zeros_f32(params) for n in self.accumulator_names}}
+
+    def step(self, theta: MetaParams, state: HParamState, inputs: StepInputs) -> HParamState:
+        """`_update` in float32; the new params are cast back to their dtypes."""
+        new, acc = self._update(
+            theta,
+            _f32_tree(state.params),
+            _f32_tree(inputs.grads),
+            state.accumulators,
+            state.iteration,
         )
+        return state.replace(params=_cast_like(new, state.params), accumulators=acc)
 
-    def _grads_f32(self, opt_state: HParamState, grads: Params) -> Any:
-        """`grads` as float32, after checking they are shaped like the params.
-
-        Without the check, a gradient of another shape would broadcast against its
-        parameter and silently change the parameter's shape.
-        """
-        check_grads(layout_of(opt_state.params), grads, type(self.lopt).__name__)
-        return _f32_tree(grads)
-
-    def _next(
-        self, opt_state: HParamState, new_params: Any, model_state: Any, acc: dict
-    ) -> HParamState:
-        return HParamState(
-            params=_cast_like(new_params, opt_state.params),
-            model_state=keep_model_state(opt_state.model_state, model_state),
-            iteration=opt_state.iteration + 1,
-            accumulators=acc,
-        )
+    @abc.abstractmethod
+    def _update(
+        self, theta: MetaParams, params: Any, grads: Any, acc: dict[str, Any], iteration: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        """`(new params, new accumulators)` from float32 params and grads."""
 
 
-class LearnableSGDOptimizer(_HParamOptimizer):
-    """SGD with the learning rate `exp(theta["log_lr"])`."""
+@CATALOG.learned_optimizer("LearnableSGD", "SGD with a meta-learned learning rate")
+@lopt_core.declare
+class LearnableSGD(_HParamArchitecture):
+    """SGD with a meta-learned learning rate: `p -= exp(theta["log_lr"]) * g`.
 
-    def update(
-        self,
-        opt_state: HParamState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamState:
-        """`p -= lr * g`."""
-        lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
-        new = jax.tree_util.tree_map(
-            lambda p, g: p - lr * g, _f32_tree(opt_state.params), self._grads_f32(opt_state, grads)
-        )
-        return self._next(opt_state, new, model_state, {})
+    theta is `{"log_lr": log(initial_learning_rate)}`.
 
-
-class LearnableSGDMOptimizer(_HParamOptimizer):
-    """SGD with heavy-ball momentum, hyperparameters from theta."""
-
-    accumulator_names = ("momentum",)
-
-    def update(
-        self,
-        opt_state: HParamState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamState:
-        """`v = momentum * v + g; p -= lr * v` (optax's `sgd(lr, momentum)`)."""
-        lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
-        mom = _from_log_one_minus(jnp.asarray(self.theta["one_minus_momentum"], F32))
-        v = jax.tree_util.tree_map(
-            lambda v, g: mom * v + g,
-            opt_state.accumulators["momentum"],
-            self._grads_f32(opt_state, grads),
-        )
-        new = jax.tree_util.tree_map(lambda p, v: p - lr * v, _f32_tree(opt_state.params), v)
-        return self._next(opt_state, new, model_state, {"momentum": v})
-
-
-class LearnableAdamOptimizer(_HParamOptimizer):
-    """Adam (bias-corrected, `epsilon_root=1e-8` inside the root), hyperparameters from theta."""
-
-    accumulator_names = ("mu", "nu")
-    epsilon_root = 1e-8
-
-    def update(
-        self,
-        opt_state: HParamState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamState:
-        """One Adam step with `lr, beta1, beta2, epsilon` decoded from theta."""
-        th = self.theta
-        lr = jnp.exp(jnp.asarray(th["log_lr"], F32))
-        b1 = _from_log_one_minus(jnp.asarray(th["one_minus_beta1"], F32))
-        b2 = _from_log_one_minus(jnp.asarray(th["one_minus_beta2"], F32))
-        eps = jnp.exp(jnp.asarray(th["log_epsilon"], F32))
-        g = self._grads_f32(opt_state, grads)
-        mu = jax.tree_util.tree_map(
-            lambda m, g: b1 * m + (1 - b1) * g, opt_state.accumulators["mu"], g
-        )
-        nu = jax.tree_util.tree_map(
-            lambda v, g: b2 * v + (1 - b2) * g * g, opt_state.accumulators["nu"], g
-        )
-        t = (opt_state.iteration + 1).astype(F32)
-        c1 = 1 - b1**t
-        c2 = 1 - b2**t
-
-        def step(p, m, v):
-            return p - lr * (m / c1) / (jnp.sqrt(v / c2 + self.epsilon_root) + eps)
-
-        new = jax.tree_util.tree_map(step, _f32_tree(opt_state.params), mu, nu)
-        return self._next(opt_state, new, model_state, {"mu": mu, "nu": nu})
-
-
-class MetaSGDWDOptimizer(_HParamOptimizer):
-    """SGD with decoupled weight decay, both rates from theta."""
-
-    def update(
-        self,
-        opt_state: HParamState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> HParamState:
-        """`p = p - lr * g - wd * p`."""
-        lr = jnp.exp(jnp.asarray(self.theta["log_lr"], F32))
-        wd = jnp.exp(jnp.asarray(self.theta["log_wd"], F32))
-        new = jax.tree_util.tree_map(
-            lambda p, g: p - g * lr - p * wd,
-            _f32_tree(opt_state.params),
-            self._grads_f32(opt_state, grads),
-        )
-        return self._next(opt_state, new, model_state, {})
-
-
-class LearnableSGD(LearnedOptimizer):
-    """SGD with a meta-learned learning rate.
-
-    theta is `{"log_lr": log(initial_lr)}`.
+    Attributes:
+      initial_learning_rate: the learning rate theta starts from (> 0).
 
     Example:
       >>> LearnableSGD(0.1).init(jax.random.PRNGKey(0))
       {'log_lr': Array(-2.3025851, dtype=float32)}
     """
 
-    def __init__(self, initial_lr: float = 0.01) -> None:
-        """Args: initial_lr: the learning rate theta starts from (> 0)."""
-        self.initial_lr = initial_lr
+    initial_learning_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_positive(self.initial_learning_rate, "LearnableSGD", "initial_learning_rate")
 
     def init(self, key: PRNGKey) -> MetaParams:
-        """`{"log_lr": log(initial_lr)}` (float32 scalar); the key is unused."""
+        """`{"log_lr": log(initial_learning_rate)}` (float32 scalar); the key is unused."""
         del key
-        return {"log_lr": jnp.log(jnp.asarray(self.initial_lr, F32))}
+        return {"log_lr": _log(self.initial_learning_rate)}
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> LearnableSGDOptimizer:
-        """SGD at `exp(theta["log_lr"])`."""
-        check_theta(theta, ("log_lr",), type(self).__name__)
-        return LearnableSGDOptimizer(self, theta, is_training)
+    def _update(
+        self, theta: MetaParams, params: Any, grads: Any, acc: dict[str, Any], iteration: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        lr = _exp(theta["log_lr"])
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, params, grads), {}
 
 
-class LearnableSGDM(LearnedOptimizer):
-    """SGD with momentum; learning rate and momentum are meta-learned.
+@CATALOG.learned_optimizer("LearnableSGDM", "SGD with momentum, lr and momentum meta-learned")
+@lopt_core.declare
+class LearnableSGDM(_HParamArchitecture):
+    """SGD with heavy-ball momentum; learning rate and momentum are meta-learned.
 
+    The update is optax's `sgd(lr, momentum)`: `v = momentum * v + g; p -= lr * v`.
     theta is `{"log_lr": log(lr), "one_minus_momentum": log(1 - momentum)}`.
+
+    Attributes:
+      initial_learning_rate: the learning rate theta starts from (> 0).
+      initial_momentum: the momentum theta starts from, in [0, 1).
     """
 
-    def __init__(self, initial_lr: float = 0.01, initial_momentum: float = 0.9) -> None:
-        """Args: initial_lr, initial_momentum: the values theta starts from."""
-        self.initial_lr = initial_lr
-        self.initial_momentum = initial_momentum
+    initial_learning_rate: float = 0.01
+    initial_momentum: float = 0.9
+    accumulator_names = ("momentum",)
+
+    def __post_init__(self) -> None:
+        check_positive(self.initial_learning_rate, "LearnableSGDM", "initial_learning_rate")
+        check_unit_interval(self.initial_momentum, "LearnableSGDM", "initial_momentum")
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The initial theta (float32 scalars); the key is unused."""
         del key
         return {
-            "log_lr": jnp.log(jnp.asarray(self.initial_lr, F32)),
+            "log_lr": _log(self.initial_learning_rate),
             "one_minus_momentum": _log_one_minus(self.initial_momentum),
         }
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> LearnableSGDMOptimizer:
-        """SGD with momentum at the hyperparameters theta encodes."""
-        check_theta(theta, ("log_lr", "one_minus_momentum"), type(self).__name__)
-        return LearnableSGDMOptimizer(self, theta, is_training)
+    def _update(
+        self, theta: MetaParams, params: Any, grads: Any, acc: dict[str, Any], iteration: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        lr = _exp(theta["log_lr"])
+        mom = _from_log_one_minus(jnp.asarray(theta["one_minus_momentum"], F32))
+        v = jax.tree_util.tree_map(lambda v, g: mom * v + g, acc["momentum"], grads)
+        new = jax.tree_util.tree_map(lambda p, v: p - lr * v, params, v)
+        return new, {"momentum": v}
 
 
-class LearnableAdam(LearnedOptimizer):
+@CATALOG.learned_optimizer("LearnableAdam", "Adam with its four hyperparameters meta-learned")
+@lopt_core.declare
+class LearnableAdam(_HParamArchitecture):
     """Adam whose four hyperparameters are meta-learned.
 
-    theta is `{"log_epsilon", "log_lr", "one_minus_beta1", "one_minus_beta2"}`:
-    logs of epsilon and the learning rate, and logs of one minus each beta. The
-    defaults give -18.420681, -6.9077554, -2.3025851 and -6.9077554.
+    Bias-corrected, with `eps_root=1e-8` inside the root, as
+    `optax.adam(lr, b1, b2, eps, eps_root=1e-8)`. theta is `{"log_epsilon",
+    "log_lr", "one_minus_beta1", "one_minus_beta2"}`: logs of eps and the learning
+    rate, and logs of one minus each beta. The defaults give -18.420681,
+    -6.9077554, -2.3025851 and -6.9077554.
+
+    Attributes:
+      initial_learning_rate: the learning rate theta starts from (> 0).
+      initial_b1: the first-moment decay theta starts from, in [0, 1).
+      initial_b2: the second-moment decay theta starts from, in [0, 1).
+      initial_eps: the epsilon theta starts from (> 0).
 
     Example:
       >>> theta = LearnableAdam().init(jax.random.PRNGKey(0))
@@ -273,43 +193,58 @@ class LearnableAdam(LearnedOptimizer):
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
 
-    def __init__(
-        self,
-        initial_lr: float = 1e-3,
-        initial_beta1: float = 0.9,
-        initial_beta2: float = 0.999,
-        initial_epsilon: float = 1e-8,
-    ) -> None:
-        """Args: the hyperparameters theta starts from."""
-        self.initial_lr = initial_lr
-        self.initial_beta1 = initial_beta1
-        self.initial_beta2 = initial_beta2
-        self.initial_epsilon = initial_epsilon
+    initial_learning_rate: float = 1e-3
+    initial_b1: float = 0.9
+    initial_b2: float = 0.999
+    initial_eps: float = 1e-8
+    accumulator_names = ("mu", "nu")
+    eps_root = 1e-8
+
+    def __post_init__(self) -> None:
+        check_positive(self.initial_learning_rate, "LearnableAdam", "initial_learning_rate")
+        check_unit_interval(self.initial_b1, "LearnableAdam", "initial_b1")
+        check_unit_interval(self.initial_b2, "LearnableAdam", "initial_b2")
+        check_positive(self.initial_eps, "LearnableAdam", "initial_eps")
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The initial theta (float32 scalars); the key is unused."""
         del key
         return {
-            "log_epsilon": jnp.log(jnp.asarray(self.initial_epsilon, F32)),
-            "log_lr": jnp.log(jnp.asarray(self.initial_lr, F32)),
-            "one_minus_beta1": _log_one_minus(self.initial_beta1),
-            "one_minus_beta2": _log_one_minus(self.initial_beta2),
+            "log_epsilon": _log(self.initial_eps),
+            "log_lr": _log(self.initial_learning_rate),
+            "one_minus_beta1": _log_one_minus(self.initial_b1),
+            "one_minus_beta2": _log_one_minus(self.initial_b2),
         }
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> LearnableAdamOptimizer:
-        """Adam at the hyperparameters theta encodes."""
-        check_theta(
-            theta,
-            ("log_epsilon", "log_lr", "one_minus_beta1", "one_minus_beta2"),
-            type(self).__name__,
-        )
-        return LearnableAdamOptimizer(self, theta, is_training)
+    def _update(
+        self, theta: MetaParams, params: Any, grads: Any, acc: dict[str, Any], iteration: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        lr = _exp(theta["log_lr"])
+        b1 = _from_log_one_minus(jnp.asarray(theta["one_minus_beta1"], F32))
+        b2 = _from_log_one_minus(jnp.asarray(theta["one_minus_beta2"], F32))
+        eps = _exp(theta["log_epsilon"])
+        mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, acc["mu"], grads)
+        nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, acc["nu"], grads)
+        t = (iteration + 1).astype(F32)
+        c1 = 1 - b1**t
+        c2 = 1 - b2**t
+
+        def step(p, m, v):
+            return p - lr * (m / c1) / (jnp.sqrt(v / c2 + self.eps_root) + eps)
+
+        return jax.tree_util.tree_map(step, params, mu, nu), {"mu": mu, "nu": nu}
 
 
-class MetaSGDWD(LearnedOptimizer):
+@CATALOG.learned_optimizer("MetaSGDWD", "SGD with meta-learned learning rate and weight decay")
+@lopt_core.declare
+class MetaSGDWD(_HParamArchitecture):
     """SGD with a meta-learned learning rate and weight decay (Part 6's first example).
 
-    The update is `p = p - lr * g - wd * p`; theta is `{"log_lr", "log_wd"}`.
+    The update is `p = p - lr * g - weight_decay * p`; theta is `{"log_lr", "log_wd"}`.
+
+    Attributes:
+      initial_learning_rate: the learning rate theta starts from (> 0).
+      initial_weight_decay: the weight decay theta starts from (> 0).
 
     Example:
       >>> lopt = MetaSGDWD()
@@ -318,20 +253,24 @@ class MetaSGDWD(LearnedOptimizer):
       >>> opt.get_params(s)  # {'a': 0.991, 'b': 1.979}
     """
 
-    def __init__(self, initial_lr: float = 1e-3, initial_wd: float = 1e-2) -> None:
-        """Args: initial_lr, initial_wd: the rates theta starts from (> 0)."""
-        self.initial_lr = initial_lr
-        self.initial_wd = initial_wd
+    initial_learning_rate: float = 1e-3
+    initial_weight_decay: float = 1e-2
+
+    def __post_init__(self) -> None:
+        check_positive(self.initial_learning_rate, "MetaSGDWD", "initial_learning_rate")
+        check_positive(self.initial_weight_decay, "MetaSGDWD", "initial_weight_decay")
 
     def init(self, key: PRNGKey) -> MetaParams:
         """`{"log_lr", "log_wd"}` (float32 scalars); the key is unused."""
         del key
         return {
-            "log_lr": jnp.log(jnp.asarray(self.initial_lr, F32)),
-            "log_wd": jnp.log(jnp.asarray(self.initial_wd, F32)),
+            "log_lr": _log(self.initial_learning_rate),
+            "log_wd": _log(self.initial_weight_decay),
         }
 
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> MetaSGDWDOptimizer:
-        """SGD with weight decay at the rates theta encodes."""
-        check_theta(theta, ("log_lr", "log_wd"), type(self).__name__)
-        return MetaSGDWDOptimizer(self, theta, is_training)
+    def _update(
+        self, theta: MetaParams, params: Any, grads: Any, acc: dict[str, Any], iteration: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        lr = _exp(theta["log_lr"])
+        wd = _exp(theta["log_wd"])
+        return jax.tree_util.tree_map(lambda p, g: p - g * lr - p * wd, params, grads), {}

@@ -19,37 +19,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import LearnedOptimizer
-from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
-from lopt_learned._base import ThetaOptimizer, check_theta
+import lopt_core
+from lopt_core.typing import MetaParams, Params, PRNGKey
+from lopt_core.validation import check_nonnegative, check_positive, check_unit_interval
+from lopt_learned import _lstm as lstm
 from lopt_learned._common import (
     F32,
-    check_grads,
+    Layout,
     jitted_init,
-    keep_model_state,
-    layout_of,
-    linear_apply,
-    linear_params,
-    lstm_apply,
-    lstm_initial_state,
-    lstm_params,
-    tile_lstm_state,
 )
+from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
+from lopt_learned._plugin import CATALOG
 
 NUM_LSTM_FEATURES = 19
 LSTM_HIDDEN_SIZE = 32
 
 
-def _lr_to_param(x: Any) -> jax.Array:
+def _log_to_param(x: Any) -> jax.Array:
+    """A learning rate or an epsilon in its scaled space `0.1 log x`."""
     return 0.1 * jnp.log(jnp.asarray(x, F32))
 
 
 def _param_to_lr(x: jax.Array) -> jax.Array:
     return jnp.clip(jnp.exp(10.0 * x), 1e-8, 1e3)
-
-
-def _eps_to_param(x: Any) -> jax.Array:
-    return 0.1 * jnp.log(jnp.asarray(x, F32))
 
 
 def _param_to_eps(x: jax.Array) -> jax.Array:
@@ -69,13 +61,10 @@ def _clip_log_abs(value: jax.Array) -> jax.Array:
 
 
 @flax.struct.dataclass
-class NNAdamState:
-    """State of an NNAdam optimizer.
+class NNAdamState(LearnedOptimizerState):
+    """State of an NNAdam optimizer: `LearnedOptimizerState`'s fields, and
 
     Attributes:
-      params: the parameters.
-      model_state: the model state, or None.
-      iteration: int32 number of updates applied.
       m: float32 `(num_params,)` first moments, leaves concatenated in tree order.
       rms: float32 `(num_params,)` second moments.
       per_layer_lr, per_layer_beta1, per_layer_beta2, per_layer_epsilon: float32
@@ -84,9 +73,6 @@ class NNAdamState:
       lstm_hidden_state: `{"hidden", "cell"}`, float32 `(num_tensors, 32)` each.
     """
 
-    params: Params
-    model_state: ModelState
-    iteration: jax.Array
     m: jax.Array
     rms: jax.Array
     per_layer_lr: jax.Array
@@ -96,60 +82,91 @@ class NNAdamState:
     lstm_hidden_state: dict[str, jax.Array]
 
 
-class NNAdamOptimizer(ThetaOptimizer):
-    """The optimizer an `NNAdam` theta describes (see `NNAdam`)."""
+@CATALOG.learned_optimizer("NNAdam", "Adam whose per-tensor hyperparameters a per-tensor LSTM sets")
+@lopt_core.declare
+class NNAdam(LearnedArchitecture):
+    """Adam with per-tensor hyperparameters that a per-tensor LSTM adjusts every step.
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> NNAdamState:
+    theta: `{"lstm_init_state", "rnn_params", "rnn_to_controls_params",
+    "per_layer_lr", "per_layer_beta1", "per_layer_beta2", "per_layer_epsilon"}`:
+    the LSTM's initial state and weights (`hk.LSTM(32)` on 19 features), its
+    zero-initialised linear head to 4 controls, and the initial hyperparameters
+    in their scaled spaces.
+
+    Attributes:
+      output_scale: multiplier of the LSTM's increments (how fast hparams move), >= 0.
+      initial_learning_rate: the learning rate every tensor starts from (> 0).
+      initial_b1: the first-moment decay every tensor starts from, in [0, 1).
+      initial_b2: the second-moment decay every tensor starts from, in [0, 1).
+      initial_eps: the epsilon every tensor starts from (> 0).
+
+    Example:
+      >>> lopt = NNAdam()
+      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+      >>> state = opt.update(opt.init({"w": jnp.ones([3])}), {"w": jnp.ones([3])})
+
+    References:
+      The reference library's `nn_adam` (learned_optimization); Kingma & Ba,
+      "Adam", ICLR 2015.
+    """
+
+    output_scale: float = 0.01
+    initial_learning_rate: float = 1e-4
+    initial_b1: float = 0.9
+    initial_b2: float = 0.999
+    initial_eps: float = 1e-8
+    state_class = NNAdamState
+
+    def __post_init__(self) -> None:
+        check_nonnegative(self.output_scale, "NNAdam", "output_scale")
+        check_positive(self.initial_learning_rate, "NNAdam", "initial_learning_rate")
+        check_unit_interval(self.initial_b1, "NNAdam", "initial_b1")
+        check_unit_interval(self.initial_b2, "NNAdam", "initial_b2")
+        check_positive(self.initial_eps, "NNAdam", "initial_eps")
+
+    def init(self, key: PRNGKey) -> MetaParams:
+        """The LSTM and head weights, a zero initial LSTM state, the initial hparams."""
+        return jitted_init(self, key)
+
+    def _init(self, key: PRNGKey) -> MetaParams:
+        k_rnn, k_head = jax.random.split(key)
+        return {
+            "lstm_init_state": lstm.initial_state(LSTM_HIDDEN_SIZE),
+            "per_layer_beta1": _beta_to_param(self.initial_b1),
+            "per_layer_beta2": _beta_to_param(self.initial_b2),
+            "per_layer_epsilon": _log_to_param(self.initial_eps),
+            "per_layer_lr": _log_to_param(self.initial_learning_rate),
+            "rnn_params": lstm.init_params(k_rnn, NUM_LSTM_FEATURES, LSTM_HIDDEN_SIZE),
+            "rnn_to_controls_params": lstm.linear_init(
+                k_head, LSTM_HIDDEN_SIZE, 4, "rnn_to_controls", zero=True
+            ),
+        }
+
+    def init_state(
+        self, theta: MetaParams, params: Params, layout: Layout, **kwargs: Any
+    ) -> dict[str, Any]:
         """Zero moments; every tensor starts from theta's hyperparameters and LSTM state."""
-        del num_steps, key, kwargs
-        th = self.theta
-        layout = layout_of(params)
         n = layout.num_leaves
 
         def per_layer(name: str) -> jax.Array:
-            return jnp.full((n,), jnp.asarray(th[name], F32))
+            return jnp.full((n,), jnp.asarray(theta[name], F32))
 
-        return NNAdamState(
-            params=params,
-            model_state=model_state,
-            iteration=jnp.asarray(0, jnp.int32),
-            m=jnp.zeros((layout.total,), F32),
-            rms=jnp.zeros((layout.total,), F32),
-            per_layer_lr=per_layer("per_layer_lr"),
-            per_layer_beta1=per_layer("per_layer_beta1"),
-            per_layer_beta2=per_layer("per_layer_beta2"),
-            per_layer_epsilon=per_layer("per_layer_epsilon"),
-            lstm_hidden_state=tile_lstm_state(th["lstm_init_state"], n),
-        )
+        return {
+            "m": jnp.zeros((layout.total,), F32),
+            "rms": jnp.zeros((layout.total,), F32),
+            "per_layer_lr": per_layer("per_layer_lr"),
+            "per_layer_beta1": per_layer("per_layer_beta1"),
+            "per_layer_beta2": per_layer("per_layer_beta2"),
+            "per_layer_epsilon": per_layer("per_layer_epsilon"),
+            "lstm_hidden_state": lstm.tile_state(theta["lstm_init_state"], n),
+        }
 
-    def update(
-        self,
-        opt_state: NNAdamState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> NNAdamState:
-        """An Adam-like step at the current hyperparameters, then the LSTM moves them.
-
-        Raises:
-          ValueError: grads are not shaped like the params.
-        """
-        del loss, key, kwargs
-        th = self.theta
-        layout = layout_of(opt_state.params)
-        check_grads(layout, grads, type(self.lopt).__name__)
-        g = jnp.clip(layout.flatten(grads), -1000.0, 1000.0)
-        p = layout.flatten(opt_state.params)
-        s = opt_state
+    def step(self, theta: MetaParams, state: NNAdamState, inputs: StepInputs) -> NNAdamState:
+        """An Adam-like step at the current hyperparameters, then the LSTM moves them."""
+        layout = inputs.layout
+        g, p = inputs.flat()
+        g = jnp.clip(g, -1000.0, 1000.0)
+        s = state
         b1 = layout.broadcast(_param_to_beta(s.per_layer_beta1))
         b2 = layout.broadcast(_param_to_beta(s.per_layer_beta2))
         eps = layout.broadcast(_param_to_eps(s.per_layer_epsilon))
@@ -186,21 +203,19 @@ class NNAdamOptimizer(ThetaOptimizer):
         }
         # Sorted by name, so the LSTM's input order does not depend on dict order.
         inputs = jnp.stack([feats[k] for k in sorted(feats)], axis=1)
-        out, next_hidden = lstm_apply(
-            th["rnn_params"], inputs, s.lstm_hidden_state, LSTM_HIDDEN_SIZE
+        out, next_hidden = lstm.apply(
+            theta["rnn_params"], inputs, s.lstm_hidden_state, LSTM_HIDDEN_SIZE
         )
         deltas = (
-            linear_apply(th["rnn_to_controls_params"], "rnn_to_controls", out)
-            * self.lopt.output_scale
+            lstm.linear_apply(theta["rnn_to_controls_params"], "rnn_to_controls", out)
+            * self.output_scale
         )
-        new_lr = _lr_to_param(_param_to_lr(s.per_layer_lr + deltas[:, 0]))
+        new_lr = _log_to_param(_param_to_lr(s.per_layer_lr + deltas[:, 0]))
         new_b1 = jnp.clip(10.0 * (s.per_layer_beta1 + deltas[:, 1]), -10.0, 0.0) / 10.0
         new_b2 = jnp.clip(10.0 * (s.per_layer_beta2 + deltas[:, 2]), -10.0, 0.0) / 10.0
-        new_eps = _eps_to_param(_param_to_eps(s.per_layer_epsilon + deltas[:, 3]))
-        return NNAdamState(
+        new_eps = _log_to_param(_param_to_eps(s.per_layer_epsilon + deltas[:, 3]))
+        return s.replace(
             params=layout.unflatten(new_p),
-            model_state=keep_model_state(s.model_state, model_state),
-            iteration=s.iteration + 1,
             m=m,
             rms=rms,
             per_layer_lr=new_lr,
@@ -209,77 +224,3 @@ class NNAdamOptimizer(ThetaOptimizer):
             per_layer_epsilon=new_eps,
             lstm_hidden_state=next_hidden,
         )
-
-
-class NNAdam(LearnedOptimizer):
-    """Adam with per-tensor hyperparameters that a per-tensor LSTM adjusts every step.
-
-    theta: `{"lstm_init_state", "rnn_params", "rnn_to_controls_params",
-    "per_layer_lr", "per_layer_beta1", "per_layer_beta2", "per_layer_epsilon"}`:
-    the LSTM's initial state and weights (`hk.LSTM(32)` on 19 features), its
-    zero-initialised linear head to 4 controls, and the initial hyperparameters
-    in their scaled spaces.
-
-    Example:
-      >>> lopt = NNAdam()
-      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
-      >>> state = opt.update(opt.init({"w": jnp.ones([3])}), {"w": jnp.ones([3])})
-
-    References:
-      The reference library's `nn_adam` (learned_optimization); Kingma & Ba,
-      "Adam", ICLR 2015.
-    """
-
-    def __init__(
-        self,
-        output_scale: float = 0.01,
-        initial_learning_rate: float = 1e-4,
-        initial_beta1: float = 0.9,
-        initial_beta2: float = 0.999,
-        initial_epsilon: float = 1e-8,
-    ) -> None:
-        """Args:
-        output_scale: multiplier of the LSTM's increments (how fast hparams move).
-        initial_learning_rate, initial_beta1, initial_beta2, initial_epsilon:
-          the hyperparameters every tensor starts from.
-        """
-        self.output_scale = output_scale
-        self.initial_learning_rate = initial_learning_rate
-        self.initial_beta1 = initial_beta1
-        self.initial_beta2 = initial_beta2
-        self.initial_epsilon = initial_epsilon
-
-    def init(self, key: PRNGKey) -> MetaParams:
-        """The LSTM and head weights, a zero initial LSTM state, the initial hparams."""
-        return jitted_init(self, key)
-
-    def _init(self, key: PRNGKey) -> MetaParams:
-        k_rnn, k_head = jax.random.split(key)
-        return {
-            "lstm_init_state": lstm_initial_state(LSTM_HIDDEN_SIZE),
-            "per_layer_beta1": _beta_to_param(self.initial_beta1),
-            "per_layer_beta2": _beta_to_param(self.initial_beta2),
-            "per_layer_epsilon": _eps_to_param(self.initial_epsilon),
-            "per_layer_lr": _lr_to_param(self.initial_learning_rate),
-            "rnn_params": lstm_params(k_rnn, NUM_LSTM_FEATURES, LSTM_HIDDEN_SIZE),
-            "rnn_to_controls_params": linear_params(
-                k_head, LSTM_HIDDEN_SIZE, 4, "rnn_to_controls", zero=True
-            ),
-        }
-
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> NNAdamOptimizer:
-        """The optimizer using these LSTM weights and initial hyperparameters."""
-        check_theta(
-            theta,
-            (
-                "lstm_init_state",
-                "per_layer_beta1",
-                "per_layer_beta2",
-                "per_layer_epsilon",
-                "per_layer_lr",
-                "rnn_params",
-                "rnn_to_controls_params",
-            ),
-            type(self).__name__,
-        )
-        return NNAdamOptimizer(self, theta, is_training)

@@ -16,29 +16,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import LearnedOptimizer
-from lopt_core.typing import MetaParams, ModelState, Params, PRNGKey
-from lopt_learned._base import ThetaOptimizer, check_theta
+import lopt_core
+from lopt_core.typing import MetaParams, Params, PRNGKey
+from lopt_core.validation import check_positive_int
+from lopt_learned import _lstm as lstm
 from lopt_learned._common import (
     F32,
     TIMESCALES,
-    check_grads,
+    Layout,
+    check_decays,
+    check_step_and_mlp,
     jitted_init,
-    keep_model_state,
-    layout_of,
-    linear_apply,
-    linear_params,
-    lstm_apply,
-    lstm_initial_state,
-    lstm_params,
     mlp_apply,
     mlp_layers,
     mlp_params,
-    require_loss,
     second_moment_normalize,
+    set_fields,
     sin_time_features,
-    tile_lstm_state,
 )
+from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
+from lopt_learned._plugin import CATALOG
 
 NUM_TENSOR_FEATURES = 18
 """Per-tensor statistics fed to the LSTM (besides the two conditioning vectors)."""
@@ -90,13 +87,12 @@ def _clip_log_abs(value: jax.Array) -> jax.Array:
 
 
 @flax.struct.dataclass
-class RNNMLPLOptState:
-    """State of an RNNMLPLOpt optimizer.
+class RNNMLPLOptState(LearnedOptimizerState):
+    """State of an RNNMLPLOpt optimizer: `LearnedOptimizerState`'s fields, and
+
+    (its `iteration` counts training and validation steps alike)
 
     Attributes:
-      params: the parameters.
-      model_state: the model state, or None.
-      iteration: int32 number of updates applied (training and validation).
       momenta: float32 `(5, num_params)`, one row per decay, leaves concatenated.
       rms: float32 `(5, num_params)` second moments.
       lstm_hidden_state: `{"hidden", "cell"}`, float32 `(num_tensors, lstm_hidden_size)`.
@@ -106,9 +102,6 @@ class RNNMLPLOptState:
       dynamic_clip: the running gradient scale used for clipping.
     """
 
-    params: Params
-    model_state: ModelState
-    iteration: jax.Array
     momenta: jax.Array
     rms: jax.Array
     lstm_hidden_state: dict[str, jax.Array]
@@ -119,87 +112,145 @@ class RNNMLPLOptState:
     dynamic_clip: DynamicClipState
 
 
-class RNNMLPLOptOptimizer(ThetaOptimizer):
-    """The optimizer an `RNNMLPLOpt` theta describes (see `RNNMLPLOpt`)."""
+@CATALOG.learned_optimizer("RNNMLPLOpt", "per-tensor LSTM feeding a per-parameter MLP")
+@lopt_core.declare
+class RNNMLPLOpt(LearnedArchitecture):
+    """A hierarchical learned optimizer: a per-tensor LSTM feeding a per-parameter MLP.
 
+    The LSTM (`lstm_hidden_size` wide, shared by all tensors) reads 18 statistics
+    per tensor (log magnitudes and signs of the mean momentum, second moment and
+    value; their variances; the weight and gradient norms; the shape; the
+    normalised training and validation losses), the MLP's previous summary of
+    the tensor and a summary shared across tensors. The MLP
+    (`hidden_size` x `hidden_layers`, ReLU) reads 23 per-parameter features
+    normalised over the tensor (gradient, value, log |value|, 5 momenta, 5
+    second moments, momenta over their root, inverse roots), 11
+    `sin(t / (tau pi))` time features, log tensor count, log weight norm, log
+    tensor size and the LSTM's projection; it outputs a direction, a magnitude
+    and a summary. `p -= direction * exp(magnitude * exp_mult) * step_mult`.
+    The loss is required; `update(..., is_valid=True)` records a validation
+    loss without moving the parameters (`is_valid` may be a traced boolean).
+
+    Attributes:
+      step_mult: multiplier of the whole step (> 0); the reference's `step_multiplier`.
+      exp_mult: multiplier of the magnitude inside the exponential (>= 0); the
+        reference's `magnitude_rate`.
+      hidden_size: width of the per-parameter MLP.
+      hidden_layers: hidden layers of the per-parameter MLP (>= 0); the
+        reference's `hidden_layer`.
+      from_mlp_size: size of the MLP's per-tensor summary sent to the LSTM.
+      from_lstm_size: size of the summary shared across tensors.
+      lstm_to_ff: size of the LSTM's projection into the MLP.
+      lstm_hidden_size: width of the LSTM.
+      decays: decays of the momentum and second-moment accumulators, each in [0, 1).
+
+    Example:
+      >>> lopt = RNNMLPLOpt()
+      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+      >>> s = opt.update(opt.init({"w": jnp.ones([3])}), {"w": jnp.ones([3])}, loss=1.0)
+
+    References:
+      Metz et al., "Tasks, stability, architecture, and compute: Training more
+      effective learned optimizers, and using them to train themselves", 2020
+      (arXiv:2009.11243).
+    """
+
+    step_mult: float = 0.001
+    exp_mult: float = 0.001
+    hidden_size: int = 32
+    hidden_layers: int = 2
+    from_mlp_size: int = 16
+    from_lstm_size: int = 18
+    lstm_to_ff: int = 17
+    lstm_hidden_size: int = 64
+    decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 0.9999)
+    state_class = RNNMLPLOptState
     needs_loss = True
+    validation_steps = True
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> RNNMLPLOptState:
-        """Zero accumulators; the LSTM state and summaries start from theta."""
-        del num_steps, key, kwargs
-        lopt, th = self.lopt, self.theta
-        layout = layout_of(params)
-        n = layout.num_leaves
-        k = len(lopt.decays)
-        return RNNMLPLOptState(
-            params=params,
-            model_state=model_state,
-            iteration=jnp.asarray(0, jnp.int32),
-            momenta=jnp.zeros((k, layout.total), F32),
-            rms=jnp.zeros((k, layout.total), F32),
-            lstm_hidden_state=tile_lstm_state(th["lstm_init_state"], n),
-            from_mlp=jnp.tile(jnp.asarray(th["initial_from_mlp"], F32)[None], (n, 1)),
-            from_lstm=jnp.asarray(th["initial_from_lstm"], F32),
-            train_loss_accum=_loss_norm_init(),
-            valid_loss_accum=_loss_norm_init(),
-            dynamic_clip=DynamicClipState(
-                jnp.asarray(1.0, F32), jnp.asarray(1.0 - _CLIP_ALPHA, F32)
-            ),
+    def __post_init__(self) -> None:
+        owner = "RNNMLPLOpt"
+        check_step_and_mlp(self)
+        sizes = ("from_mlp_size", "from_lstm_size", "lstm_to_ff", "lstm_hidden_size")
+        set_fields(
+            self,
+            decays=check_decays(self.decays, owner, "decays"),
+            **{n: check_positive_int(getattr(self, n), owner, n) for n in sizes},
         )
 
-    def update(
-        self,
-        opt_state: RNNMLPLOptState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        is_valid: Any = False,
-        **kwargs: Any,
+    def init(self, key: PRNGKey) -> MetaParams:
+        """The LSTM, projections, MLP, and initial summaries (variance-scaling init)."""
+        return jitted_init(self, key)
+
+    def _init(self, key: PRNGKey) -> MetaParams:
+        k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
+        nd = len(self.decays)
+        n_norm = 3 + 4 * nd
+        n_mlp = n_norm + len(TIMESCALES) + 3 + self.lstm_to_ff
+        n_rnn = NUM_TENSOR_FEATURES + self.from_lstm_size + self.from_mlp_size
+        var_init = hk.initializers.VarianceScaling()
+        init_vec = hk.transform(lambda n: var_init([n], F32))
+        return {
+            "ffmod_params": mlp_params(
+                k6, [self.hidden_size] * self.hidden_layers + [2 + self.from_mlp_size], n_mlp
+            ),
+            "initial_from_lstm": init_vec.apply({}, k1, self.from_lstm_size),
+            "initial_from_mlp": init_vec.apply({}, k2, self.from_mlp_size),
+            "lstm_init_state": lstm.initial_state(self.lstm_hidden_size),
+            "rnn_params": lstm.init_params(k3, n_rnn, self.lstm_hidden_size),
+            "rnn_to_ff_params": lstm.linear_init(
+                k4, self.lstm_hidden_size, self.lstm_to_ff, "rnn_to_ff"
+            ),
+            "rnn_to_in_params": lstm.linear_init(
+                k5, self.lstm_hidden_size, self.from_lstm_size, "rnn_to_in"
+            ),
+        }
+
+    def init_state(
+        self, theta: MetaParams, params: Params, layout: Layout, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Zero accumulators; the LSTM state and summaries start from theta."""
+        n = layout.num_leaves
+        k = len(self.decays)
+        return {
+            "momenta": jnp.zeros((k, layout.total), F32),
+            "rms": jnp.zeros((k, layout.total), F32),
+            "lstm_hidden_state": lstm.tile_state(theta["lstm_init_state"], n),
+            "from_mlp": jnp.tile(jnp.asarray(theta["initial_from_mlp"], F32)[None], (n, 1)),
+            "from_lstm": jnp.asarray(theta["initial_from_lstm"], F32),
+            "train_loss_accum": _loss_norm_init(),
+            "valid_loss_accum": _loss_norm_init(),
+            "dynamic_clip": DynamicClipState(
+                jnp.asarray(1.0, F32), jnp.asarray(1.0 - _CLIP_ALPHA, F32)
+            ),
+        }
+
+    def step(
+        self, theta: MetaParams, state: RNNMLPLOptState, inputs: StepInputs
     ) -> RNNMLPLOptState:
         """A training step, or with `is_valid=True` only a record of the validation loss.
 
-        Args:
-          opt_state: the current state.
-          grads: gradients shaped like the params (ignored when `is_valid`).
-          loss: the loss at the current params (the training loss, or the
-            validation loss when `is_valid`); required.
-          model_state: the next model state; None keeps the current one.
-          key: unused.
-          is_valid: True (a bool or a traced boolean) when `loss` is a validation
-            loss: then the parameters do not move.
-          **kwargs: unused.
-
-        Raises:
-          ValueError: `loss` is None, or grads are not shaped like the params.
+        `inputs.loss` is the loss at the current params: the training loss, or the
+        validation loss when `is_valid` (an `update` option, a bool or a traced
+        boolean) is true; then the parameters do not move and the gradients are
+        not read.
         """
-        del key, kwargs
-        require_loss(loss, type(self.lopt).__name__)
-        loss = jnp.asarray(loss, F32)
-        valid = opt_state.replace(
-            iteration=opt_state.iteration + 1,
-            valid_loss_accum=_loss_norm_next(opt_state.valid_loss_accum, loss, _VALID_LOSS_DECAY),
+        is_valid = inputs.options.get("is_valid", False)
+        loss = jnp.asarray(inputs.loss, F32)
+        valid = state.replace(
+            valid_loss_accum=_loss_norm_next(state.valid_loss_accum, loss, _VALID_LOSS_DECAY)
         )
         if isinstance(is_valid, bool) and is_valid:
             return valid
-        train = self._train_step(opt_state, grads, loss, model_state)
+        train = self._train_step(theta, state, inputs, loss)
         if isinstance(is_valid, bool):
             return train
         return jax.tree_util.tree_map(lambda a, b: jnp.where(is_valid, a, b), valid, train)
 
     def _train_step(
-        self, s: RNNMLPLOptState, grads: Params, loss: jax.Array, model_state: ModelState
+        self, theta: MetaParams, s: RNNMLPLOptState, inputs: StepInputs, loss: jax.Array
     ) -> RNNMLPLOptState:
-        lopt, th = self.lopt, self.theta
-        layout = layout_of(s.params)
-        check_grads(layout, grads, type(lopt).__name__)
+        layout = inputs.layout
         n_tensors = layout.num_leaves
 
         train_accum = _loss_norm_next(s.train_loss_accum, loss, _TRAIN_LOSS_DECAY)
@@ -212,8 +263,8 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         # Clip gradients to a multiple of their running scale, then update that scale.
         clip = s.dynamic_clip
         amount = clip.value / (1.0 - _CLIP_ALPHA**clip.iteration) * _CLIP_MULT
-        g = jnp.clip(layout.flatten(grads), -amount, amount)
-        p = layout.flatten(s.params)
+        g, p = inputs.flat()
+        g = jnp.clip(g, -amount, amount)
         # Per-tensor sums of squares: the weight and gradient norms, and the clip scale.
         sums = layout.segment_sum(jnp.stack([jnp.square(p), jnp.square(g)], axis=0))
         sizes = np.maximum(np.asarray(layout.sizes, np.float32), 1.0)
@@ -222,7 +273,7 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             clip.iteration + 1, clip.value * _CLIP_ALPHA + new_scale * (1.0 - _CLIP_ALPHA)
         )
 
-        decays = jnp.asarray(lopt.decays, F32)[:, None]
+        decays = jnp.asarray(self.decays, F32)[:, None]
         m = s.momenta * decays + (1.0 - decays) * g[None]
         rms = s.rms * decays + (1.0 - decays) * jnp.square(g)[None]
         nd = m.shape[0]
@@ -269,11 +320,13 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
         }
         # Sorted by name, so the LSTM's input order does not depend on dict order.
         rnn_in = jnp.concatenate([blocks[name] for name in sorted(blocks)], axis=1)
-        lstm_out, next_hidden = lstm_apply(
-            th["rnn_params"], rnn_in, s.lstm_hidden_state, lopt.lstm_hidden_size
+        lstm_out, next_hidden = lstm.apply(
+            theta["rnn_params"], rnn_in, s.lstm_hidden_state, self.lstm_hidden_size
         )
-        new_from_lstm = jnp.mean(linear_apply(th["rnn_to_in_params"], "rnn_to_in", lstm_out), 0)
-        ff_inputs = linear_apply(th["rnn_to_ff_params"], "rnn_to_ff", lstm_out)
+        new_from_lstm = jnp.mean(
+            lstm.linear_apply(theta["rnn_to_in_params"], "rnn_to_in", lstm_out), 0
+        )
+        ff_inputs = lstm.linear_apply(theta["rnn_to_ff_params"], "rnn_to_ff", lstm_out)
 
         # Per-parameter features, normalised over each tensor (names sorted).
         rsqrt = jax.lax.rsqrt(rms + 1e-6)
@@ -295,128 +348,18 @@ class RNNMLPLOptOptimizer(ThetaOptimizer):
             ],
             axis=1,
         )
-        layers = mlp_layers(th["ffmod_params"])
+        layers = mlp_layers(theta["ffmod_params"])
         w0, b0 = layers[0]
         tensor_bias = layout.broadcast((b0 + per_tensor @ w0[n_norm:]).T)
         out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], per_param, first_bias=tensor_bias)
-        step = out[0] * jnp.exp(out[1] * lopt.magnitude_rate) * lopt.step_multiplier
-        return RNNMLPLOptState(
+        step = out[0] * jnp.exp(out[1] * self.exp_mult) * self.step_mult
+        return s.replace(
             params=layout.unflatten(p - step),
-            model_state=keep_model_state(s.model_state, model_state),
-            iteration=s.iteration + 1,
             momenta=m,
             rms=rms,
             lstm_hidden_state=next_hidden,
             from_mlp=layout.segment_mean(out[2:]).T,
             from_lstm=new_from_lstm,
             train_loss_accum=train_accum,
-            valid_loss_accum=s.valid_loss_accum,
             dynamic_clip=next_clip,
         )
-
-
-class RNNMLPLOpt(LearnedOptimizer):
-    """A hierarchical learned optimizer: a per-tensor LSTM feeding a per-parameter MLP.
-
-    The LSTM (`lstm_hidden_size` wide, shared by all tensors) reads 18 statistics
-    per tensor (log magnitudes and signs of the mean momentum, second moment and
-    value; their variances; the weight and gradient norms; the shape; the
-    normalised training and validation losses), the MLP's previous summary of
-    the tensor and a summary shared across tensors. The MLP
-    (`hidden_size` x `hidden_layer`, ReLU) reads 23 per-parameter features
-    normalised over the tensor (gradient, value, log |value|, 5 momenta, 5
-    second moments, momenta over their root, inverse roots), 11
-    `sin(t / (tau pi))` time features, log tensor count, log weight norm, log
-    tensor size and the LSTM's projection; it outputs a direction, a magnitude
-    and a summary. `p -= direction * exp(magnitude * magnitude_rate) * step_multiplier`.
-    The loss is required; `update(..., is_valid=True)` records a validation
-    loss without moving the parameters.
-
-    Example:
-      >>> lopt = RNNMLPLOpt()
-      >>> opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
-      >>> s = opt.update(opt.init({"w": jnp.ones([3])}), {"w": jnp.ones([3])}, loss=1.0)
-
-    References:
-      Metz et al., "Tasks, stability, architecture, and compute: Training more
-      effective learned optimizers, and using them to train themselves", 2020
-      (arXiv:2009.11243).
-    """
-
-    def __init__(
-        self,
-        step_multiplier: float = 0.001,
-        magnitude_rate: float = 0.001,
-        hidden_size: int = 32,
-        hidden_layer: int = 2,
-        from_mlp_size: int = 16,
-        from_lstm_size: int = 18,
-        lstm_to_ff: int = 17,
-        lstm_hidden_size: int = 64,
-        decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 0.9999),
-    ) -> None:
-        """Args:
-        step_multiplier: multiplier of the whole step.
-        magnitude_rate: multiplier of the magnitude inside the exponential.
-        hidden_size: width of the per-parameter MLP.
-        hidden_layer: hidden layers of the per-parameter MLP.
-        from_mlp_size: size of the MLP's per-tensor summary sent to the LSTM.
-        from_lstm_size: size of the summary shared across tensors.
-        lstm_to_ff: size of the LSTM's projection into the MLP.
-        lstm_hidden_size: width of the LSTM.
-        decays: decays of the momentum and second-moment accumulators.
-        """
-        self.step_multiplier = step_multiplier
-        self.magnitude_rate = magnitude_rate
-        self.hidden_size = int(hidden_size)
-        self.hidden_layer = int(hidden_layer)
-        self.from_mlp_size = int(from_mlp_size)
-        self.from_lstm_size = int(from_lstm_size)
-        self.lstm_to_ff = int(lstm_to_ff)
-        self.lstm_hidden_size = int(lstm_hidden_size)
-        self.decays = tuple(float(d) for d in decays)
-
-    def init(self, key: PRNGKey) -> MetaParams:
-        """The LSTM, projections, MLP, and initial summaries (variance-scaling init)."""
-        return jitted_init(self, key)
-
-    def _init(self, key: PRNGKey) -> MetaParams:
-        k1, k2, k3, k4, k5, k6 = jax.random.split(key, 6)
-        nd = len(self.decays)
-        n_norm = 3 + 4 * nd
-        n_mlp = n_norm + len(TIMESCALES) + 3 + self.lstm_to_ff
-        n_rnn = NUM_TENSOR_FEATURES + self.from_lstm_size + self.from_mlp_size
-        var_init = hk.initializers.VarianceScaling()
-        init_vec = hk.transform(lambda n: var_init([n], F32))
-        return {
-            "ffmod_params": mlp_params(
-                k6, [self.hidden_size] * self.hidden_layer + [2 + self.from_mlp_size], n_mlp
-            ),
-            "initial_from_lstm": init_vec.apply({}, k1, self.from_lstm_size),
-            "initial_from_mlp": init_vec.apply({}, k2, self.from_mlp_size),
-            "lstm_init_state": lstm_initial_state(self.lstm_hidden_size),
-            "rnn_params": lstm_params(k3, n_rnn, self.lstm_hidden_size),
-            "rnn_to_ff_params": linear_params(
-                k4, self.lstm_hidden_size, self.lstm_to_ff, "rnn_to_ff"
-            ),
-            "rnn_to_in_params": linear_params(
-                k5, self.lstm_hidden_size, self.from_lstm_size, "rnn_to_in"
-            ),
-        }
-
-    def opt_fn(self, theta: MetaParams, is_training: bool = False) -> RNNMLPLOptOptimizer:
-        """The optimizer using these weights."""
-        check_theta(
-            theta,
-            (
-                "ffmod_params",
-                "initial_from_lstm",
-                "initial_from_mlp",
-                "lstm_init_state",
-                "rnn_params",
-                "rnn_to_ff_params",
-                "rnn_to_in_params",
-            ),
-            type(self).__name__,
-        )
-        return RNNMLPLOptOptimizer(self, theta, is_training)
