@@ -4,7 +4,7 @@ R0-R2 run W5's outer step (TruncatedPES, trunc 20, std 0.01, 8 tasks of the 8x8
 image MLP, schedule 200, MLPLOpt, Adam(1e-3); the task and setup come from
 workloads_outer.py) for `STEPS` outer steps:
 - R0: the in-process loop, `meta_train`;
-- R1: `meta_train_ray` with one worker actor on a local 2-CPU Ray cluster;
+- R1: `meta_train` on `RayBackend` with one worker actor on a local 2-CPU Ray cluster;
 - R2: the same with two worker actors.
 Each reports `outer_steps_per_s` over the steps after `WARMUP` (compilation and
 worker start-up excluded) and `first_step_s` (from the call to the first applied
@@ -42,11 +42,12 @@ from lopt_learned import MLPLOpt
 from lopt_optimizers import Adam
 from lopt_outer import (
     GradientLearner,
+    RunConfig,
     SingleMachineGradientLearner,
     TruncatedPES,
     meta_train,
 )
-from lopt_outer.distributed import meta_train_ray
+from lopt_outer.ray import RayBackend, host
 
 HERE = Path(__file__).parent
 STEPS = 40
@@ -87,9 +88,7 @@ def r0() -> dict[str, Any]:
     start = time.perf_counter()
     meta_train(
         learner,
-        STEPS,
-        seed=SEED,
-        progress=False,
+        RunConfig(STEPS, seed=SEED, progress=False),
         callback=lambda step, state, row: stamps.__setitem__(step, time.perf_counter()),
     )
     return {**_rates(stamps, start), "workers": 0}
@@ -101,12 +100,10 @@ def _ray_run(num_workers: int) -> dict[str, Any]:
         learner = _learner()
         stamps: dict[int, float] = {}
         start = time.perf_counter()
-        result = meta_train_ray(
-            learner.gradient_learner,
-            learner.gradient_estimators,
-            STEPS,
-            num_workers=num_workers,
-            seed=SEED,
+        result = meta_train(
+            learner,
+            RunConfig(STEPS, seed=SEED, progress=False, metric_writers=()),
+            RayBackend(num_workers=num_workers),
             callback=lambda step, state, row: stamps.__setitem__(step, time.perf_counter()),
         )
     finally:
@@ -126,12 +123,12 @@ def _ray_run(num_workers: int) -> dict[str, Any]:
 
 
 def r1() -> dict[str, Any]:
-    """R1: `meta_train_ray` with 1 worker on a local 2-CPU cluster."""
+    """R1: `RayBackend` with 1 worker on a local 2-CPU cluster."""
     return _ray_run(1)
 
 
 def r2() -> dict[str, Any]:
-    """R2: `meta_train_ray` with 2 workers on a local 2-CPU cluster."""
+    """R2: `RayBackend` with 2 workers on a local 2-CPU cluster."""
     return _ray_run(2)
 
 
@@ -157,12 +154,11 @@ def _median_ms(fn: Callable[[], Any], n: int) -> float:
 
 
 def _learner_costs(ray: Any, echo: Any, theta: Any, n: int) -> dict[str, float]:
-    from lopt_outer.distributed import _host
     from lopt_outer.gradient_learner import AggregatedGradient
 
     learner = GradientLearner(_FixedTheta(theta), Adam(1e-3))
     state = learner.init(jax.random.PRNGKey(0))
-    grad = _host(jax.tree_util.tree_map(lambda x: 1e-3 * jnp.ones_like(x), theta))
+    grad = host(jax.tree_util.tree_map(lambda x: 1e-3 * jnp.ones_like(x), theta))
     msg = AggregatedGradient(grad, None, np.float32(1.0))
 
     def apply() -> None:
@@ -171,7 +167,7 @@ def _learner_costs(ray: Any, echo: Any, theta: Any, n: int) -> dict[str, float]:
         jax.block_until_ready(state)
 
     def publish() -> Any:
-        return ray.put(_host(learner.get_state_for_worker(state)))
+        return ray.put(host(learner.get_state_for_worker(state)))
 
     ref = publish()
     return {

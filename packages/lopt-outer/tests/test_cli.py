@@ -12,28 +12,11 @@ from lopt_core.cli import main
 def test_lopt_meta_train_then_eval(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(
-        [
-            "meta-train",
-            "--task-family",
-            "FixedDimQuadraticFamily",
-            "--learned-optimizer",
-            "LearnableSGD",
-            "--num-tasks",
-            "4",
-            "--trunc-length",
-            "5",
-            "--max-length",
-            "20",
-            "--num-steps",
-            "6",
-            "--outer-lr",
-            "0.05",
-            "--output-dir",
-            str(out),
-            "--checkpoint-every",
-            "3",
-            "--no-progress",
-        ]
+        _meta_train_args(
+            out,
+            *("--num-tasks", "4", "--trunc-length", "5", "--max-length", "20"),
+            *("--num-steps", "6", "--outer-lr", "0.05", "--checkpoint-every", "3"),
+        )
     )
     assert rc == 0
     text = capsys.readouterr().out

@@ -22,6 +22,8 @@ from lopt_outer import (
     TruncatedPES,
     VectorizedLOptTruncatedStep,
 )
+from lopt_outer._es import es_gradient
+from lopt_outer._plugin import CATALOG
 from lopt_outer.cli import build_estimator
 from lopt_outer.truncated_pes import compute_pes_grad
 
@@ -31,16 +33,16 @@ T = 10
 
 
 def _ours(kind):
-    return [
-        e
-        for e in lopt_core.REGISTRY.entries("outer_trainers").values()
-        if e.plugin == "lopt-outer" and isinstance(e.factory, type) and issubclass(e.factory, kind)
-    ]
+    return {
+        name: factory
+        for name, factory in CATALOG.factories("outer_trainers").items()
+        if isinstance(factory, type) and issubclass(factory, kind)
+    }
 
 
 def test_every_registered_estimator_passes_the_contract_check():
     entries = _ours(lopt_core.GradientEstimator)
-    assert {e.name for e in entries} == {
+    assert set(entries) == {
         "FullES",
         "TruncatedES",
         "TruncatedPES",
@@ -51,19 +53,19 @@ def test_every_registered_estimator_passes_the_contract_check():
     step = VectorizedLOptTruncatedStep(
         DataQuadraticFamily(), LearnableSGD(0.05), sched, 4, random_initial_iteration_offset=8
     )
-    for e in entries:
-        est = build_estimator(e.name, step, trunc_length=4, std=0.01, schedule=sched)
+    for name in entries:
+        est = build_estimator(name, step, trunc_length=4, std=0.01, schedule=sched)
         check_gradient_estimator(est)
 
 
 def test_chunked_steps_per_jit_and_loss_types_pass_the_contract_check():
     sched = ConstantTruncationSchedule(6)
     step = VectorizedLOptTruncatedStep(DataQuadraticFamily(), LearnableSGD(0.05), sched, 3)
-    check_gradient_estimator(TruncatedPES(step, trunc_length=6, steps_per_jit=3))
+    check_gradient_estimator(TruncatedPES(step, unroll_length=6, steps_per_jit=3))
     check_gradient_estimator(FullES(step, sched, loss_type="min", steps_per_jit=2))
     check_gradient_estimator(FullES(step, sched, loss_type="last_recompute", recompute_samples=3))
     with pytest.raises(ValueError, match="multiple of steps_per_jit"):
-        TruncatedPES(step, trunc_length=6, steps_per_jit=4)
+        TruncatedPES(step, unroll_length=6, steps_per_jit=4)
     with pytest.raises(ValueError, match="loss_type must be one of"):
         FullES(step, sched, loss_type="median")
 
@@ -103,7 +105,7 @@ ES_TOLERANCE = (0.6, 1.4)
 @pytest.mark.parametrize(
     "make, steps",
     [
-        (lambda s: TruncatedPES(s, trunc_length=T, std=0.01), np.arange(T)),
+        (lambda s: TruncatedPES(s, unroll_length=T, std=0.01), np.arange(T)),
         (lambda s: TruncatedES(s, unroll_length=T, std=0.01), np.arange(T)),
         (lambda s: FullES(s, unroll_length=T, std=0.01, loss_type="avg"), np.arange(T)),
         # The unroll's loss falls monotonically: its minimum is the last step's.
@@ -162,7 +164,7 @@ def test_pes_accumulator_grows_until_a_reset_then_restarts():
     step = VectorizedLOptTruncatedStep(
         FixedQuadraticFamily(), LearnableSGD(0.1), ConstantTruncationSchedule(5), 256
     )
-    est = TruncatedPES(step, trunc_length=3, std=0.01)
+    est = TruncatedPES(step, unroll_length=3, std=0.01)
     theta = step.outer_init(jax.random.PRNGKey(0))
     weights = lopt_core.WorkerWeights(theta, None, OUTER)
     state = est.init_worker_state(weights, jax.random.PRNGKey(0))
@@ -207,7 +209,7 @@ def test_plain_iterator_data_is_pulled_once_per_unroll():
             return orig(self)
 
     it.__class__ = Counting
-    est = TruncatedPES(step, trunc_length=5)
+    est = TruncatedPES(step, unroll_length=5)
     weights = lopt_core.WorkerWeights(step.outer_init(jax.random.PRNGKey(0)), None, OUTER)
     state = est.init_worker_state(weights, jax.random.PRNGKey(0))
     out, _ = est.compute_gradient_estimate(weights, jax.random.PRNGKey(1), state)
@@ -224,7 +226,9 @@ def test_init_precompiles_so_the_first_outer_step_compiles_nothing():
         with count_compiles() as c:
             jax.block_until_ready(learner.update(state, jax.random.PRNGKey(1)))
         assert c["n"] == 0, type(est).__name__
-    # Without precompile the first step compiles the estimate itself.
+    # Without precompile the first step compiles the estimate itself. (A new step:
+    # an estimator equal to one above would share its compiled estimate.)
+    step = VectorizedLOptTruncatedStep(DataQuadraticFamily(), LearnableSGD(0.05), sched, 4)
     est = TruncatedPES(step, 5)
     learner = SingleMachineGradientLearner(
         LearnableSGD(0.05), [est], MetaAdam(1e-2), precompile=False
@@ -233,3 +237,64 @@ def test_init_precompiles_so_the_first_outer_step_compiles_nothing():
     with count_compiles() as c:
         jax.block_until_ready(learner.update(state, jax.random.PRNGKey(1)))
     assert c["n"] >= 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: TruncatedPES(s, unroll_length=T, std=0.01, antithetic=False),
+        lambda s: TruncatedES(s, unroll_length=T, std=0.01, antithetic=False),
+        lambda s: FullES(s, unroll_length=T, std=0.01, antithetic=False),
+    ],
+    ids=["TruncatedPES", "TruncatedES", "FullES"],
+)
+def test_one_sided_es_estimators_agree_with_the_exact_gradient(make):
+    exact = sgd_quadratic_grad(LOG_LR, np.arange(T))
+    est = make(_fixed_step(128))
+    grad, _ = _estimate(est)
+    assert np.sign(grad) == np.sign(exact)
+    assert ES_TOLERANCE[0] < grad / exact < ES_TOLERANCE[1], (grad, exact)
+    # One copy per task: the worker state holds no negative copy.
+    key = jax.random.PRNGKey(0)
+    weights = lopt_core.WorkerWeights(est.truncated_step.outer_init(key), None, OUTER)
+    state = est.init_worker_state(weights, key)
+    if isinstance(est, TruncatedPES):
+        assert state.neg_state is None
+        assert state.pos_state.inner_step.shape == (128,)
+
+
+def test_es_gradient_one_sided_uses_the_other_tasks_mean_as_baseline():
+    pos = jnp.asarray([1.0, 2.0, 6.0, jnp.nan])
+    eps = {"w": jnp.asarray([[1.0], [2.0], [3.0], [4.0]])}
+    mean_loss, grad, delta = es_gradient(pos, None, eps, std=0.5)
+    # Baselines over the other finite losses: 4, 3.5, 1.5; the NaN task adds nothing.
+    np.testing.assert_allclose(delta, [-3.0, -1.5, 4.5, 0.0])
+    # mean_i delta_i / std^2 * eps_i = (-3 - 3 + 13.5 + 0) / 4 / 0.25.
+    np.testing.assert_allclose(float(grad["w"][0]), 7.5, rtol=1e-6)
+    assert np.isnan(float(mean_loss))
+    # Antithetic: (pos - neg) / (2 std^2), clipped where asked.
+    _, grad, delta = es_gradient(pos[:3], pos[:3] - 1.0, eps["w"][:3], 0.5, clip_loss_diff=0.5)
+    np.testing.assert_allclose(delta, [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(float(grad[0]), 0.5 / 0.5 * 2.0, rtol=1e-6)
+
+
+def test_one_sided_pes_credits_the_accumulated_perturbations():
+    acc = {"w": jnp.asarray([[2.0], [0.0]])}
+    eps = {"w": jnp.asarray([[1.0], [1.0]])}
+    steps = 2
+
+    def ys(losses):
+        return lopt_core.TruncatedUnrollOut(
+            loss=jnp.asarray(losses, jnp.float32).reshape(steps, 2),
+            is_done=jnp.zeros((steps, 2), bool),
+            task_param=jnp.zeros((steps, 2)),
+            iteration=jnp.zeros((steps, 2), jnp.int32),
+            mask=jnp.ones((steps, 2), bool),
+        )
+
+    loss, grad, new_acc, delta = compute_pes_grad(ys([[3.0, 1.0]] * 2), None, acc, eps, 0.5)
+    # delta = (3 - 1, 1 - 3); credited = acc + eps = (3, 1); grad = mean(delta * c) / std^2.
+    np.testing.assert_allclose(delta, [2.0, -2.0])
+    np.testing.assert_allclose(float(grad["w"][0]), (2.0 * 3.0 - 2.0 * 1.0) / 2 / 0.25)
+    np.testing.assert_allclose(new_acc["w"], [[3.0], [1.0]])
+    np.testing.assert_allclose(float(loss), 2.0)

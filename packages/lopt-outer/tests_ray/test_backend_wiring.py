@@ -9,7 +9,9 @@ import pytest
 from ray_helpers import leaves, make_learner
 
 from lopt_core import cli
+from lopt_outer import InProcessBackend, RunConfig
 from lopt_outer.meta_train import meta_train
+from lopt_outer.ray import RayBackend, RayMetaTrainResult
 
 
 def test_meta_train_ray_backend_matches_in_process_and_writes_metrics(ray_cluster, tmp_path):
@@ -60,31 +62,23 @@ def test_bad_backend_arguments_are_named():
         meta_train(learner, 1, num_workers=2, progress=False)
 
 
-def test_cli_meta_train_on_two_ray_workers(ray_cluster, tmp_path, capsys):
-    args = [
+def _cli_args(out, *extra):
+    return [
         "meta-train",
         "--task-family",
         "FixedDimQuadraticFamily",
         "--learned-optimizer",
         "LearnableSGD",
-        "--num-tasks",
-        "2",
-        "--trunc-length",
-        "5",
-        "--max-length",
-        "20",
-        "--num-steps",
-        "4",
         "--output-dir",
-        str(tmp_path),
-        "--no-progress",
-        "--backend",
-        "ray",
-        "--workers",
-        "2",
-        "--address",
-        ray_cluster,
+        str(out),
+        *extra,
     ]
+
+
+def test_cli_meta_train_on_two_ray_workers(ray_cluster, tmp_path, capsys):
+    small = ["--num-tasks", "2", "--trunc-length", "5", "--max-length", "20", "--no-progress"]
+    on_ray = ["--backend", "ray", "--workers", "2", "--address", ray_cluster]
+    args = _cli_args(tmp_path, *small, "--num-steps", "4", *on_ray)
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "meta-trained 4 steps" in out
@@ -92,37 +86,44 @@ def test_cli_meta_train_on_two_ray_workers(ray_cluster, tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["ray/num_workers"] == 2.0
     # --resume continues the finished run's checkpoint to more steps.
-    assert (
-        cli.main(
-            [
-                *args[:-6],
-                "--resume",
-                "--num-steps",
-                "5",
-                "--backend",
-                "ray",
-                "--workers",
-                "2",
-                "--address",
-                ray_cluster,
-            ]
-        )
-        == 0
-    )
+    assert cli.main(_cli_args(tmp_path, *small, "--resume", "--num-steps", "5", *on_ray)) == 0
     assert "meta-trained 5 steps" in capsys.readouterr().out
 
 
 def test_cli_resume_without_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="holds no checkpoint"):
-        cli.main(
-            [
-                "meta-train",
-                "--task-family",
-                "FixedDimQuadraticFamily",
-                "--learned-optimizer",
-                "LearnableSGD",
-                "--output-dir",
-                str(tmp_path / "empty"),
-                "--resume",
-            ]
-        )
+        cli.main(_cli_args(tmp_path / "empty", "--resume"))
+
+
+def test_both_backends_log_rows_from_the_one_builder(ray_cluster, tmp_path):
+    learner = make_learner()
+    config = RunConfig(3, seed=2, progress=False, metric_writers=())
+    single = meta_train(learner, config, InProcessBackend())
+    result = meta_train(learner, config, RayBackend(num_workers=1))
+    assert isinstance(result, RayMetaTrainResult) and result.learner_state is result.state
+    ray_keys = {
+        "ray/staleness",
+        "ray/dropped_stale",
+        "ray/worker_replacements",
+        "ray/num_workers",
+        "ray/learner_s",
+    }
+    for in_process, on_ray in zip(single.history, result.history, strict=True):
+        assert set(on_ray) == set(in_process) | ray_keys
+        assert on_ray["meta_loss"] == in_process["meta_loss"]
+    for a, b in zip(leaves(single.theta), leaves(result.theta)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ray_backend_options_are_checked_and_named():
+    with pytest.raises(ValueError, match="RayBackend: num_workers must be a positive integer"):
+        RayBackend(num_workers=0)
+    with pytest.raises(ValueError, match="RayBackend: max_staleness must be >= 0 or None"):
+        RayBackend(max_staleness=-1)
+    with pytest.raises(ValueError, match="RayBackend: cpus_per_worker must be a finite number > 0"):
+        RayBackend(cpus_per_worker=0)
+    with pytest.raises(TypeError, match="RayBackend: worker_options must be a dict"):
+        RayBackend(worker_options=[("num_gpus", 1)])
+    assert RayBackend(num_workers=2) == RayBackend(num_workers=2)
+    assert RayBackend(num_workers=3).staleness_bound == 3
+    assert RayBackend(num_workers=3, max_staleness=0).staleness_bound == 0

@@ -170,25 +170,14 @@ def test_worker_that_cannot_start_fails_fast(ray_cluster):
 
 def test_two_worker_checkpoint_holds_both_workers_and_resumes(ray_cluster, tmp_path):
     learner = make_learner()
-    first = meta_train_ray(
-        learner.gradient_learner,
-        learner.gradient_estimators,
-        4,
-        num_workers=2,
-        output_dir=tmp_path,
-        checkpoint_every=2,
-    )
+    two_workers = dict(num_workers=2, output_dir=tmp_path, checkpoint_every=2)
+    first = meta_train_ray(learner.gradient_learner, learner.gradient_estimators, 4, **two_workers)
     ck = lopt_core.load(tmp_path / distributed.CHECKPOINT_NAME)
     assert ck.metadata["ray"]["step"] == 4
     # The other slot had an estimate in flight when its states were read.
     assert sorted(ck.tree["workers"]) == ["0", "1"]
     resumed = meta_train_ray(
-        learner.gradient_learner,
-        learner.gradient_estimators,
-        6,
-        num_workers=2,
-        output_dir=tmp_path,
-        checkpoint_every=2,
+        learner.gradient_learner, learner.gradient_estimators, 6, **two_workers
     )
     assert resumed.resumed_from == 4
     assert [row["step"] for row in resumed.history] == [5, 6]
@@ -254,11 +243,11 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 def test_estimate_keys_are_the_in_process_step_keys():
-    from lopt_outer.meta_train import step_key
+    from lopt_outer.run import estimate_keys, step_key
 
     for seed in (0, 3, 2**31 + 5, 2**40 + 1):
         for index in (0, 1, 12345, 2**31 - 1):
             expected = jax.random.split(step_key(seed, index))
-            got = distributed._estimate_keys(seed, index)
+            got = estimate_keys(seed, index)
             np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(expected[0]))
             np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(expected[1]))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import MetaParams, PRNGKey
+from lopt_core.typing import PRNGKey
 
 # XLA:CPU's default backend level (3) spends most of a meta-training step's compile
 # time in LLVM; level 1 measured ~1.8x less compile time (7.3 s -> 4.1 s CPU for the
@@ -47,6 +47,40 @@ class _JitWithOptions:
 
     def _cache_size(self) -> int:
         return self._fast._cache_size()
+
+
+class _ByIdentity:
+    """A static-argument handle for an unhashable component: hashed and compared by identity."""
+
+    __slots__ = ("component",)
+
+    def __init__(self, component: Any) -> None:
+        self.component = component
+
+
+def static_arg(component: Any) -> Any:
+    """`component` as a static `jit` argument.
+
+    A hashable component is its own handle, so equal configurations share one
+    compiled function. One whose configuration holds an unhashable value (a task
+    family that is a plain, non-frozen dataclass, say) gets a handle hashed by
+    identity, kept on the component so every call finds the same compiled code.
+    """
+    try:
+        hash(component)
+    except TypeError:
+        return component.__dict__.setdefault("_lopt_static_handle", _ByIdentity(component))
+    return component
+
+
+def from_static_arg(handle: Any) -> Any:
+    """The component behind a `static_arg` handle."""
+    return handle.component if isinstance(handle, _ByIdentity) else handle
+
+
+def set_field(component: Any, name: str, value: Any) -> None:
+    """Stores a normalised argument (`5` for `5.0`, say) on a frozen component in `__post_init__`."""
+    object.__setattr__(component, name, value)
 
 
 def jit(fun: Any, **kwargs: Any) -> Any:
@@ -96,35 +130,6 @@ def match_dtypes(like: Any, tree: Any) -> Any:
     )
 
 
-def vector_sample_perturbations(
-    theta: MetaParams, key: PRNGKey, std: float, num_samples: int
-) -> tuple[MetaParams, MetaParams, MetaParams]:
-    """Gaussian perturbations of theta for antithetic ES, one per vectorised task.
-
-    Args:
-      theta: the meta-parameters.
-      key: random key.
-      std: standard deviation of the perturbation.
-      num_samples: number of perturbations (leading axis of the results).
-
-    Returns:
-      `(eps, theta + eps, theta - eps)`, each with a leading `num_samples` axis.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(theta)
-    # One draw for all leaves: every random call site costs compile time (threefry).
-    sizes = [int(np.prod(jnp.shape(x))) for x in leaves]
-    flat = jax.random.normal(key, (num_samples, max(sum(sizes), 1)), jnp.float32)
-    offsets = np.cumsum([0, *sizes])
-    eps = [
-        (std * flat[:, a:b]).reshape((num_samples, *jnp.shape(x))).astype(jnp.result_type(x))
-        for a, b, x in zip(offsets[:-1], offsets[1:], leaves)
-    ]
-    pos = [x[None] + e for x, e in zip(leaves, eps)]
-    neg = [x[None] - e for x, e in zip(leaves, eps)]
-    unflat = treedef.unflatten
-    return unflat(eps), unflat(pos), unflat(neg)
-
-
 def masked_mean(values: jax.Array, mask: jax.Array, axis: int = 0) -> jax.Array:
     """Mean of `values` over `axis` counting only entries where `mask` is True.
 
@@ -163,18 +168,3 @@ def host_batches(datasets: Any, split: str, shape: tuple[int, ...]) -> Any:
     batches = [next(it) for _ in range(int(np.prod(shape)))]
     flat = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
     return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), flat)
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """Returns `value` as an int, or raises a ValueError naming `name`."""
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def check_std(std: Any) -> float:
-    """Returns `std` as a float, or raises a ValueError when it is not positive and finite."""
-    std = float(std)
-    if not np.isfinite(std) or std <= 0:
-        raise ValueError(f"std must be positive and finite; got {std!r}.")
-    return std

@@ -2,78 +2,134 @@
 
 An estimate has three pure stages: `begin` (perturb theta, prepare states),
 `chunk` (a `lax.scan` over inner steps) and `end` (turn losses into a gradient).
-With `steps_per_jit == length` (the default) the three run as one jitted call per
-outer step. With a smaller `steps_per_jit`, as in the reference library, `chunk`
-is its own jitted call run `length // steps_per_jit` times; either way there is
-no Python per inner step.
+By default (`steps_per_jit` None or the whole length) the three run as one jitted
+call per outer step. With a smaller `steps_per_jit`, as in the reference library,
+`chunk` is its own jitted call run `length // steps_per_jit` times; either way
+there is no Python per inner step.
+
+The jitted functions are module-level and take the estimator as a static
+argument: estimators are frozen dataclasses, so two equal configurations share
+one compiled function and a second estimate compiles nothing.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
+import functools
 from typing import Any
 
 import jax
 import numpy as np
 
-from lopt_core import (
-    GradientEstimator,
-    GradientEstimatorOut,
-    PRNGKey,
-    TruncatedStep,
-    WorkerWeights,
+import lopt_core
+from lopt_core import GradientEstimator, GradientEstimatorOut, TruncatedStep, WorkerWeights
+from lopt_core.typing import PRNGKey
+from lopt_core.validation import check_positive_int
+from lopt_outer._common import (
+    from_static_arg,
+    jit,
+    jit_once,
+    match_dtypes,
+    set_field,
+    split_jit,
+    static_arg,
+    strong,
 )
-from lopt_outer._common import check_positive_int, jit, jit_once, match_dtypes, split_jit, strong
 
 
-def _data_from_keys(truncated_step: TruncatedStep) -> bool:
-    """True when the step draws its own data inside jit (keyed datasets, or none at all)."""
-    if not hasattr(truncated_step, "keyed"):
-        return False
-    return bool(truncated_step.keyed) or getattr(truncated_step, "datasets", None) is None
+@functools.partial(jit_once, static_argnums=0)
+def _init_jit(est: Any, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
+    return from_static_arg(est)._init_state(theta, outer_state, key)
 
 
+@functools.partial(jit, static_argnums=0)
+def _whole_jit(est: Any, theta, key, state, datas, outer_state, extra) -> Any:
+    return from_static_arg(est)._whole(theta, key, state, datas, outer_state, extra)
+
+
+@functools.partial(jit, static_argnums=0)
+def _begin_jit(est: Any, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
+    return from_static_arg(est)._begin(theta, key, state, outer_state)
+
+
+@functools.partial(jit, static_argnums=0)
+def _chunk_jit(est: Any, carry: Any, key: PRNGKey, datas: Any, outer_state: Any) -> Any:
+    est = from_static_arg(est)
+    return est._chunk(carry, key, datas, outer_state, est.steps_per_jit)
+
+
+@functools.partial(jit, static_argnums=0)
+def _end_jit(est: Any, theta, carry, ys, key, state, outer_state, extra) -> Any:
+    return from_static_arg(est)._end(theta, carry, ys, key, state, outer_state, extra)
+
+
+@lopt_core.declare
 class UnrollEstimator(GradientEstimator):
     """Base of estimators that unroll a `TruncatedStep` for `length` steps per estimate.
 
-    Subclasses implement `_init_state(theta, outer_state, key)`,
-    `_begin(theta, key, state, outer_state) -> carry`,
-    `_chunk(carry, key, datas, outer_state, n) -> (carry, ys)`, and
-    `_end(theta, carry, ys, key, state, extra) -> (GradientEstimatorOut, metrics)`,
-    and may override `_extra_data()` (host data `_end` needs, such as recompute
-    batches).
+    A subclass is a declared component (`lopt_core.declare`) whose fields follow
+    `truncated_step`. It implements `_init_state(theta, outer_state, key)` and
+    either `_whole(theta, key, state, datas, outer_state, extra)` (the estimate as
+    one function) or the three stages `_begin(theta, key, state, outer_state) ->
+    carry`, `_chunk(carry, key, datas, outer_state, n) -> (carry, ys)` and
+    `_end(theta, carry, ys, key, state, outer_state, extra) -> (out, metrics)`.
+    It may override `_extra_data()` (host data `_end` needs, such as recompute
+    batches) and `length` (the number of inner steps per estimate; `unroll_length`
+    by default).
     """
 
-    def __init__(self, truncated_step: TruncatedStep, length: int, steps_per_jit: int | None):
-        self.truncated_step = truncated_step
-        self.length = check_positive_int("unroll length", length)
-        self.steps_per_jit = (
-            self.length
-            if steps_per_jit is None
-            else check_positive_int("steps_per_jit", steps_per_jit)
-        )
-        if self.length % self.steps_per_jit:
-            raise ValueError(
-                f"The unroll length ({self.length}) must be a multiple of steps_per_jit "
-                f"({self.steps_per_jit})."
+    # field(): the interface's `truncated_step = None` must not become a default.
+    truncated_step: TruncatedStep = dataclasses.field()
+    # Fields of the subclasses that declare them: the unroll length (None: derived,
+    # see `length`) and the inner steps per jitted call (None: the whole unroll).
+    unroll_length = None
+    steps_per_jit = None
+
+    _either_of = (("_whole", "_end"),)
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if not isinstance(self.truncated_step, TruncatedStep):
+            raise TypeError(
+                f"{owner}: truncated_step must be a lopt_core.TruncatedStep (for example a "
+                f"VectorizedLOptTruncatedStep), got {type(self.truncated_step).__name__}."
             )
-        self._init_jit = jit_once(self._init_state)
-        self._whole_jit = jit(self._whole)
-        self._begin_jit = jit(self._begin)
-        self._chunk_jit = jit(self._chunk, static_argnums=(4,))
-        self._end_jit = jit(self._end)
+        if self.unroll_length is not None:
+            length = check_positive_int(self.unroll_length, owner, "unroll_length")
+            set_field(self, "unroll_length", length)
+        if self.steps_per_jit is not None:
+            per_jit = check_positive_int(self.steps_per_jit, owner, "steps_per_jit")
+            set_field(self, "steps_per_jit", per_jit)
+            if self.length % per_jit:
+                raise ValueError(
+                    f"{owner}: the unroll length ({self.length}) must be a multiple of "
+                    f"steps_per_jit ({per_jit})."
+                )
+
+    @property
+    def length(self) -> int:
+        """Inner steps per estimate."""
+        return self.unroll_length
+
+    @property
+    def _chunked(self) -> bool:
+        """True when the unroll runs as several jitted calls of `steps_per_jit` steps."""
+        return self.steps_per_jit is not None and self.steps_per_jit != self.length
 
     # -- subclass hooks --------------------------------------------------------
+    @abc.abstractmethod
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
-        raise TypeError(f"{type(self).__name__} must implement _init_state().")
+        """The initial worker state."""
 
     def _begin(self, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
-        raise TypeError(f"{type(self).__name__} must implement _begin().")
+        raise NotImplementedError(f"{type(self).__name__} must implement _begin().")
 
     def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int) -> Any:
-        raise TypeError(f"{type(self).__name__} must implement _chunk().")
+        raise NotImplementedError(f"{type(self).__name__} must implement _chunk().")
 
-    def _end(self, theta: Any, carry: Any, ys: Any, key: PRNGKey, state: Any, extra: Any) -> Any:
-        raise TypeError(f"{type(self).__name__} must implement _end().")
+    def _end(self, theta, carry, ys, key, state, outer_state, extra) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement _end().")
 
     def _extra_data(self) -> Any:
         return None
@@ -83,7 +139,7 @@ class UnrollEstimator(GradientEstimator):
         k_begin, k_chunk, k_end = jax.random.split(key, 3)
         carry = self._begin(theta, k_begin, state, outer_state)
         carry, ys = self._chunk(carry, k_chunk, datas, outer_state, self.length)
-        out, metrics = self._end(theta, carry, ys, k_end, state, extra)
+        out, metrics = self._end(theta, carry, ys, k_end, state, outer_state, extra)
         return out.replace(unroll_state=match_dtypes(state, out.unroll_state)), metrics
 
     def warm_up(self, worker_weights: WorkerWeights, key: PRNGKey) -> bool:
@@ -98,22 +154,30 @@ class UnrollEstimator(GradientEstimator):
         Returns:
           True when a compilation was done.
         """
-        if self.steps_per_jit != self.length or not _data_from_keys(self.truncated_step):
+        step = self.truncated_step
+        data_from_keys = step.keyed or step.datasets is None
+        if self._chunked or not data_from_keys:
             return False
         shapes = jax.eval_shape(
             self._init_state, worker_weights.theta, worker_weights.outer_state, key
         )
         state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-        extra = self._extra_data()
-        out = self._whole_jit(
-            worker_weights.theta, key, state, None, worker_weights.outer_state, extra
+        out = _whole_jit(
+            static_arg(self),
+            worker_weights.theta,
+            key,
+            state,
+            None,
+            worker_weights.outer_state,
+            self._extra_data(),
         )
         jax.block_until_ready(out)
         return True
 
     def init_worker_state(self, worker_weights: WorkerWeights, key: PRNGKey) -> Any:
         """Initial worker state (the inner-training states), computed under jit."""
-        return strong(self._init_jit(worker_weights.theta, worker_weights.outer_state, key))
+        theta, outer_state = worker_weights.theta, worker_weights.outer_state
+        return strong(_init_jit(static_arg(self), theta, outer_state, key))
 
     def compute_gradient_estimate(
         self,
@@ -124,28 +188,23 @@ class UnrollEstimator(GradientEstimator):
     ) -> tuple[GradientEstimatorOut, dict[str, Any]]:
         """One gradient estimate: one jitted call (or one per `steps_per_jit` chunk).
 
-        Args:
-          worker_weights: theta and the outer state.
-          key: random key.
-          state: the worker state from `init_worker_state` or the previous estimate.
-          with_summary: accepted for API compatibility; metrics are always returned.
-
-        Returns:
-          `(GradientEstimatorOut, metrics)`; metrics are scalar arrays.
+        `with_summary` is accepted for API compatibility; metrics (scalar arrays)
+        are always returned.
         """
         del with_summary
+        me = static_arg(self)
         theta, outer_state = worker_weights.theta, worker_weights.outer_state
         extra = self._extra_data()
-        if self.steps_per_jit == self.length:
+        if not self._chunked:
             datas = self.truncated_step.get_batch(self.length)
-            return self._whole_jit(theta, key, state, datas, outer_state, extra)
+            return _whole_jit(me, theta, key, state, datas, outer_state, extra)
         k_begin, k_chunk, k_end = split_jit(key, 3)
-        carry = self._begin_jit(theta, k_begin, state, outer_state)
+        carry = _begin_jit(me, theta, k_begin, state, outer_state)
         ys_list = []
         for k in split_jit(k_chunk, self.length // self.steps_per_jit):
             datas = self.truncated_step.get_batch(self.steps_per_jit)
-            carry, ys = self._chunk_jit(carry, k, datas, outer_state, self.steps_per_jit)
+            carry, ys = _chunk_jit(me, carry, k, datas, outer_state)
             ys_list.append(ys)
         ys = jax.tree_util.tree_map(lambda *xs: jax.numpy.concatenate(xs), *ys_list)
-        out, metrics = self._end_jit(theta, carry, ys, k_end, state, extra)
+        out, metrics = _end_jit(me, theta, carry, ys, k_end, state, outer_state, extra)
         return out.replace(unroll_state=match_dtypes(state, out.unroll_state)), metrics

@@ -1,47 +1,53 @@
-"""Registers this package's components with lopt through the `lopt` entry point."""
+"""lopt-outer's catalog: every component it registers, declared once.
+
+The `lopt` entry point names `CATALOG` (`outer = "lopt_outer._plugin:CATALOG"`).
+The registry imports this module on its first lookup, never `import lopt_outer`,
+so importing the package stays cheap. The contract tests iterate `CATALOG`.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 
 import lopt_core
+from lopt_outer import (
+    cli,
+    full_es,
+    lopt_truncated_step,
+    metric_writers,
+    truncated_es,
+    truncated_grad,
+    truncated_pes,
+    truncation_schedule,
+)
 
+__all__ = ["CATALOG"]
 
-@lopt_core.hookimpl
-def lopt_register_outer_trainers(register) -> None:
-    from lopt_outer import (
-        full_es,
-        lopt_truncated_step,
-        truncated_es,
-        truncated_grad,
-        truncated_pes,
-        truncation_schedule,
-    )
+CATALOG = lopt_core.Catalog()
 
-    register("TruncatedPES", truncated_pes.TruncatedPES)
-    register("TruncatedES", truncated_es.TruncatedES)
-    register("FullES", full_es.FullES)
-    register("TruncatedGrad", truncated_grad.TruncatedGrad)
-    register("FullGrad", truncated_grad.FullGrad)
-    register("ConstantTruncationSchedule", truncation_schedule.ConstantTruncationSchedule)
-    register("LogUniformLengthSchedule", truncation_schedule.LogUniformLengthSchedule)
-    register("NeverEndingTruncationSchedule", truncation_schedule.NeverEndingTruncationSchedule)
-    register("ScheduledTruncationSchedule", truncation_schedule.ScheduledTruncationSchedule)
-    register("VectorizedLOptTruncatedStep", lopt_truncated_step.VectorizedLOptTruncatedStep)
+# Estimators, truncation schedules and truncated steps, by class name; each
+# description is the first line of the class docstring.
+for _component in (
+    truncated_pes.TruncatedPES,
+    truncated_es.TruncatedES,
+    full_es.FullES,
+    truncated_grad.TruncatedGrad,
+    truncated_grad.FullGrad,
+    truncation_schedule.ConstantTruncationSchedule,
+    truncation_schedule.LogUniformLengthSchedule,
+    truncation_schedule.NeverEndingTruncationSchedule,
+    truncation_schedule.ScheduledTruncationSchedule,
+    lopt_truncated_step.VectorizedLOptTruncatedStep,
+    lopt_truncated_step.SimpleVecLOptTruncatedStep,
+    lopt_truncated_step.SimpleLOptTruncatedStep,
+):
+    CATALOG.outer_trainer()(_component)
 
+CATALOG.metric_writer("jsonl")(metric_writers.JsonlWriter)
+if importlib.util.find_spec("tensorboardX") is not None:
+    CATALOG.metric_writer("tensorboard")(metric_writers.TensorBoardWriter)
 
-@lopt_core.hookimpl
-def lopt_register_metric_writers(register) -> None:
-    from lopt_outer import metric_writers
-
-    register("jsonl", metric_writers.JsonlWriter)
-    if importlib.util.find_spec("tensorboardX") is not None:
-        register("tensorboard", metric_writers.TensorBoardWriter)
-
-
-@lopt_core.hookimpl
-def lopt_register_commands(register) -> None:
-    from lopt_outer import cli
-
-    register("meta-train", cli.setup_meta_train, "meta-train a learned optimizer on a task family")
-    register("eval", cli.setup_eval, "compare a (meta-trained) learned optimizer with Adam")
+CATALOG.command("meta-train", "meta-train a learned optimizer on a task family")(
+    cli.setup_meta_train
+)
+CATALOG.command("eval", "compare a (meta-trained) learned optimizer with Adam")(cli.setup_eval)

@@ -13,7 +13,7 @@ import jax
 import lopt_core
 from lopt_core import GradientEstimator, TruncatedStep, TruncationSchedule
 
-__all__ = ["build_estimator", "build_learner", "setup_eval", "setup_meta_train"]
+__all__ = ["build_estimator", "build_learner", "build_run", "setup_eval", "setup_meta_train"]
 
 
 def build_estimator(
@@ -62,7 +62,7 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         sched = LogUniformLengthSchedule(args.min_length, args.max_length)
     else:
         sched = ConstantTruncationSchedule(args.max_length)
-    split = getattr(args, "meta_loss_split", "none")
+    split = args.meta_loss_split
     step = VectorizedLOptTruncatedStep(
         family,
         lopt,
@@ -78,19 +78,40 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return family, lopt, SingleMachineGradientLearner(lopt, [est], theta_opt)
 
 
-def _run_meta_train(args: argparse.Namespace) -> int:
-    from lopt_outer.meta_train import CHECKPOINT_NAME, meta_train
+def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The `RunConfig` and the backend that `lopt meta-train`'s `args` describe."""
+    from lopt_outer.backends import backend_named
+    from lopt_outer.run import RunConfig
 
-    out = Path(args.output_dir)
+    config = RunConfig(
+        num_steps=args.num_steps,
+        seed=args.seed,
+        output_dir=args.output_dir,
+        checkpoint_every=args.checkpoint_every,
+        time_budget_s=args.time_budget,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    options = {}
+    if args.backend == "ray":
+        options = {
+            "num_workers": args.workers,
+            "address": args.address,
+            "max_staleness": args.max_staleness,
+        }
+    return config, backend_named(args.backend, **options)
+
+
+def _run_meta_train(args: argparse.Namespace) -> int:
+    from lopt_outer.metric_writers import METRICS_FILE
+
     # Checked before the learner is built, so a wrong flag fails at once.
     if args.resume and args.no_resume:
         raise SystemExit("lopt meta-train: --resume and --no-resume contradict each other.")
-    # The files the chosen backend resumes from; theta.lopt (an output) is not one.
-    resumable = [CHECKPOINT_NAME]
-    if args.backend == "ray":
-        from lopt_outer.distributed import CHECKPOINT_NAME as RAY_CHECKPOINT_NAME
-
-        resumable.append(RAY_CHECKPOINT_NAME)
+    config, backend = build_run(args)
+    out = config.output_dir
+    # The files this backend resumes from; theta.lopt (an output) is not one.
+    resumable = backend.resumes_from
     if args.resume and not any((out / name).exists() for name in resumable):
         raise SystemExit(
             f"lopt meta-train: --resume given but {out} holds no {' or '.join(resumable)} "
@@ -98,26 +119,7 @@ def _run_meta_train(args: argparse.Namespace) -> int:
             "run there."
         )
     _, lopt, learner = build_learner(args)
-    result = meta_train(
-        learner,
-        args.num_steps,
-        seed=args.seed,
-        output_dir=out,
-        checkpoint_every=args.checkpoint_every,
-        time_budget_s=args.time_budget,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-        backend=args.backend,
-        **(
-            {
-                "num_workers": args.workers,
-                "address": args.address,
-                "max_staleness": args.max_staleness,
-            }
-            if args.backend == "ray"
-            else {}
-        ),
-    )
+    result = backend.run(learner, config)
     theta_path = lopt_core.save(
         out / "theta.lopt",
         result.theta,
@@ -125,14 +127,14 @@ def _run_meta_train(args: argparse.Namespace) -> int:
             "task_family": args.task_family,
             "estimator": args.estimator,
             "outer_steps": result.steps,
-            "seed": args.seed,
+            "seed": config.seed,
         },
         producer=lopt,
     )
     last = result.history[-1]["meta_loss"] if result.history else float("nan")
     print(
         f"meta-trained {result.steps} steps ({result.stopped_by}); last meta-loss {last:.4f}\n"
-        f"theta: {theta_path}\nmetrics: {out / 'metrics.jsonl'}"
+        f"theta: {theta_path}\nmetrics: {out / METRICS_FILE}"
     )
     return 0
 
@@ -169,9 +171,11 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         "automatically when one exists)",
     )
     parser.add_argument("--no-progress", action="store_true")
+    from lopt_outer.backends import BACKENDS
+
     parser.add_argument(
         "--backend",
-        choices=["inprocess", "ray"],
+        choices=list(BACKENDS),
         default="inprocess",
         help="where gradient estimates are computed ('ray' needs lopt-outer[ray])",
     )

@@ -28,7 +28,8 @@ from lopt_core import (
     Task,
     TaskFamily,
 )
-from lopt_outer._common import check_positive_int, host_batches, jit, strong
+from lopt_core.validation import check_positive_int
+from lopt_outer._common import host_batches, jit, strong
 
 __all__ = ["multi_task_training_curves", "single_task_training_curves"]
 
@@ -93,10 +94,9 @@ def single_task_training_curves(
       outer_valid, test: `eval/<split>/loss`, `eval/<split>/loss_normalized` and
       `eval/<split>/<aux>`; plus `eval/eval_batches` and `eval/last_eval_batches`.
     """
-    num_steps = int(num_steps)
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0; got {num_steps}.")
-    eval_every = check_positive_int("eval_every", eval_every)
+    owner = "single_task_training_curves"
+    num_steps = check_positive_int(num_steps, owner, "num_steps", minimum=0)
+    eval_every = check_positive_int(eval_every, owner, "eval_every")
     eval_task = task if eval_task is None else eval_task
     ds = task.datasets
     keyed = _keyed(ds)
@@ -210,8 +210,11 @@ def multi_task_training_curves(
     Raises:
       ValueError: `steps` or `eval_every` is not a multiple of `steps_per_jit`.
     """
-    n_tasks = check_positive_int("n_tasks", n_tasks)
-    steps_per_jit = check_positive_int("steps_per_jit", steps_per_jit)
+    owner = "multi_task_training_curves"
+    n_tasks = check_positive_int(n_tasks, owner, "n_tasks")
+    steps_per_jit = check_positive_int(steps_per_jit, owner, "steps_per_jit")
+    steps = check_positive_int(steps, owner, "steps", minimum=0)
+    eval_every = check_positive_int(eval_every, owner, "eval_every")
     if steps % steps_per_jit or eval_every % steps_per_jit:
         raise ValueError(
             f"steps ({steps}) and eval_every ({eval_every}) must be multiples of "

@@ -13,6 +13,7 @@ import numpy as np
 
 import lopt_core
 from lopt_core import LearnedOptimizer, MetaParams, Optimizer, PRNGKey, TaskFamily
+from lopt_core.validation import check_optimizer_instance
 from lopt_outer.eval_training import multi_task_training_curves
 
 __all__ = [
@@ -25,19 +26,26 @@ __all__ = [
 ]
 
 
+@lopt_core.declare
 class FixedOptimizer(LearnedOptimizer):
     """A hand-designed Optimizer seen as a LearnedOptimizer with no meta-parameters.
 
     Lets `multi_task_training_curves` evaluate Adam and a learned optimizer
-    through one code path.
+    through one code path (and, equal optimizers wrapping equal, one compilation).
 
-    Args:
+    Attributes:
       opt: the optimizer.
     """
 
-    def __init__(self, opt: Optimizer) -> None:
-        self.opt = opt
-        self._name = opt.name
+    opt: Optimizer
+
+    def __post_init__(self) -> None:
+        check_optimizer_instance(self.opt, "FixedOptimizer")
+
+    @property
+    def name(self) -> str:
+        """The wrapped optimizer's name."""
+        return self.opt.name
 
     def init(self, key: PRNGKey) -> MetaParams:
         """Empty theta."""

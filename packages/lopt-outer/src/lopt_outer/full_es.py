@@ -1,4 +1,4 @@
-"""Antithetic evolution strategies over full-length unrolls from fresh task samples.
+"""Evolution strategies over full-length unrolls from fresh task samples.
 
 References:
   Salimans et al. "Evolution Strategies as a Scalable Alternative to
@@ -8,26 +8,22 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core import GradientEstimatorOut, PRNGKey, TruncatedStep, TruncationSchedule
-from lopt_outer._common import (
-    check_positive_int,
-    check_std,
-    masked_mean,
-    tree_stack,
-    vector_sample_perturbations,
-)
-from lopt_outer._estimator import UnrollEstimator
-from lopt_outer.truncated_es import es_grad_from_losses
-from lopt_outer.truncated_step import antithetic_unroll
+import lopt_core
+from lopt_core import TruncatedStep, TruncationSchedule
+from lopt_core.typing import PRNGKey
+from lopt_core.validation import check_choice, check_positive, check_positive_int
+from lopt_outer._common import set_field
+from lopt_outer._es import ESEstimator, es_gradient
 from lopt_outer.truncation_schedule import static_length
 
-__all__ = ["LOSS_TYPES", "FullES", "FullESState", "fresh_step_state", "full_unroll_length"]
+__all__ = ["LOSS_TYPES", "FullES", "FullESState", "FullUnroll", "full_unroll_length"]
 
 LOSS_TYPES = ("avg", "min", "last_recompute")
 
@@ -42,9 +38,15 @@ def full_unroll_length(
     truncation_schedule: TruncationSchedule | None,
     unroll_length: int | None,
 ) -> int:
-    """The static length of a full unroll: `unroll_length`, else the schedule's, else the step's."""
+    """The static length of a full unroll: `unroll_length`, else the schedule's, else the step's.
+
+    Raises:
+      ValueError: no length is given and no schedule has a static maximum length.
+    """
     if unroll_length is not None:
-        return check_positive_int("unroll_length", unroll_length)
+        return unroll_length
+    # `trunc_sched` is the learned-optimizer steps' own schedule; the TruncatedStep
+    # interface does not declare one, so other steps need an explicit schedule.
     sched = truncation_schedule or getattr(truncated_step, "trunc_sched", None)
     if sched is None:
         raise ValueError(
@@ -54,28 +56,46 @@ def full_unroll_length(
     return static_length(sched)
 
 
-def fresh_step_state(
-    truncated_step: TruncatedStep,
-    theta: Any,
-    outer_state: Any,
-    key: PRNGKey,
-    theta_is_vector: bool,
-    length: int,
-) -> Any:
-    """Fresh tasks at inner step 0 (any random initial offset removed) told to last `length`."""
-    state = truncated_step.init_step_state(
-        theta, outer_state, key, theta_is_vector, num_steps_override=length
-    )
-    if hasattr(state, "inner_step"):
-        state = state.replace(inner_step=jnp.zeros_like(state.inner_step))
-    return state
+class FullUnroll:
+    """Mixin of the estimators that train fresh tasks through a whole unroll (FullES, FullGrad).
+
+    The estimator declares `truncation_schedule` and `unroll_length` fields; its
+    `length` is `unroll_length`, else the schedule's static length, else the
+    truncated step's schedule's.
+    """
+
+    truncated_step: TruncatedStep
+    truncation_schedule: TruncationSchedule | None
+    unroll_length: int | None
+
+    def __post_init__(self) -> None:
+        sched = self.truncation_schedule
+        if sched is not None and not isinstance(sched, TruncationSchedule):
+            raise TypeError(
+                f"{type(self).__name__}: truncation_schedule must be None or a "
+                f"lopt_core.TruncationSchedule, got {type(sched).__name__}."
+            )
+        super().__post_init__()  # type: ignore[misc]
+        self.length  # noqa: B018 (a schedule without a static length fails here, not later)
+
+    @functools.cached_property
+    def length(self) -> int:
+        """Inner steps per estimate: the whole unroll."""
+        return full_unroll_length(self.truncated_step, self.truncation_schedule, self.unroll_length)
+
+    def _fresh_states(self, theta: Any, outer_state: Any, key: PRNGKey, theta_is_vector: bool):
+        """Fresh task samples at inner step 0, their optimizers told the unroll lasts `length`."""
+        return self.truncated_step.init_step_state(
+            theta, outer_state, key, theta_is_vector, num_steps_override=self.length
+        )
 
 
-class FullES(UnrollEstimator):
-    """Antithetic ES: each estimate trains fresh tasks from scratch for a whole unroll.
+@lopt_core.declare
+class FullES(FullUnroll, ESEstimator):
+    """ES: each estimate trains fresh tasks from scratch for a whole unroll.
 
     Args:
-      truncated_step: the vectorised inner-training step (needs `num_tasks`).
+      truncated_step: the vectorised inner-training step.
       truncation_schedule: gives the unroll length (must be static, e.g.
         `ConstantTruncationSchedule(n)`); defaults to the step's own schedule.
       std: standard deviation of the perturbations.
@@ -86,38 +106,29 @@ class FullES(UnrollEstimator):
       recompute_samples: batches for "last_recompute".
       clip_loss_diff: clip each task's loss difference to +-this value.
       unroll_length: an explicit length, overriding the schedule.
+      antithetic: keyword-only; see `ESEstimator` (default True).
 
     Raises:
       ValueError: an unknown loss_type, or no static unroll length.
     """
 
-    def __init__(
-        self,
-        truncated_step: TruncatedStep,
-        truncation_schedule: TruncationSchedule | None = None,
-        std: float = 0.01,
-        steps_per_jit: int | None = None,
-        loss_type: str = "avg",
-        recompute_samples: int = 50,
-        clip_loss_diff: float | None = None,
-        unroll_length: int | None = None,
-    ) -> None:
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(
-                f"loss_type must be one of {', '.join(LOSS_TYPES)}; got {loss_type!r}."
-            )
-        if not hasattr(truncated_step, "num_tasks"):
-            raise ValueError(
-                f"FullES needs a vectorised truncated step with `num_tasks`; got "
-                f"{type(truncated_step).__name__}."
-            )
-        self.std = check_std(std)
-        self.loss_type = loss_type
-        self.recompute_samples = check_positive_int("recompute_samples", recompute_samples)
-        self.clip_loss_diff = clip_loss_diff
-        self.truncation_schedule = truncation_schedule
-        self.unroll_length = full_unroll_length(truncated_step, truncation_schedule, unroll_length)
-        super().__init__(truncated_step, self.unroll_length, steps_per_jit)
+    truncation_schedule: TruncationSchedule | None = None
+    std: float = 0.01
+    steps_per_jit: int | None = None
+    loss_type: str = "avg"
+    recompute_samples: int = 50
+    clip_loss_diff: float | None = None
+    unroll_length: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_choice(self.loss_type, owner, "loss_type", LOSS_TYPES)
+        samples = check_positive_int(self.recompute_samples, owner, "recompute_samples")
+        set_field(self, "recompute_samples", samples)
+        if self.clip_loss_diff is not None:
+            clip = float(check_positive(self.clip_loss_diff, owner, "clip_loss_diff"))
+            set_field(self, "clip_loss_diff", clip)
+        super().__post_init__()
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> FullESState:
         return FullESState()
@@ -129,50 +140,33 @@ class FullES(UnrollEstimator):
 
     def _begin(self, theta: Any, key: PRNGKey, state: FullESState, outer_state: Any):
         k_pert, k_init = jax.random.split(key)
-        n = self.truncated_step.num_tasks
-        eps, p_theta, n_theta = vector_sample_perturbations(theta, k_pert, self.std, n)
-        thetas = tree_stack([p_theta, n_theta])
-        # Same key for both: the two perturbations train the very same tasks.
-        states = jax.vmap(
-            lambda th: fresh_step_state(
-                self.truncated_step, th, outer_state, k_init, True, self.unroll_length
-            )
-        )(thetas)
-        return eps, thetas, states, outer_state
-
-    def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int):
-        eps, thetas, states, outer = carry
-        states, ys = antithetic_unroll(
-            self.truncated_step, thetas, states, key, datas, outer_state, n
+        eps, thetas = self._perturb(theta, k_pert)
+        # One key for every copy: the copies train the very same tasks.
+        states = self._per_copy(
+            lambda th: self._fresh_states(th, outer_state, k_init, True), thetas
         )
-        return (eps, thetas, states, outer), ys
+        return eps, thetas, states
 
-    def _losses(self, carry: Any, ys: Any, key: PRNGKey, extra: Any) -> jax.Array:
+    def _losses(self, carry: Any, ys: Any, key: PRNGKey, outer_state: Any, extra: Any):
+        """Per-task losses of the positive and negative copies (None when one-sided)."""
         if self.loss_type == "avg":
-            return jax.vmap(masked_mean, in_axes=(1, 1))(ys.loss, ys.mask)
+            return self._mean_losses(ys)[1:]
         if self.loss_type == "min":
-            return jnp.min(jnp.where(ys.mask, ys.loss, jnp.inf), axis=0)
-        _, thetas, states, outer = carry
+            lowest = jnp.min(jnp.where(ys.mask, ys.loss, jnp.inf), axis=0)
+            return self._split(lowest, axis=0)
+        _, thetas, states = carry
         keys = jax.random.split(key, self.recompute_samples)
 
         def one(theta: Any, state: Any) -> jax.Array:
             def batch_loss(xs: Any) -> jax.Array:
                 k, d = xs
-                return self.truncated_step.meta_loss_batch(theta, state, k, d, outer, True)
+                return self.truncated_step.meta_loss_batch(theta, state, k, d, outer_state, True)
 
             return jnp.mean(jax.lax.map(batch_loss, (keys, extra)), axis=0)
 
-        return jax.vmap(one)(thetas, states)
+        return self._split(self._per_copy(one, thetas, states), axis=0)
 
-    def _end(self, theta, carry, ys, key, state, extra):
-        eps = carry[0]
-        losses = self._losses(carry, ys, key, extra)
-        mean_loss, grad, delta = es_grad_from_losses(
-            losses[0], losses[1], eps, self.std, self.clip_loss_diff
-        )
-        p_ys = jax.tree_util.tree_map(lambda x: x[:, 0], ys)
-        metrics = {"mean_loss": mean_loss, "delta_loss_abs_mean": jnp.mean(jnp.abs(delta))}
-        out = GradientEstimatorOut(
-            mean_loss=mean_loss, grad=grad, unroll_state=FullESState(), unroll_info=p_ys
-        )
-        return out, metrics
+    def _end(self, theta, carry, ys, key, state, outer_state, extra):
+        pos_loss, neg_loss = self._losses(carry, ys, key, outer_state, extra)
+        estimate = es_gradient(pos_loss, neg_loss, carry[0], self.std, self.clip_loss_diff)
+        return self._out(estimate, FullESState(), self._split(ys, axis=1)[0])

@@ -32,6 +32,7 @@ from lopt_core import (
     WorkerWeights,
 )
 from lopt_core.tree_utils import tree_all_finite
+from lopt_core.validation import check_optimizer_instance
 from lopt_outer._common import jit_once, split_jit, strong, tree_mean_of
 
 __all__ = [
@@ -141,14 +142,10 @@ class GradientLearner:
     ) -> None:
         if not callable(getattr(meta_init, "init", None)):
             raise TypeError(
-                f"meta_init must have an init(key) method (a LearnedOptimizer); got "
-                f"{type(meta_init).__name__}."
+                f"GradientLearner: meta_init must have an init(key) method (a "
+                f"LearnedOptimizer), got {type(meta_init).__name__}."
             )
-        if not callable(getattr(theta_opt, "update", None)):
-            raise TypeError(
-                f"theta_opt must be a lopt Optimizer (e.g. lopt_optimizers.Adam(1e-3)); got "
-                f"{type(theta_opt).__name__}."
-            )
+        check_optimizer_instance(theta_opt, "GradientLearner", "theta_opt")
         self.meta_init = meta_init
         self.theta_opt = theta_opt
         self.init_theta = init_theta
@@ -186,13 +183,9 @@ class GradientLearner:
 
     def get_state_for_worker(self, state: GradientLearnerState) -> WorkerWeights:
         """Theta, its model state and the outer state, as the workers need them."""
-        opt_state = state.theta_opt_state
-        model_state = None
-        if hasattr(opt_state, "model_state") or hasattr(opt_state, "state"):
-            model_state = self.theta_opt.get_state(opt_state)
         return WorkerWeights(
             theta=self.get_meta_params(state),
-            theta_model_state=model_state,
+            theta_model_state=self.theta_opt.get_state(state.theta_opt_state),
             outer_state=OuterState(outer_iteration=state.outer_iteration),
         )
 
@@ -311,12 +304,30 @@ class SingleMachineGradientLearner:
         init_theta: MetaParams = None,
         precompile: bool = True,
     ) -> None:
+        self._setup(GradientLearner(meta_init, theta_opt, init_theta), gradient_estimators)
+        self.precompile = precompile
+
+    @classmethod
+    def from_gradient_learner(
+        cls,
+        gradient_learner: GradientLearner,
+        gradient_estimators: Sequence[GradientEstimator],
+        precompile: bool = True,
+    ) -> SingleMachineGradientLearner:
+        """A learner around an existing `GradientLearner` (keeping its compiled update)."""
+        self = cls.__new__(cls)
+        self._setup(gradient_learner, gradient_estimators)
+        self.precompile = precompile
+        return self
+
+    def _setup(
+        self, gradient_learner: GradientLearner, gradient_estimators: Sequence[GradientEstimator]
+    ) -> None:
         gradient_estimators = list(gradient_estimators)
         if not gradient_estimators:
             raise ValueError("gradient_estimators is empty; pass at least one estimator.")
-        self.gradient_learner = GradientLearner(meta_init, theta_opt, init_theta)
+        self.gradient_learner = gradient_learner
         self.gradient_estimators = gradient_estimators
-        self.precompile = precompile
 
     def init(self, key: PRNGKey) -> SingleMachineState:
         """Initial theta, meta-optimizer state and worker states.
@@ -340,10 +351,7 @@ class SingleMachineGradientLearner:
                 thread.join()
         return SingleMachineState(learner_state, states)
 
-    def _start_precompile(self, k_theta: PRNGKey, keys: jax.Array) -> threading.Thread | None:
-        warmers = [e for e in self.gradient_estimators if callable(getattr(e, "warm_up", None))]
-        if not warmers:
-            return None
+    def _start_precompile(self, k_theta: PRNGKey, keys: jax.Array) -> threading.Thread:
         learner = self.gradient_learner
         if learner.init_theta is None:
             shapes = jax.eval_shape(learner.meta_init.init, k_theta)
@@ -357,8 +365,7 @@ class SingleMachineGradientLearner:
             # the caller's thread, with its full context.
             try:
                 for est, k in zip(self.gradient_estimators, keys):
-                    if est in warmers:
-                        est.warm_up(weights, k)
+                    est.warm_up(weights, k)
                 shapes = jax.eval_shape(learner.init, k_theta)
                 state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
                 loss = np.zeros((), np.float32)

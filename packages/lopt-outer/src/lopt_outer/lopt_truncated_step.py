@@ -10,24 +10,29 @@ Data follows keys: when the family's datasets can be sampled from keys
 `jit`. Otherwise `get_batch(steps)` pulls the batches of a whole unroll from the
 Python iterators at once, to be passed to `lax.scan` as its inputs.
 
+Steps are declarations (`lopt_core.declare`): their fields (the task family, the
+learned optimizer, the schedule, ...) are their configuration.
+
 References:
   learned_optimization, `outer_trainers/lopt_truncated_step.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
+import lopt_core
 from lopt_core import (
     SPLITS,
+    Datasets,
     LearnedOptimizer,
-    MetaParams,
     OuterState,
-    PRNGKey,
     Task,
     TaskFamily,
     TruncatedStep,
@@ -35,7 +40,9 @@ from lopt_core import (
     TruncationSchedule,
     single_task_to_family,
 )
-from lopt_outer._common import check_positive_int, host_batches
+from lopt_core.typing import MetaParams, PRNGKey
+from lopt_core.validation import check_choice, check_positive_int
+from lopt_outer._common import host_batches, set_field
 from lopt_outer.truncation_schedule import ConstantTruncationSchedule
 
 __all__ = [
@@ -78,59 +85,51 @@ def _select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     )
 
 
-class VectorizedLOptTruncatedStep(TruncatedStep):
-    """Inner-trains `num_tasks` samples of a task family with a learned optimizer, vectorised.
+class _LOptTruncatedStep(TruncatedStep):
+    """The inner-training machinery the learned-optimizer steps share.
 
-    Args:
-      task_family: the family to sample tasks from.
-      learned_opt: the learned optimizer being meta-trained.
-      trunc_sched: decides when each task is reset.
-      num_tasks: tasks trained in parallel (the vmapped axis).
-      meta_loss_split: None (the meta-loss is the training loss of the step),
-        "same_data" (the updated params evaluated on the same batch), or a split
-        name (the updated params evaluated on a fresh batch of that split).
-      random_initial_iteration_offset: initial inner steps are drawn uniformly in
-        `[0, offset)` so tasks do not all reset in lockstep; set it to the schedule
-        length.
-      outer_data_split: split used by `meta_loss_batch` / `get_outer_batch`.
-
-    Raises:
-      ValueError: a bad split name or a non-positive `num_tasks`.
+    A subclass is a declared component that provides `task_family`, `learned_opt`,
+    `trunc_sched`, `num_tasks`, `meta_loss_split`, `random_initial_iteration_offset`
+    and `outer_data_split`, as fields or derived from its fields, and names in
+    `_kinds` the fields that must be instances of a lopt interface.
     """
 
-    def __init__(
-        self,
-        task_family: TaskFamily,
-        learned_opt: LearnedOptimizer,
-        trunc_sched: TruncationSchedule,
-        num_tasks: int,
-        meta_loss_split: str | None = None,
-        random_initial_iteration_offset: int = 0,
-        outer_data_split: str = "train",
-    ) -> None:
-        if meta_loss_split not in (None, "same_data", *SPLITS):
+    task_family: TaskFamily
+    learned_opt: LearnedOptimizer
+    trunc_sched: TruncationSchedule
+    meta_loss_split: str | None
+    random_initial_iteration_offset: int
+    outer_data_split: str
+    _kinds: tuple[tuple[str, type], ...] = ()
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name, kind in self._kinds:
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise TypeError(
+                    f"{owner}: {name} must be a lopt_core.{kind.__name__}, got "
+                    f"{type(value).__name__}."
+                )
+        set_field(self, "num_tasks", check_positive_int(self.num_tasks, owner, "num_tasks"))
+        if self.meta_loss_split not in (None, "same_data", *SPLITS):
             raise ValueError(
-                f"meta_loss_split must be None, 'same_data' or one of {', '.join(SPLITS)}; "
-                f"got {meta_loss_split!r}."
+                f"{owner}: meta_loss_split must be None, 'same_data' or one of "
+                f"{', '.join(SPLITS)}, got {self.meta_loss_split!r}."
             )
-        if outer_data_split not in SPLITS:
-            raise ValueError(
-                f"outer_data_split must be one of {', '.join(SPLITS)}; got {outer_data_split!r}."
-            )
-        if random_initial_iteration_offset < 0:
-            raise ValueError(
-                "random_initial_iteration_offset must be >= 0; got "
-                f"{random_initial_iteration_offset!r}."
-            )
-        self.task_family = task_family
-        self.learned_opt = learned_opt
-        self.trunc_sched = trunc_sched
-        self.num_tasks = check_positive_int("num_tasks", num_tasks)
-        self.meta_loss_split = meta_loss_split
-        self.random_initial_iteration_offset = int(random_initial_iteration_offset)
-        self.outer_data_split = outer_data_split
-        self.datasets = task_family.datasets
-        self.keyed = self.datasets is not None and self.datasets.keyed
+        check_choice(self.outer_data_split, owner, "outer_data_split", SPLITS)
+        offset = self.random_initial_iteration_offset
+        check_positive_int(offset, owner, "random_initial_iteration_offset", minimum=0)
+
+    @property
+    def datasets(self) -> Datasets | None:  # type: ignore[override]
+        """The task family's datasets (None for tasks without data)."""
+        return self.task_family.datasets
+
+    @property
+    def keyed(self) -> bool:  # type: ignore[override]
+        """True when every split draws batches from keys inside `jit` (`Datasets.keyed`)."""
+        return self.datasets is not None and self.datasets.keyed
 
     # -- naming ---------------------------------------------------------------
     def task_name(self) -> str:
@@ -174,13 +173,9 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
     ) -> TruncatedUnrollState:
         """Samples `num_tasks` tasks and initialises their params and optimizer states.
 
-        Args:
-          theta: meta-parameters, with a leading task axis when `theta_is_vector`.
-          outer_state: the outer-training state (schedules may depend on it).
-          key: random key.
-          theta_is_vector: whether theta has a leading task axis.
-          num_steps_override: the unroll length told to `opt.init` instead of the
-            schedule's.
+        Tasks start at a random inner step in `[0, random_initial_iteration_offset)`,
+        except with `num_steps_override`: that asks for a whole unroll of that
+        length (FullES, FullGrad), so every task starts at step 0.
 
         Returns:
           A `TruncatedUnrollState` whose leaves have a leading `num_tasks` axis.
@@ -192,7 +187,7 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
             in_axes=(0 if theta_is_vector else None, 0),
         )
         state = init(theta, keys)
-        if self.random_initial_iteration_offset:
+        if self.random_initial_iteration_offset and num_steps_override is None:
             inner_step = jax.random.randint(
                 k_offset, (self.num_tasks,), 0, self.random_initial_iteration_offset, jnp.int32
             )
@@ -330,6 +325,21 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
             losses, task_params
         )
 
+    def _check_num_tasks(self, unroll_state: TruncatedUnrollState, copies: int) -> None:
+        n = jnp.shape(unroll_state.inner_step)[0]
+        if n != copies * self.num_tasks:
+            pairs = " (antithetic pairs: 2 * num_tasks)" if copies == 2 else ""
+            raise ValueError(
+                f"{type(self).__name__}: unroll_state holds {n} tasks, but this step trains "
+                f"num_tasks={self.num_tasks}{pairs}; pass a state from init_step_state."
+            )
+
+    def _losses(
+        self, theta: MetaParams, theta_axis: int | None, state: Any, keys: PRNGKey, data: Any
+    ) -> jax.Array:
+        """The (unnormalised) loss of every task's current params on `data`."""
+        return jax.vmap(self._loss_one, in_axes=(theta_axis, 0, 0, 0))(theta, state, keys, data)
+
     def unroll_step(
         self,
         theta: MetaParams,
@@ -338,6 +348,8 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
         data: Any,
         outer_state: OuterState,
         theta_is_vector: bool = False,
+        *,
+        antithetic: bool = False,
         override_num_steps: int | None = None,
     ) -> tuple[TruncatedUnrollState, TruncatedUnrollOut]:
         """One inner step of every task (reset where `is_done`); pure and jit-able.
@@ -350,26 +362,27 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
             `key` inside jit.
           outer_state: the outer-training state.
           theta_is_vector: whether theta has a leading task axis.
+          antithetic: the state holds `2 * num_tasks` tasks, the positive then the
+            negative perturbations of an antithetic estimate (`antithetic_unroll`);
+            both halves get the same batches and random keys.
           override_num_steps: unroll length given to `opt.init` on reset.
 
         Returns:
           The next state and a `TruncatedUnrollOut` with one entry per task; its
           loss is normalised by the task's normalizer.
+
+        Raises:
+          ValueError: the state holds another number of tasks than the step trains.
         """
-        n = jax.tree_util.tree_leaves(unroll_state.inner_step)[0].shape[0]
-        # A state of 2 * num_tasks holds stacked antithetic copies (positive then
-        # negative perturbations): both halves share data and random keys.
-        stacked = n == 2 * self.num_tasks
+        copies = 2 if antithetic else 1
+        self._check_num_tasks(unroll_state, copies)
 
-        def twice(tree: Any) -> Any:
-            if not stacked:
-                return tree
-            return jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), tree)
+        def per_copy(tree: Any) -> Any:
+            return jax.tree_util.tree_map(lambda x: jnp.concatenate([x] * copies), tree)
 
-        base = n // 2 if stacked else n
         # One split for every key of every task: each random call site costs compile time.
-        flat = jax.random.split(key, base * _NUM_KEYS)
-        keys = twice(flat.reshape((base, _NUM_KEYS, *flat.shape[1:])))
+        flat = jax.random.split(key, self.num_tasks * _NUM_KEYS)
+        keys = per_copy(flat.reshape((self.num_tasks, _NUM_KEYS, *flat.shape[1:])))
         if data is None and self.keyed:
             tr_data = self._sample_batches("train", keys[:, _K_DATA])
             if self.meta_loss_split in (None, "same_data"):
@@ -377,20 +390,18 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
             else:
                 meta_data = self._sample_batches(self.meta_loss_split, keys[:, _K_META_DATA])
         elif self.meta_loss_split == "same_data":
-            tr_data, meta_data = twice(data), twice(data)
+            tr_data, meta_data = per_copy(data), per_copy(data)
         elif self.meta_loss_split is None:
-            tr_data, meta_data = twice(data), None
+            tr_data, meta_data = per_copy(data), None
         else:
-            tr_data, meta_data = twice(data[0]), twice(data[1])
+            tr_data, meta_data = per_copy(data[0]), per_copy(data[1])
 
         theta_axis = 0 if theta_is_vector else None
         next_state, ys = self._step_all(
             theta, theta_axis, keys, unroll_state, tr_data, outer_state, override_num_steps
         )
         if meta_data is not None:
-            losses = jax.vmap(self._loss_one, in_axes=(theta_axis, 0, 0, 0))(
-                theta, next_state, keys[:, _K_META_LOSS], meta_data
-            )
+            losses = self._losses(theta, theta_axis, next_state, keys[:, _K_META_LOSS], meta_data)
             ys = ys.replace(loss=jnp.where(ys.mask, losses, 0.0))
         ys = ys.replace(loss=self._normalize(ys.loss, unroll_state.task_param))
         return next_state, ys
@@ -414,17 +425,56 @@ class VectorizedLOptTruncatedStep(TruncatedStep):
           float32 array of shape `(num_tasks,)`.
         """
         del outer_state
-        n = jax.tree_util.tree_leaves(unroll_state.inner_step)[0].shape[0]
+        self._check_num_tasks(unroll_state, 1)
         k_data, k_loss = jax.random.split(key)
         if data is None and self.keyed:
-            data = self._keyed_batches(self.outer_data_split, k_data, n)
-        losses = jax.vmap(self._loss_one, in_axes=(0 if theta_is_vector else None, 0, 0, 0))(
-            theta, unroll_state, jax.random.split(k_loss, n), data
-        )
+            data = self._keyed_batches(self.outer_data_split, k_data, self.num_tasks)
+        theta_axis = 0 if theta_is_vector else None
+        keys = jax.random.split(k_loss, self.num_tasks)
+        losses = self._losses(theta, theta_axis, unroll_state, keys, data)
         return self._normalize(losses, unroll_state.task_param)
 
 
-class SimpleVecLOptTruncatedStep(VectorizedLOptTruncatedStep):
+@lopt_core.declare
+class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
+    """Inner-trains `num_tasks` samples of a task family with a learned optimizer, vectorised.
+
+    Args:
+      task_family: the family to sample tasks from.
+      learned_opt: the learned optimizer being meta-trained.
+      trunc_sched: decides when each task is reset.
+      num_tasks: tasks trained in parallel (the vmapped axis).
+      meta_loss_split: None (the meta-loss is the training loss of the step),
+        "same_data" (the updated params evaluated on the same batch), or a split
+        name (the updated params evaluated on a fresh batch of that split).
+      random_initial_iteration_offset: initial inner steps are drawn uniformly in
+        `[0, offset)` so tasks do not all reset in lockstep; set it to the schedule
+        length.
+      outer_data_split: split used by `meta_loss_batch` / `get_outer_batch`.
+
+    Raises:
+      TypeError: a component of the wrong kind.
+      ValueError: a bad split name, a non-positive `num_tasks` or a negative offset.
+    """
+
+    task_family: TaskFamily
+    learned_opt: LearnedOptimizer
+    trunc_sched: TruncationSchedule
+    # field(): the interface's `num_tasks = 1` must not become a default.
+    num_tasks: int = dataclasses.field()
+    meta_loss_split: str | None = None
+    random_initial_iteration_offset: int = 0
+    outer_data_split: str = "train"
+
+    _kinds = (
+        ("task_family", TaskFamily),
+        ("learned_opt", LearnedOptimizer),
+        ("trunc_sched", TruncationSchedule),
+    )
+
+
+@lopt_core.declare
+class SimpleVecLOptTruncatedStep(_LOptTruncatedStep):
     """`num_tasks` copies of one Task, each reset after `unroll_length` steps.
 
     Args:
@@ -432,21 +482,41 @@ class SimpleVecLOptTruncatedStep(VectorizedLOptTruncatedStep):
       learned_opt: the learned optimizer.
       num_tasks: parallel copies (different inits and data).
       unroll_length: inner steps before a reset.
+
+    Raises:
+      TypeError: `task` is not a Task or `learned_opt` not a LearnedOptimizer.
+      ValueError: a non-positive `num_tasks` or `unroll_length`.
     """
 
-    def __init__(
-        self, task: Task, learned_opt: LearnedOptimizer, num_tasks: int, unroll_length: int = 5
-    ) -> None:
-        super().__init__(
-            single_task_to_family(task),
-            learned_opt,
-            ConstantTruncationSchedule(unroll_length),
-            num_tasks,
-        )
-        self.task = task
-        self.unroll_length = unroll_length
+    task: Task
+    learned_opt: LearnedOptimizer
+    num_tasks: int = dataclasses.field()
+    unroll_length: int = 5
+
+    # The meta-loss is the training loss; every task starts at step 0.
+    meta_loss_split = None
+    random_initial_iteration_offset = 0
+    outer_data_split = "train"
+
+    _kinds = (("task", Task), ("learned_opt", LearnedOptimizer))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        length = check_positive_int(self.unroll_length, type(self).__name__, "unroll_length")
+        set_field(self, "unroll_length", length)
+
+    @functools.cached_property
+    def task_family(self) -> TaskFamily:  # type: ignore[override]
+        """`task` as a family whose every sample is that task."""
+        return single_task_to_family(self.task)
+
+    @functools.cached_property
+    def trunc_sched(self) -> TruncationSchedule:  # type: ignore[override]
+        """A reset every `unroll_length` steps."""
+        return ConstantTruncationSchedule(self.unroll_length)
 
 
+@lopt_core.declare
 class SimpleLOptTruncatedStep(SimpleVecLOptTruncatedStep):
     """One Task, reset after `unroll_length` steps (a vectorised step with one task).
 
@@ -456,5 +526,4 @@ class SimpleLOptTruncatedStep(SimpleVecLOptTruncatedStep):
       unroll_length: inner steps before a reset.
     """
 
-    def __init__(self, task: Task, learned_opt: LearnedOptimizer, unroll_length: int = 5) -> None:
-        super().__init__(task, learned_opt, 1, unroll_length)
+    num_tasks: int = dataclasses.field(default=1, init=False, repr=False)

@@ -2,8 +2,8 @@
 
 A writer is built by a factory `f(run_dir) -> writer` and has `write(step,
 metrics)` and `close()`. Plugins add writers through the
-`lopt_register_metric_writers` hook; `meta_train` always writes JSON lines and
-also uses every registered writer.
+`lopt_register_metric_writers` hook; every run always writes JSON lines and
+also uses every registered writer (see `lopt_outer.run.RunConfig.metric_writers`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JsonlWriter", "TensorBoardWriter", "to_floats"]
+__all__ = ["METRICS_FILE", "JsonlWriter", "TensorBoardWriter", "to_floats"]
+
+METRICS_FILE = "metrics.jsonl"
+"""The JSON-lines metrics file every run writes inside its output folder."""
 
 
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -44,7 +47,7 @@ class JsonlWriter:
       filename: the file name inside it.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, filename: str = "metrics.jsonl") -> None:
+    def __init__(self, run_dir: str | os.PathLike, filename: str = METRICS_FILE) -> None:
         self.path = Path(run_dir) / filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = self.path.open("a")

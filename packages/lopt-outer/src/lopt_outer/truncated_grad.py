@@ -14,10 +14,12 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core import GradientEstimatorOut, PRNGKey, TruncatedStep, TruncationSchedule
-from lopt_outer._common import check_positive_int, masked_mean, match_dtypes
+import lopt_core
+from lopt_core import GradientEstimatorOut, TruncatedStep, TruncationSchedule
+from lopt_core.typing import PRNGKey
+from lopt_outer._common import masked_mean, match_dtypes
 from lopt_outer._estimator import UnrollEstimator
-from lopt_outer.full_es import fresh_step_state, full_unroll_length
+from lopt_outer.full_es import FullUnroll
 from lopt_outer.truncated_step import truncated_unroll
 
 __all__ = ["FullGrad", "FullGradState", "TruncatedGrad", "unroll_meta_loss"]
@@ -44,6 +46,7 @@ def unroll_meta_loss(
     return jnp.mean(masked_mean(ys.loss, ys.mask)), (state, ys)
 
 
+@lopt_core.declare
 class TruncatedGrad(UnrollEstimator):
     """Truncated backpropagation: the exact gradient of one truncation's mean loss.
 
@@ -55,9 +58,7 @@ class TruncatedGrad(UnrollEstimator):
       unroll_length: inner steps per estimate (one jitted call).
     """
 
-    def __init__(self, truncated_step: TruncatedStep, unroll_length: int = 20) -> None:
-        self.unroll_length = check_positive_int("unroll_length", unroll_length)
-        super().__init__(truncated_step, unroll_length, None)
+    unroll_length: int = 20
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
         return self.truncated_step.init_step_state(theta, outer_state, key, False)
@@ -78,7 +79,8 @@ class FullGradState:
     """FullGrad keeps nothing between estimates: every estimate starts from fresh tasks."""
 
 
-class FullGrad(UnrollEstimator):
+@lopt_core.declare
+class FullGrad(FullUnroll, UnrollEstimator):
     """Backpropagation through a whole unroll from freshly sampled tasks.
 
     Args:
@@ -88,15 +90,8 @@ class FullGrad(UnrollEstimator):
       unroll_length: an explicit length, overriding the schedule.
     """
 
-    def __init__(
-        self,
-        truncated_step: TruncatedStep,
-        truncation_schedule: TruncationSchedule | None = None,
-        unroll_length: int | None = None,
-    ) -> None:
-        self.truncation_schedule = truncation_schedule
-        self.unroll_length = full_unroll_length(truncated_step, truncation_schedule, unroll_length)
-        super().__init__(truncated_step, self.unroll_length, None)
+    truncation_schedule: TruncationSchedule | None = None
+    unroll_length: int | None = None
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> FullGradState:
         return FullGradState()
@@ -105,9 +100,7 @@ class FullGrad(UnrollEstimator):
         k_init, k_unroll = jax.random.split(key)
 
         def meta_loss(th: Any) -> tuple[jax.Array, tuple[Any, Any]]:
-            start = fresh_step_state(
-                self.truncated_step, th, outer_state, k_init, False, self.length
-            )
+            start = self._fresh_states(th, outer_state, k_init, False)
             return unroll_meta_loss(
                 self.truncated_step, th, start, k_unroll, datas, outer_state, self.length
             )

@@ -2,7 +2,8 @@
 
 References:
   Vicol, Metz, Sohl-Dickstein. "Unbiased Gradient Estimation in Unrolled
-  Computation Graphs with Persistent Evolution Strategies." ICML 2021, Sec. 3.
+  Computation Graphs with Persistent Evolution Strategies." ICML 2021, Sec. 3
+  (Algorithm 1, and its antithetic variant).
   learned_optimization, `outer_trainers/truncated_pes.py`.
 """
 
@@ -14,19 +15,11 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core import GradientEstimatorOut, MetaParams, PRNGKey, TruncatedStep
-from lopt_outer._common import (
-    check_positive_int,
-    check_std,
-    masked_mean,
-    scale_per_task,
-    tree_index,
-    tree_stack,
-    vector_sample_perturbations,
-)
-from lopt_outer._estimator import UnrollEstimator
-from lopt_outer.truncated_es import antithetic_delta
-from lopt_outer.truncated_step import antithetic_unroll
+import lopt_core
+from lopt_core.typing import MetaParams, PRNGKey
+from lopt_outer import compat
+from lopt_outer._common import masked_mean, scale_per_task
+from lopt_outer._es import ESEstimator, es_gradient
 
 __all__ = ["PESWorkerState", "TruncatedPES", "compute_pes_grad"]
 
@@ -37,7 +30,8 @@ class PESWorkerState:
 
     Attributes:
       pos_state: inner state unrolled with the positive perturbations.
-      neg_state: inner state unrolled with the negative perturbations.
+      neg_state: inner state unrolled with the negative perturbations (None when
+        the estimator is not antithetic).
       accumulator: per task, the sum of the perturbations applied since its last
         reset (leading axis `num_tasks`, otherwise shaped like theta).
     """
@@ -53,7 +47,8 @@ def compute_pes_grad(
     """The PES estimate from one truncation's positive and negative outputs.
 
     Args:
-      p_ys, n_ys: `TruncatedUnrollOut`s with leading axes `(steps, num_tasks)`.
+      p_ys, n_ys: `TruncatedUnrollOut`s with leading axes `(steps, num_tasks)`;
+        `n_ys` None for a one-sided (not antithetic) estimate.
       accumulator: perturbations summed since each task's last reset.
       eps: this truncation's positive perturbations (leading `num_tasks` axis).
       std: the perturbation standard deviation.
@@ -64,88 +59,66 @@ def compute_pes_grad(
       truncation restarts its accumulator from `eps`.
     """
     pos_loss = masked_mean(p_ys.loss, p_ys.mask)
-    neg_loss = masked_mean(n_ys.loss, n_ys.mask)
-    delta = antithetic_delta(pos_loss, neg_loss)
-    contrib = delta / (2 * std**2)
+    neg_loss = None if n_ys is None else masked_mean(n_ys.loss, n_ys.mask)
     has_finished = jnp.cumsum(p_ys.is_done.astype(jnp.int32), axis=0) > 0
     frac_before_reset = 1.0 - jnp.mean(has_finished.astype(jnp.float32), axis=0)
-    summed = jax.tree_util.tree_map(lambda a, e: a + e, accumulator, eps)
     # Mean over steps of where(finished, eps, acc + eps) = eps + frac_before_reset * acc.
-    per_task = jax.tree_util.tree_map(
+    credited = jax.tree_util.tree_map(
         lambda a, e: e + scale_per_task(frac_before_reset, a), accumulator, eps
     )
-    grad = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), scale_per_task(contrib, per_task))
+    mean_loss, grad, delta = es_gradient(pos_loss, neg_loss, credited, std)
     done = has_finished[-1]
     new_acc = jax.tree_util.tree_map(
-        lambda e, s: jnp.where(done.reshape((-1,) + (1,) * (e.ndim - 1)), e, s), eps, summed
+        lambda e, a: jnp.where(done.reshape((-1,) + (1,) * (e.ndim - 1)), e, a + e),
+        eps,
+        accumulator,
     )
-    mean_loss = jnp.mean((pos_loss + neg_loss) / 2.0)
     return mean_loss, grad, new_acc, delta
 
 
-class TruncatedPES(UnrollEstimator):
-    """PES: antithetic ES over truncations that remembers past perturbations.
+@compat.with_old_spellings
+@lopt_core.declare
+class TruncatedPES(ESEstimator):
+    """PES: ES over truncations that remembers past perturbations.
 
-    Each estimate perturbs theta per task, unrolls the positive and negative
-    copies `trunc_length` steps from where they stopped last time, and credits the
+    Each estimate perturbs theta per task, unrolls the perturbed copies
+    `unroll_length` steps from where they stopped last time, and credits the
     loss difference to all perturbations since the task's last reset. The
     accumulator of a task resets when the task does.
 
     Args:
       truncated_step: the vectorised inner-training step.
-      trunc_length: inner steps per estimate.
+      unroll_length: inner steps per estimate (the reference's `trunc_length`,
+        still accepted).
       std: standard deviation of the perturbations.
       steps_per_jit: inner steps per jitted call; by default the whole truncation
-        is one call. Must divide `trunc_length`.
+        is one call. Must divide `unroll_length`.
+      antithetic: keyword-only; see `ESEstimator` (default True).
 
     Example:
-      >>> est = TruncatedPES(step, trunc_length=10, std=0.01)
+      >>> est = TruncatedPES(step, unroll_length=10, std=0.01)
     """
 
-    def __init__(
-        self,
-        truncated_step: TruncatedStep,
-        trunc_length: int = 10,
-        std: float = 0.01,
-        steps_per_jit: int | None = None,
-    ) -> None:
-        self.trunc_length = check_positive_int("trunc_length", trunc_length)
-        self.std = check_std(std)
-        super().__init__(truncated_step, trunc_length, steps_per_jit)
+    unroll_length: int = 10
+    std: float = 0.01
+    steps_per_jit: int | None = None
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> PESWorkerState:
         state = self.truncated_step.init_step_state(theta, outer_state, key, False)
-        n = jax.tree_util.tree_leaves(state)[0].shape[0]
+        n = self.truncated_step.num_tasks
         acc = jax.tree_util.tree_map(lambda x: jnp.zeros((n, *jnp.shape(x)), x.dtype), theta)
-        return PESWorkerState(pos_state=state, neg_state=state, accumulator=acc)
+        neg_state = state if self.antithetic else None
+        return PESWorkerState(pos_state=state, neg_state=neg_state, accumulator=acc)
 
-    def _begin(self, theta: Any, key: PRNGKey, state: PESWorkerState, outer_state: Any):
-        n = jax.tree_util.tree_leaves(state.accumulator)[0].shape[0]
-        eps, p_theta, n_theta = vector_sample_perturbations(theta, key, self.std, n)
-        states = tree_stack([state.pos_state, state.neg_state])
-        return eps, tree_stack([p_theta, n_theta]), states
+    def _start_states(self, state: PESWorkerState) -> Any:
+        return self._join(state.pos_state, state.neg_state)
 
-    def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int):
-        eps, thetas, states = carry
-        states, ys = antithetic_unroll(
-            self.truncated_step, thetas, states, key, datas, outer_state, n
-        )
-        return (eps, thetas, states), ys
-
-    def _end(self, theta, carry, ys, key, state: PESWorkerState, extra):
+    def _end(self, theta, carry, ys, key, state: PESWorkerState, outer_state, extra):
         eps, _, states = carry
-        p_ys = jax.tree_util.tree_map(lambda x: x[:, 0], ys)
-        n_ys = jax.tree_util.tree_map(lambda x: x[:, 1], ys)
+        p_ys, n_ys = self._split(ys, axis=1)
         mean_loss, grad, new_acc, delta = compute_pes_grad(
             p_ys, n_ys, state.accumulator, eps, self.std
         )
-        new_state = PESWorkerState(tree_index(states, 0), tree_index(states, 1), new_acc)
-        metrics = {
-            "mean_loss": mean_loss,
-            "delta_loss_abs_mean": jnp.mean(jnp.abs(delta)),
-            "resets": jnp.sum(p_ys.is_done),
-        }
-        out = GradientEstimatorOut(
-            mean_loss=mean_loss, grad=grad, unroll_state=new_state, unroll_info=p_ys
-        )
-        return out, metrics
+        new_state = PESWorkerState(*self._split(states, axis=0), new_acc)
+        resets = jnp.sum(p_ys.is_done)
+        return self._out((mean_loss, grad, delta), new_state, p_ys, resets=resets)

@@ -7,7 +7,8 @@ from typing import Any
 import jax
 from jax import lax
 
-from lopt_core import MetaParams, OuterState, PRNGKey, TruncatedStep, TruncatedUnrollOut
+from lopt_core import OuterState, TruncatedStep, TruncatedUnrollOut
+from lopt_core.typing import MetaParams, PRNGKey
 
 __all__ = ["TruncatedStep", "TruncatedUnrollOut", "antithetic_unroll", "truncated_unroll"]
 
@@ -60,8 +61,8 @@ def antithetic_unroll(
     """Unrolls the positive and negative perturbations together, sharing keys and data.
 
     `thetas` and `states` carry a leading axis of 2 (positive, negative) in front of
-    the task axis. They are stacked into one batch of `2 * num_tasks` tasks, which
-    `VectorizedLOptTruncatedStep.unroll_step` recognises: both halves see the same
+    the task axis. They are stacked into one batch of `2 * num_tasks` tasks and
+    passed to `unroll_step(..., antithetic=True)`, which gives both halves the same
     batches and random keys, so the difference of their losses measures theta's
     effect alone.
 
@@ -81,7 +82,7 @@ def antithetic_unroll(
 
     def body(s: Any, xs: Any) -> tuple[Any, TruncatedUnrollOut]:
         k, d = xs
-        return truncated_step.unroll_step(flat_thetas, s, k, d, outer_state, True)
+        return truncated_step.unroll_step(flat_thetas, s, k, d, outer_state, True, antithetic=True)
 
     states, ys = lax.scan(body, merge(states), (keys, datas))
     return split(states), jax.tree_util.tree_map(

@@ -3,10 +3,15 @@
 Semantics follow learned_optimization's `outer_trainers/truncation_schedule.py`:
 `next_state(state, step, key, outer_state)` is called after inner step `step`
 (counted from 1) and reports `is_done = step >= length`.
+
+Schedules are declarations (`lopt_core.declare`): frozen dataclasses whose fields
+are their configuration, so equal schedules compare and hash equal and can be
+static `jit` arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +19,11 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core import OuterState, PRNGKey, TruncationSchedule
-from lopt_outer._common import check_positive_int
+import lopt_core
+from lopt_core import OuterState, TruncationSchedule
+from lopt_core.typing import PRNGKey
+from lopt_core.validation import check_positive_int
+from lopt_outer._common import set_field
 
 __all__ = [
     "ConstantTruncationSchedule",
@@ -41,6 +49,7 @@ def _length(x: Any) -> jax.Array:
     return jnp.asarray(x, dtype=jnp.int32)
 
 
+@lopt_core.declare
 class ConstantTruncationSchedule(TruncationSchedule):
     """Every unroll lasts exactly `total_length` inner steps.
 
@@ -54,8 +63,16 @@ class ConstantTruncationSchedule(TruncationSchedule):
       True
     """
 
-    def __init__(self, total_length: int) -> None:
-        self.total_length = check_positive_int("total_length", total_length)
+    total_length: int
+
+    def __post_init__(self) -> None:
+        length = check_positive_int(self.total_length, type(self).__name__, "total_length")
+        set_field(self, "total_length", length)
+
+    @property
+    def max_length(self) -> int:  # type: ignore[override]
+        """The longest unroll this schedule produces: `total_length`."""
+        return self.total_length
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
         """Returns the state holding `total_length`."""
@@ -68,11 +85,6 @@ class ConstantTruncationSchedule(TruncationSchedule):
         """`is_done` once `step` reaches the length; the state never changes."""
         del key, outer_state
         return state, jnp.asarray(step >= state.length)
-
-    @property
-    def max_length(self) -> int:
-        """The longest unroll this schedule produces."""
-        return self.total_length
 
 
 class _RenewedLengthSchedule(TruncationSchedule):
@@ -88,6 +100,7 @@ class _RenewedLengthSchedule(TruncationSchedule):
         return TruncationState(length=length), is_done
 
 
+@lopt_core.declare
 class LogUniformLengthSchedule(_RenewedLengthSchedule):
     """Unroll lengths drawn log-uniformly in `[min_length, max_length)`; short unrolls are common.
 
@@ -96,14 +109,23 @@ class LogUniformLengthSchedule(_RenewedLengthSchedule):
     Args:
       min_length: shortest unroll.
       max_length: longest unroll.
+
+    Raises:
+      ValueError: a length is not a positive integer, or `max_length < min_length`.
     """
 
-    def __init__(self, min_length: int, max_length: int) -> None:
-        self.min_length = check_positive_int("min_length", min_length)
-        self.max_length = check_positive_int("max_length", max_length)
+    min_length: int
+    # field(): the base class's `max_length = None` must not become a default.
+    max_length: int = dataclasses.field()  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        set_field(self, "min_length", check_positive_int(self.min_length, owner, "min_length"))
+        set_field(self, "max_length", check_positive_int(self.max_length, owner, "max_length"))
         if self.max_length < self.min_length:
             raise ValueError(
-                f"max_length ({max_length}) must be at least min_length ({min_length})."
+                f"{owner}: max_length ({self.max_length}) must be at least min_length "
+                f"({self.min_length})."
             )
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
@@ -119,6 +141,7 @@ class LogUniformLengthSchedule(_RenewedLengthSchedule):
         return TruncationState(length=_length(jnp.exp(log_len)))
 
 
+@lopt_core.declare
 class NeverEndingTruncationSchedule(TruncationSchedule):
     """Unrolls never finish: tasks are trained forever and never reset."""
 
@@ -135,12 +158,15 @@ class NeverEndingTruncationSchedule(TruncationSchedule):
         return state, jnp.asarray(False)
 
 
+@lopt_core.declare
 class ScheduledTruncationSchedule(_RenewedLengthSchedule):
     """Unroll length is a function of the outer iteration, such as a growing curriculum.
 
     Args:
       schedule_fn: maps the outer iteration (an int32 scalar array) to a length;
         must be traceable by JAX (use `jnp` functions, not Python control flow).
+        Schedules with the same function object are equal; a function cannot be
+        recorded in a checkpoint's provenance (`lopt_core.config_of` raises).
       max_length: optional upper bound, used where an estimator needs a static
         length (FullES, FullGrad).
 
@@ -148,13 +174,18 @@ class ScheduledTruncationSchedule(_RenewedLengthSchedule):
       >>> sched = ScheduledTruncationSchedule(lambda it: 10 + it // 100)
     """
 
-    def __init__(self, schedule_fn: Callable[[jax.Array], Any], max_length: int | None = None):
-        if not callable(schedule_fn):
-            raise TypeError(f"schedule_fn must be callable; got {type(schedule_fn).__name__}.")
-        self.schedule_fn = schedule_fn
-        self.max_length = (
-            None if max_length is None else check_positive_int("max_length", max_length)
-        )
+    schedule_fn: Callable[[jax.Array], Any]
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if not callable(self.schedule_fn):
+            raise TypeError(
+                f"{owner}: schedule_fn must be callable (outer iteration -> length), got "
+                f"{type(self.schedule_fn).__name__}."
+            )
+        if self.max_length is not None:
+            set_field(self, "max_length", check_positive_int(self.max_length, owner, "max_length"))
 
     def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
         """Length = `schedule_fn(outer_state.outer_iteration)` (iteration 0 without an outer state)."""
@@ -175,7 +206,7 @@ def static_length(schedule: TruncationSchedule) -> int:
       ValueError: the schedule has no finite static bound (NeverEnding, or a
         ScheduledTruncationSchedule built without `max_length`).
     """
-    length = getattr(schedule, "max_length", None)
+    length = schedule.max_length
     if length is None or length >= _NEVER:
         raise ValueError(
             f"{type(schedule).__name__} has no static maximum length, which a full-unroll "

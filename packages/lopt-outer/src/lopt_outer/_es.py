@@ -1,0 +1,195 @@
+"""The base of the evolution-strategies estimators: TruncatedES, TruncatedPES and FullES.
+
+Each estimate draws one Gaussian perturbation `eps_i` of theta per task `i`.
+
+- `antithetic=True` (the default): every task runs twice side by side, at
+  `theta + eps_i` and at `theta - eps_i`, with the same batches and random keys
+  (`antithetic_unroll`), and the gradient is
+  `mean_i (L+_i - L-_i) / (2 std^2) * eps_i`.
+- `antithetic=False`: every task runs once, at `theta + eps_i`, and the gradient
+  is `mean_i (L_i - b_i) / std^2 * eps_i`, where the baseline `b_i` is the mean
+  loss of the other tasks: it does not depend on `eps_i`, so the estimate stays
+  unbiased, at half the compute of an antithetic pair and a higher variance.
+
+A task whose loss difference is not finite (a diverged inner run) adds nothing.
+
+References:
+  Salimans et al. "Evolution Strategies as a Scalable Alternative to
+  Reinforcement Learning." 2017, Sec. 2 (antithetic sampling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lopt_core
+from lopt_core import GradientEstimatorOut
+from lopt_core.typing import MetaParams, PRNGKey
+from lopt_core.validation import check_positive
+from lopt_outer._common import masked_mean, scale_per_task, set_field, tree_stack
+from lopt_outer._estimator import UnrollEstimator
+from lopt_outer.truncated_step import antithetic_unroll, truncated_unroll
+
+__all__ = ["ESEstimator", "es_gradient", "loss_difference", "sample_perturbations"]
+
+
+def sample_perturbations(theta: MetaParams, key: PRNGKey, std: float, num: int) -> MetaParams:
+    """`num` Gaussian perturbations of theta with standard deviation `std` (leading axis `num`)."""
+    leaves, treedef = jax.tree_util.tree_flatten(theta)
+    # One draw for all leaves: every random call site costs compile time (threefry).
+    sizes = [int(np.prod(jnp.shape(x))) for x in leaves]
+    flat = jax.random.normal(key, (num, max(sum(sizes), 1)), jnp.float32)
+    offsets = np.cumsum([0, *sizes])
+    return treedef.unflatten(
+        [
+            (std * flat[:, a:b]).reshape((num, *jnp.shape(x))).astype(jnp.result_type(x))
+            for a, b, x in zip(offsets[:-1], offsets[1:], leaves)
+        ]
+    )
+
+
+def loss_difference(
+    pos_loss: jax.Array, neg_loss: jax.Array | None, clip_loss_diff: float | None = None
+) -> jax.Array:
+    """Per-task loss difference of an ES estimate, non-finite values zeroed.
+
+    Args:
+      pos_loss: per-task losses at `theta + eps`, shape `(num_tasks,)`.
+      neg_loss: per-task losses at `theta - eps`; None for a one-sided estimate,
+        whose difference is taken to the mean finite loss of the other tasks.
+      clip_loss_diff: clip each difference to +-this value.
+
+    Returns:
+      float array `(num_tasks,)`.
+    """
+    if neg_loss is None:
+        finite = jnp.isfinite(pos_loss)
+        safe = jnp.where(finite, pos_loss, 0.0)
+        others = jnp.sum(finite) - finite
+        neg_loss = jnp.where(others > 0, (jnp.sum(safe) - safe) / jnp.maximum(others, 1), 0.0)
+    delta = jnp.nan_to_num(pos_loss - neg_loss, nan=0.0, posinf=0.0, neginf=0.0)
+    if clip_loss_diff is not None:
+        delta = jnp.clip(delta, -clip_loss_diff, clip_loss_diff)
+    return delta
+
+
+def es_gradient(
+    pos_loss: jax.Array,
+    neg_loss: jax.Array | None,
+    directions: MetaParams,
+    std: float,
+    clip_loss_diff: float | None = None,
+) -> tuple[jax.Array, MetaParams, jax.Array]:
+    """The ES estimate from per-task losses and the perturbation each task is credited with.
+
+    Args:
+      pos_loss, neg_loss: see `loss_difference` (neg_loss None: one-sided).
+      directions: per task (leading axis), the perturbation its loss difference
+        is credited to (`eps`, or PES's accumulated perturbations).
+      std: the perturbation standard deviation.
+      clip_loss_diff: see `loss_difference`.
+
+    Returns:
+      `(mean_loss, grad, delta)`: the mean loss over tasks (and both copies), the
+      gradient, a tree like theta, and the per-task loss differences.
+    """
+    delta = loss_difference(pos_loss, neg_loss, clip_loss_diff)
+    copies = 1 if neg_loss is None else 2
+    coef = delta / (copies * std**2)
+    grad = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), scale_per_task(coef, directions))
+    mean_loss = jnp.mean(pos_loss) if neg_loss is None else jnp.mean((pos_loss + neg_loss) / 2.0)
+    return mean_loss, grad, delta
+
+
+@lopt_core.declare
+class ESEstimator(UnrollEstimator):
+    """Base of the ES estimators: perturbs theta per task and unrolls the perturbed copies.
+
+    A subclass declares a `std` field and implements `_init_state`, `_end` and
+    `_start_states(state)` (the copies' starting states from the worker state, as
+    `_join` stacks them), or overrides `_begin`.
+
+    Attributes:
+      antithetic: run every task at `theta + eps` and `theta - eps` (True), or at
+        `theta + eps` only, against the other tasks' mean loss (False). A
+        keyword-only configuration of every ES estimator.
+    """
+
+    antithetic: bool = dataclasses.field(default=True, kw_only=True)
+    std = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = type(self).__name__
+        set_field(self, "std", float(check_positive(self.std, owner, "std")))
+        if not isinstance(self.antithetic, bool):
+            raise TypeError(f"{owner}: antithetic must be True or False, got {self.antithetic!r}.")
+
+    # -- the copies of every task (leading axis 2 when antithetic) --------------
+    def _join(self, pos: Any, neg: Any) -> Any:
+        """The copies' trees as one: stacked on a new leading axis when antithetic."""
+        return tree_stack([pos, neg]) if self.antithetic else pos
+
+    def _split(self, tree: Any, axis: int) -> tuple[Any, Any]:
+        """`(positive copy, negative copy or None)` of a tree with a copy axis at `axis`."""
+        if not self.antithetic:
+            return tree, None
+        pos = jax.tree_util.tree_map(lambda x: jnp.take(x, 0, axis), tree)
+        neg = jax.tree_util.tree_map(lambda x: jnp.take(x, 1, axis), tree)
+        return pos, neg
+
+    def _per_copy(self, fn: Any, *trees: Any) -> Any:
+        """`fn` applied to every copy of `trees`."""
+        return jax.vmap(fn)(*trees) if self.antithetic else fn(*trees)
+
+    def _mean_losses(self, ys: Any) -> tuple[Any, jax.Array, jax.Array | None]:
+        """`(positive outputs, positive losses, negative losses or None)`: masked means."""
+        p_ys, n_ys = self._split(ys, axis=1)
+        neg = None if n_ys is None else masked_mean(n_ys.loss, n_ys.mask)
+        return p_ys, masked_mean(p_ys.loss, p_ys.mask), neg
+
+    # -- stages -----------------------------------------------------------------
+    def _perturb(self, theta: MetaParams, key: PRNGKey) -> tuple[MetaParams, MetaParams]:
+        """`(eps, thetas)`: one perturbation per task and the copies' meta-parameters."""
+        eps = sample_perturbations(theta, key, self.std, self.truncated_step.num_tasks)
+
+        def shifted(sign: float) -> MetaParams:
+            return jax.tree_util.tree_map(lambda x, e: x[None] + sign * e, theta, eps)
+
+        return eps, self._join(shifted(1.0), shifted(-1.0) if self.antithetic else None)
+
+    def _start_states(self, state: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement _start_states().")
+
+    def _begin(self, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
+        eps, thetas = self._perturb(theta, key)
+        return eps, thetas, self._start_states(state)
+
+    def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int):
+        eps, thetas, states = carry
+        step = self.truncated_step
+        if self.antithetic:
+            states, ys = antithetic_unroll(step, thetas, states, key, datas, outer_state, n)
+        else:
+            states, ys = truncated_unroll(step, thetas, states, key, datas, outer_state, n, True)
+        return (eps, thetas, states), ys
+
+    def _out(
+        self, estimate: tuple, unroll_state: Any, p_ys: Any, **metrics: jax.Array
+    ) -> tuple[GradientEstimatorOut, dict[str, jax.Array]]:
+        """The estimator's output and metrics from `es_gradient`'s `(mean_loss, grad, delta)`."""
+        mean_loss, grad, delta = estimate
+        out = GradientEstimatorOut(
+            mean_loss=mean_loss, grad=grad, unroll_state=unroll_state, unroll_info=p_ys
+        )
+        metrics = {
+            "mean_loss": mean_loss,
+            "delta_loss_abs_mean": jnp.mean(jnp.abs(delta)),
+            **metrics,
+        }
+        return out, metrics

@@ -1,0 +1,571 @@
+"""The run layer below every backend: configuration, keys, checkpoints, metrics and progress.
+
+`meta_train(learner, RunConfig(...), backend)` meta-trains `learner`. A `Backend`
+decides only where gradient estimates are computed (`InProcessBackend` in this
+process, `lopt_outer.ray.RayBackend` on Ray worker actors); everything a run does
+around the estimates is written once, here:
+
+- `RunConfig`: the run's settings (steps, seed, output folder, checkpoint interval,
+  time budget, metric writers, resume, progress bar), validated when built;
+- keys: `step_key`, `estimate_keys`, `init_keys`, `worker_init_key`, so that a
+  run's randomness depends on the seed and the step only and resumes are exact;
+- checkpoints: the file names, their layout (`save_checkpoint`), the choice of
+  the checkpoint to resume from (`find_checkpoint`) and its seed check;
+- `metrics_row`: the one row of metrics each outer step logs;
+- `RunLoop`: step counting, the checkpoint interval, the time budget, the
+  progress bar, metric writers, the history and the callback.
+
+Example:
+  >>> config = RunConfig(num_steps=1000, seed=0, output_dir="run1", time_budget_s=600)
+  >>> result = meta_train(learner, config)                       # in process
+  >>> result = meta_train(learner, config, RayBackend(num_workers=4))
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeAlias
+
+import jax
+import numpy as np
+from flax import serialization
+
+import lopt_core
+from lopt_core import MetaParams, PRNGKey, checkpoint
+from lopt_core.tree_utils import first_difference
+from lopt_core.validation import check_nonnegative, check_positive_int
+from lopt_outer.gradient_learner import SingleMachineGradientLearner
+from lopt_outer.metric_writers import JsonlWriter, to_floats
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RAY_CHECKPOINT_NAME",
+    "Backend",
+    "Callback",
+    "Learner",
+    "MetaTrainResult",
+    "RunConfig",
+    "RunCounters",
+    "RunLoop",
+    "SavedRun",
+    "estimate_keys",
+    "find_checkpoint",
+    "init_keys",
+    "metrics_row",
+    "restore",
+    "save_checkpoint",
+    "step_key",
+    "worker_init_key",
+]
+
+CHECKPOINT_NAME = "checkpoint.lopt"
+"""The in-process backend's checkpoint inside `output_dir`: a `SingleMachineState`."""
+
+RAY_CHECKPOINT_NAME = "ray_learner.lopt"
+"""The Ray backend's checkpoint inside `output_dir`: the learner and every worker's states."""
+
+Callback: TypeAlias = Callable[[int, Any, dict[str, float]], None]
+"""`callback(step, state, row)`, called after every outer step with the last logged row."""
+
+Learner: TypeAlias = SingleMachineGradientLearner
+"""What a backend trains: the gradient learner (theta, meta-optimizer) and the estimators."""
+
+
+# -- configuration --------------------------------------------------------------------
+@lopt_core.declare
+class RunConfig:
+    """What a meta-training run does, whatever the backend.
+
+    Attributes:
+      num_steps: total outer steps (a resumed run counts the earlier ones).
+      seed: the run's seed; with the step number it fixes every key.
+      output_dir: folder for the checkpoint, `metrics.jsonl` and writer output;
+        None keeps everything in memory (no checkpoints).
+      checkpoint_every: outer steps between checkpoints (one is also written at the end).
+      log_every: outer steps between metric records (the last step is always logged).
+      time_budget_s: stop (after a checkpoint) once this many seconds of training
+        have passed; None: no budget.
+      resume: continue from the checkpoint in `output_dir` when there is one.
+      metric_writers: names of registered metric writers or writer objects; None
+        uses every registered writer (JSON lines are always written).
+      progress: show a progress bar with the meta-loss and steps/s.
+
+    Raises:
+      ValueError: a field is out of range; the message names it.
+      TypeError: `metric_writers` is a single string instead of a sequence.
+    """
+
+    num_steps: int
+    seed: int = 0
+    output_dir: Path | None = None
+    checkpoint_every: int = 100
+    log_every: int = 1
+    time_budget_s: float | None = None
+    resume: bool = True
+    metric_writers: tuple[Any, ...] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        fields: dict[str, Any] = {
+            "num_steps": check_positive_int(self.num_steps, owner, "num_steps", minimum=0),
+            "seed": check_positive_int(self.seed, owner, "seed", minimum=0),
+            "checkpoint_every": check_positive_int(
+                self.checkpoint_every, owner, "checkpoint_every"
+            ),
+            "log_every": check_positive_int(self.log_every, owner, "log_every"),
+            "resume": bool(self.resume),
+            "progress": bool(self.progress),
+        }
+        if self.time_budget_s is not None:
+            fields["time_budget_s"] = float(
+                check_nonnegative(self.time_budget_s, owner, "time_budget_s")
+            )
+        if self.output_dir is not None:
+            fields["output_dir"] = Path(os.fspath(self.output_dir))
+        if self.metric_writers is not None:
+            if isinstance(self.metric_writers, (str, bytes)):
+                raise TypeError(
+                    f"{owner}: metric_writers must be a sequence of writer names or objects, "
+                    f"got the string {self.metric_writers!r}; pass [{self.metric_writers!r}]."
+                )
+            fields["metric_writers"] = tuple(self.metric_writers)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
+# -- backends -------------------------------------------------------------------------
+@dataclasses.dataclass
+class MetaTrainResult:
+    """What a meta-training run returns.
+
+    Attributes:
+      state: the final learner state (a `SingleMachineState` in process; on Ray,
+        the `GradientLearnerState`, the worker states staying on the workers).
+      theta: the final meta-parameters.
+      steps: outer steps completed (including those before a resume).
+      history: the logged metrics rows (`metrics_row` plus "step"), one per
+        logged step of this process.
+      stopped_by: "num_steps" or "time_budget".
+      resumed_from: the step the run resumed from (0 for a fresh run).
+    """
+
+    state: Any
+    theta: MetaParams
+    steps: int
+    history: list[dict[str, float]]
+    stopped_by: str
+    resumed_from: int
+
+
+class Backend(lopt_core.Interface):
+    """Where a run's gradient estimates are computed.
+
+    A backend is a component (`@lopt_core.declare`): its fields are its options.
+    It moves estimates and learner updates only; it takes its keys, checkpoints,
+    resume choice, metrics rows and progress reporting from this module.
+
+    Attributes:
+      checkpoint_name: the file this backend writes inside `output_dir`.
+      resumes_from: the files it can continue from; the one further along wins,
+        and its own on a tie.
+    """
+
+    checkpoint_name: ClassVar[str]
+    resumes_from: ClassVar[tuple[str, ...]]
+
+    @abc.abstractmethod
+    def run(
+        self, learner: Learner, config: RunConfig, callback: Callback | None = None
+    ) -> MetaTrainResult:
+        """Meta-trains `learner` as `config` says; `callback` is called after every step."""
+
+
+# -- keys -----------------------------------------------------------------------------
+def step_key(seed: int, step: int) -> jax.Array:
+    """The key of outer step `step`: a function of the seed and step only, so resumes are exact."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), step + 1)
+
+
+def init_keys(seed: int) -> tuple[PRNGKey, PRNGKey]:
+    """`(learner key, estimator-init key)`: the split `SingleMachineGradientLearner.init`
+    makes of `PRNGKey(seed)`."""
+    k_theta, k_workers = jax.random.split(jax.random.PRNGKey(seed))
+    return k_theta, k_workers
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _split_step_key(seed: int, index: jax.Array) -> tuple[PRNGKey, PRNGKey]:
+    # One compiled call instead of three eager ones: it is on the Ray learner's hot path.
+    k_worker, k_learner = jax.random.split(step_key(seed, index))
+    return k_worker, k_learner
+
+
+def estimate_keys(seed: int, index: int) -> tuple[PRNGKey, PRNGKey]:
+    """`(worker key, learner key)` of estimate `index`, as for outer step `index` in process.
+
+    The in-process backend passes `step_key(seed, index)` to
+    `SingleMachineGradientLearner.update`, which splits it into the estimators'
+    key and the meta-optimizer's key. Threefry is integer arithmetic, so the
+    jitted derivation gives the same bits as the eager one.
+    """
+    return _split_step_key(seed, np.int32(index))
+
+
+def worker_init_key(base: PRNGKey, slot: int, generation: int) -> PRNGKey:
+    """The estimator-init key of the `generation`-th worker in `slot`.
+
+    Worker 0's first incarnation uses the single-machine key itself, so one worker
+    reproduces the in-process loop; every other worker gets a key of its own.
+    """
+    if slot == 0 and generation == 0:
+        return base
+    return jax.random.fold_in(jax.random.fold_in(base, slot), generation)
+
+
+# -- checkpoints ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunCounters:
+    """How far a run got.
+
+    Attributes:
+      step: learner updates applied.
+      estimates: estimates handed out (in process: one per step).
+      dropped_stale: estimates dropped for staleness (Ray only).
+      worker_replacements: workers that died and were replaced (Ray only).
+    """
+
+    step: int = 0
+    estimates: int = 0
+    dropped_stale: int = 0
+    worker_replacements: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """A run checkpoint of either backend, in the one shape both resume from.
+
+    Attributes:
+      path: the checkpoint file.
+      learner_state: the `GradientLearnerState` as a raw state dict (see `restore`).
+      worker_states: the estimator states of each worker slot ("0", "1", ...), raw.
+      counters: the run's counters at the checkpoint.
+    """
+
+    path: Path
+    learner_state: Any
+    worker_states: dict[str, Any]
+    counters: RunCounters
+
+    @property
+    def step(self) -> int:
+        """The step the checkpoint was written at."""
+        return self.counters.step
+
+    def restored_learner_state(self, template: Any) -> Any:
+        """The learner state as `template`'s pytree type, on the device (see `restore`)."""
+        return jax.tree_util.tree_map(
+            jax.numpy.asarray, restore(template, self.learner_state, "learner state")
+        )
+
+    def restored_worker_states(self, slot: int, template: Any) -> Any:
+        """Worker `slot`'s estimator states as `template`'s pytree type, on the device."""
+        raw = self.worker_states[str(slot)]
+        return jax.tree_util.tree_map(jax.numpy.asarray, restore(template, raw, "worker states"))
+
+
+def save_checkpoint(
+    config: RunConfig,
+    name: str,
+    learner_state: Any,
+    worker_states: Mapping[str, Any],
+    counters: RunCounters,
+    producer: Any,
+    num_workers: int = 1,
+) -> Path:
+    """Writes a run checkpoint atomically to `<output_dir>/<name>`.
+
+    `CHECKPOINT_NAME` holds a `SingleMachineState` (worker "0"'s states);
+    `RAY_CHECKPOINT_NAME` holds `{"learner", "workers": {slot: states}}` and the
+    counters under `metadata["ray"]`. Both record the step, seed and num_steps.
+
+    Args:
+      config: the run (`output_dir` must be set).
+      name: `CHECKPOINT_NAME` or `RAY_CHECKPOINT_NAME`.
+      learner_state: the `GradientLearnerState`.
+      worker_states: estimator states by worker slot.
+      counters: the run's counters.
+      producer: what made theta (the learned optimizer), recorded as provenance.
+      num_workers: the Ray backend's worker count (recorded in its checkpoint).
+
+    Returns:
+      The path written.
+    """
+    if config.output_dir is None:
+        raise ValueError("save_checkpoint: the RunConfig has no output_dir to write to.")
+    meta: dict[str, Any] = {
+        "step": counters.step,
+        "seed": config.seed,
+        "num_steps": config.num_steps,
+    }
+    if name == CHECKPOINT_NAME:
+        # The fields of SingleMachineState, so `lopt_core.load(path, like=state)` works.
+        tree: Any = {
+            "gradient_learner_state": learner_state,
+            "gradient_estimator_states": worker_states["0"],
+        }
+    elif name == RAY_CHECKPOINT_NAME:
+        tree = {"learner": learner_state, "workers": dict(worker_states)}
+        meta.update(ray=dataclasses.asdict(counters), num_workers=num_workers)
+    else:
+        raise ValueError(
+            f"save_checkpoint: unknown checkpoint name {name!r}; expected "
+            f"{CHECKPOINT_NAME!r} or {RAY_CHECKPOINT_NAME!r}."
+        )
+    return checkpoint.save(config.output_dir / name, tree, meta, producer=producer)
+
+
+def _read_checkpoint(path: Path, seed: int) -> SavedRun:
+    ck = checkpoint.load(path)
+    meta = ck.metadata
+    if meta.get("seed") != seed:
+        raise ValueError(
+            f"{path} was written by a run with seed {meta.get('seed')}, not {seed}; "
+            "pass the same seed, another output_dir, or resume=False."
+        )
+    if path.name == RAY_CHECKPOINT_NAME:
+        workers = dict(ck.tree.get("workers") or {})
+        return SavedRun(path, ck.tree["learner"], workers, RunCounters(**meta["ray"]))
+    # A SingleMachineState: its estimator states are worker 0's, and its outer
+    # step t was estimate t, exactly as for one Ray worker.
+    step = int(meta["step"])
+    workers = {"0": ck.tree["gradient_estimator_states"]}
+    return SavedRun(path, ck.tree["gradient_learner_state"], workers, RunCounters(step, step))
+
+
+def find_checkpoint(config: RunConfig, backend: Backend) -> SavedRun | None:
+    """The checkpoint `backend` resumes from under `config`, or None for a fresh run.
+
+    None when `config.resume` is off or there is no `output_dir`. Of the files in
+    `backend.resumes_from` that exist, the one further along wins (the backend's
+    own on a tie), so a run can move between backends in one output directory.
+
+    Raises:
+      ValueError: the checkpoint was written with another seed.
+    """
+    if not config.resume or config.output_dir is None:
+        return None
+    found = [config.output_dir / n for n in backend.resumes_from]
+    found = [p for p in found if p.exists()]
+    if not found:
+        return None
+
+    def rank(path: Path) -> tuple[int, bool]:
+        return checkpoint.load_metadata(path).get("step", 0), path.name == backend.checkpoint_name
+
+    return _read_checkpoint(max(found, key=rank), config.seed)
+
+
+def restore(template: Any, raw: Any, what: str) -> Any:
+    """Rebuilds `template`'s pytree type from a raw checkpointed state dict, checking shapes.
+
+    Raises:
+      CheckpointError: the shapes or structure differ; the message names the first
+        differing path.
+    """
+    expected = serialization.to_state_dict(template)
+    diff = first_difference(
+        jax.tree_util.tree_map(np.shape, expected), jax.tree_util.tree_map(np.shape, raw)
+    )
+    if diff is not None:
+        raise checkpoint.CheckpointError(
+            f"The checkpointed {what} does not match this configuration: {diff}. "
+            "Resume with the same learned optimizer, estimators and theta optimizer."
+        )
+    return serialization.from_state_dict(template, raw)
+
+
+# -- metrics and progress -------------------------------------------------------------
+def metrics_row(
+    metrics: Mapping[str, Any],
+    meta_loss: Any,
+    *,
+    steps_per_s: float,
+    elapsed_s: float,
+    extra: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """The metrics row of one outer step, for every backend.
+
+    Args:
+      metrics: the learner's and the estimators' metrics (scalars; others are dropped).
+      meta_loss: the step's mean meta-loss.
+      steps_per_s: outer steps per second since the last logged row.
+      elapsed_s: seconds of training so far in this process.
+      extra: the backend's own metrics (the Ray backend's `ray/...`).
+
+    Returns:
+      `{**metrics, "meta_loss", "steps_per_s", "elapsed_s", **extra}` as floats.
+    """
+    row = to_floats(jax.device_get(dict(metrics)))
+    row["meta_loss"] = float(meta_loss)
+    row["steps_per_s"] = float(steps_per_s)
+    row["elapsed_s"] = float(elapsed_s)
+    row.update(extra or {})
+    return row
+
+
+def _writers(names: Sequence[Any] | None, run_dir: Path) -> list[Any]:
+    if names is None:
+        names = [n for n in lopt_core.list_metric_writers() if n != "jsonl"]
+    out = []
+    for item in names:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        try:
+            out.append(lopt_core.get_metric_writer(item, run_dir=run_dir))
+        except ImportError as exc:
+            warnings.warn(f"metric writer {item!r} skipped: {exc}", stacklevel=4)
+    return out
+
+
+class RunLoop:
+    """One run's bookkeeping, the same for every backend.
+
+    A backend restores or builds its state, then drives the loop:
+
+      with RunLoop(config, start, save, callback) as loop:
+          while loop.running:
+              ...                       # one learner update
+              loop.advance(state)       # counts it; checkpoints when due
+              loop.report(state, meta_loss, metrics)
+          loop.finish(state)            # the final checkpoint
+
+    Args:
+      config: the run.
+      start: the step the run starts from (the checkpoint's, or 0).
+      save: `save(state, step) -> path` writes the backend's checkpoint of `state`.
+      callback: called as `callback(step, state, row)` after every step, with
+        the last logged row.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        start: int,
+        save: Callable[[Any, int], Path | None],
+        callback: Callback | None = None,
+    ) -> None:
+        self.config = config
+        self.start = self.step = int(start)
+        self.stopped_by = "num_steps"
+        self.history: list[dict[str, float]] = []
+        self.last_checkpoint: Path | None = None
+        self.elapsed_s = 0.0
+        self._save = save
+        self._callback = callback
+        self._writers: list[Any] = []
+        run_dir = config.output_dir
+        if run_dir is not None:
+            jsonl = JsonlWriter(run_dir)
+            jsonl.truncate_after(start)  # lines past the checkpoint describe lost work
+            self._writers = [jsonl, *_writers(config.metric_writers, run_dir)]
+        self._bar = None
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=config.num_steps, initial=start, unit="step", desc="meta-train",
+                dynamic_ncols=True,
+            )  # fmt: skip
+        self._t0 = self._last_t = time.perf_counter()
+        self._last_step = self.step
+
+    def __enter__(self) -> RunLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        for w in self._writers:
+            w.close()
+
+    @property
+    def running(self) -> bool:
+        """False once `num_steps` are done or the time budget is spent."""
+        return self.step < self.config.num_steps and self.stopped_by == "num_steps"
+
+    def checkpoint(self, state: Any) -> None:
+        """Writes the backend's checkpoint of `state` now (nothing without `output_dir`)."""
+        if self.config.output_dir is not None:
+            self.last_checkpoint = self._save(state, self.step) or self.last_checkpoint
+
+    def advance(self, state: Any) -> int:
+        """Counts one applied update; checkpoints `state` every `checkpoint_every` steps.
+
+        Returns:
+          The step now completed.
+        """
+        self.step += 1
+        if self.step % self.config.checkpoint_every == 0:
+            self.checkpoint(state)
+        return self.step
+
+    def report(
+        self,
+        state: Any,
+        meta_loss: Any,
+        metrics: Mapping[str, Any],
+        extra: Mapping[str, float] | None = None,
+    ) -> None:
+        """Logs the step just counted (a `metrics_row` on logged steps) and checks the budget."""
+        step, config = self.step, self.config
+        if step % config.log_every == 0 or step == config.num_steps:
+            now = time.perf_counter()
+            row = metrics_row(
+                metrics,
+                meta_loss,
+                steps_per_s=(step - self._last_step) / max(now - self._last_t, 1e-9),
+                elapsed_s=now - self._t0,
+                extra=extra,
+            )
+            self._last_t, self._last_step = now, step
+            self.history.append({"step": step, **row})
+            for w in self._writers:
+                w.write(step, row)
+            if self._bar is not None:
+                post = {"meta_loss": f"{row['meta_loss']:.4f}"}
+                if config.time_budget_s is not None:
+                    # The bar's ETA assumes num_steps; the budget may end the run first.
+                    left = max(0.0, config.time_budget_s - row["elapsed_s"])
+                    post["budget_left"] = f"{left:.0f}s"
+                self._bar.set_postfix(post, refresh=False)
+        if self._bar is not None:
+            self._bar.update(1)
+        if self._callback is not None:
+            self._callback(step, state, self.history[-1] if self.history else {})
+        budget = config.time_budget_s
+        if budget is not None and time.perf_counter() - self._t0 >= budget:
+            self.stopped_by = "time_budget"
+
+    def finish(self, state: Any) -> None:
+        """Ends the run: records the elapsed time and checkpoints the last step if needed."""
+        self.elapsed_s = time.perf_counter() - self._t0
+        if self.step % self.config.checkpoint_every or self.last_checkpoint is None:
+            self.checkpoint(state)
+
+    def summary(self) -> dict[str, Any]:
+        """The `MetaTrainResult` fields the loop knows: steps, history, stopped_by, resumed_from."""
+        return {
+            "steps": self.step,
+            "history": self.history,
+            "stopped_by": self.stopped_by,
+            "resumed_from": self.start,
+        }
