@@ -97,11 +97,14 @@ class TruncatedStep(Interface):
       datasets: the datasets of the task (family), or None for tasks without data.
       keyed: True when each step draws its own batches inside `jit` from a key, so
         `get_batch` returns None; False when batches come from `get_batch`.
+      trunc_sched: the truncation schedule that resets the step's tasks, or None
+        when the step has none of its own.
     """
 
     num_tasks: int = 1
     datasets: Datasets | None = None
     keyed: bool = False
+    trunc_sched: TruncationSchedule | None = None
 
     @abc.abstractmethod
     def outer_init(self, key: PRNGKey) -> MetaParams:
@@ -136,8 +139,22 @@ class TruncatedStep(Interface):
         data: Any,
         outer_state: OuterState,
         theta_is_vector: bool = False,
+        *,
+        antithetic: bool = False,
     ) -> tuple[Any, TruncatedUnrollOut]:
-        """Takes one inner step; returns the next state and a `TruncatedUnrollOut`."""
+        """Takes one inner step; returns the next state and a `TruncatedUnrollOut`.
+
+        Args:
+          theta: the meta-parameters (one per task when `theta_is_vector`).
+          unroll_state: the state from `init_step_state` or the previous step.
+          key: random key.
+          data: this step's batch, or None when the step is keyed.
+          outer_state: the outer-training state.
+          theta_is_vector: True when theta has a leading task axis.
+          antithetic: True when the state holds `2 * num_tasks` tasks, the positive
+            then the negative perturbations of an antithetic ES estimate; both
+            halves then see the same data and task resets.
+        """
 
     @abc.abstractmethod
     def meta_loss_batch(

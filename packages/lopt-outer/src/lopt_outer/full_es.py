@@ -45,9 +45,7 @@ def full_unroll_length(
     """
     if unroll_length is not None:
         return unroll_length
-    # `trunc_sched` is the learned-optimizer steps' own schedule; the TruncatedStep
-    # interface does not declare one, so other steps need an explicit schedule.
-    sched = truncation_schedule or getattr(truncated_step, "trunc_sched", None)
+    sched = truncation_schedule or truncated_step.trunc_sched
     if sched is None:
         raise ValueError(
             "A full-unroll estimator needs unroll_length or a truncation schedule with a "
