@@ -97,14 +97,11 @@ class TruncatedStep(Interface):
       datasets: the datasets of the task (family), or None for tasks without data.
       keyed: True when each step draws its own batches inside `jit` from a key, so
         `get_batch` returns None; False when batches come from `get_batch`.
-      trunc_sched: the truncation schedule that resets the step's tasks, or None
-        when the step has none of its own.
     """
 
     num_tasks: int = 1
     datasets: Datasets | None = None
     keyed: bool = False
-    trunc_sched: TruncationSchedule | None = None
 
     @abc.abstractmethod
     def outer_init(self, key: PRNGKey) -> MetaParams:

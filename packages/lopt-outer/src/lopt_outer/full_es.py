@@ -45,7 +45,10 @@ def full_unroll_length(
     """
     if unroll_length is not None:
         return unroll_length
-    sched = truncation_schedule or truncated_step.trunc_sched
+    # `trunc_sched` is the learned-optimizer steps' own schedule. The TruncatedStep
+    # interface cannot declare it with a default: dataclass steps would inherit the
+    # default and every later field would then need one too.
+    sched = truncation_schedule or getattr(truncated_step, "trunc_sched", None)
     if sched is None:
         raise ValueError(
             "A full-unroll estimator needs unroll_length or a truncation schedule with a "
