@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from lopt_plugin_example import CATALOG, LearnableSignSGD, ShiftedQuadratic, SignSGD
 
 import lopt_core
 from lopt_core import testing
@@ -10,31 +12,70 @@ from lopt_core import testing
 PLUGIN = "lopt-plugin-example"
 
 
-def test_components_are_registered_under_the_plugin_name():
-    for kind, name in [
-        ("tasks", "example_quadratic"),
-        ("optimizers", "example_signsgd"),
-        ("learned_optimizers", "example_learnable_signsgd"),
-    ]:
-        entry = lopt_core.REGISTRY.entry(kind, name)
-        assert entry.plugin == PLUGIN
-        assert entry.description  # from the first docstring line
-    assert lopt_core.REGISTRY.entry("tasks", "example_quadratic").description.startswith(
-        "A quadratic bowl"
+def test_the_entry_point_registers_the_catalog_under_the_plugin_name():
+    assert CATALOG.names("tasks") == ["example_quadratic"]
+    assert CATALOG.names("optimizers") == ["example_signsgd"]
+    assert CATALOG.names("learned_optimizers") == ["example_learnable_signsgd"]
+    for kind in ("tasks", "optimizers", "learned_optimizers"):
+        for name, factory in CATALOG.factories(kind).items():
+            entry = lopt_core.REGISTRY.entry(kind, name)
+            assert entry.plugin == PLUGIN
+            assert entry.factory is factory
+    assert lopt_core.REGISTRY.entry("tasks", "example_quadratic").description == (
+        "A quadratic bowl `sum((x - shift)^2)` in `dim` dimensions, without data."
     )
+    assert CATALOG.exported_names() == ["LearnableSignSGD", "ShiftedQuadratic", "SignSGD"]
+
+
+def test_contract_checks_pass_on_everything_the_catalog_declares():
+    for factory in CATALOG.factories("tasks").values():
+        testing.check_task(factory())
+    for factory in CATALOG.factories("optimizers").values():
+        testing.check_optimizer(factory())
+    for factory in CATALOG.factories("learned_optimizers").values():
+        testing.check_learned_optimizer(factory())
 
 
 def test_get_task_builds_the_task_with_kwargs():
     task = lopt_core.get_task("example_quadratic", dim=3, shift=2.0)
+    assert task == ShiftedQuadratic(dim=3, shift=2.0)
     params = task.init(jax.random.PRNGKey(0))
     assert params["x"].shape == (3,)
     assert float(task.loss({"x": jnp.full(3, 2.0)}, None, None)) == 0.0
+    assert float(task.loss({"x": jnp.zeros(3)}, None, None)) == 12.0
 
 
-def test_contract_checks_pass_on_all_three():
-    testing.check_task(lopt_core.get_task("example_quadratic"))
-    testing.check_optimizer(lopt_core.get_optimizer("example_signsgd"))
-    testing.check_learned_optimizer(lopt_core.get_learned_optimizer("example_learnable_signsgd"))
+def test_components_are_declarations():
+    assert repr(SignSGD(0.1)) == "SignSGD(learning_rate=0.1)"
+    assert SignSGD(0.1) == SignSGD(learning_rate=0.1)
+    assert hash(SignSGD(0.1)) == hash(SignSGD(0.1))
+    assert SignSGD(0.1) != SignSGD(0.2)
+    assert lopt_core.config_of(ShiftedQuadratic(dim=2)) == {"dim": 2, "shift": 1.0}
+    assert lopt_core.config_of(LearnableSignSGD(0.05)) == {"initial_lr": 0.05}
+    with pytest.raises(AttributeError):
+        SignSGD(0.1).learning_rate = 0.2
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: ShiftedQuadratic(dim=0),
+            "ShiftedQuadratic: dim must be a positive integer, got 0",
+        ),
+        (
+            lambda: SignSGD(-1.0),
+            r"SignSGD: learning_rate must be a finite number >= 0 \(or an optax schedule\)",
+        ),
+        (
+            lambda: LearnableSignSGD(initial_lr=0.0),
+            "LearnableSignSGD: initial_lr must be a finite number > 0.0, got 0.0",
+        ),
+    ],
+)
+def test_bad_configurations_name_the_field(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
 
 
 def test_sign_sgd_solves_the_task():
@@ -53,3 +94,38 @@ def test_sign_sgd_solves_the_task():
     final = float(task.loss(opt.get_params(state), None, None))
     assert final < 1e-2 * first
     np.testing.assert_allclose(opt.get_params(state)["x"], np.ones(4), atol=0.02)
+    assert int(state.iteration) == 300
+
+
+def test_the_learned_optimizer_steps_at_its_learned_rate():
+    lopt = lopt_core.get_learned_optimizer("example_learnable_signsgd", initial_lr=0.5)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(theta["log_lr"], np.log(0.5), rtol=1e-6)
+    opt = lopt.opt_fn(theta)
+    state = opt.update(opt.init({"x": jnp.zeros(2)}), {"x": jnp.asarray([3.0, -1.0])})
+    np.testing.assert_allclose(opt.get_params(state)["x"], [-0.5, 0.5], rtol=1e-6)
+
+
+def test_the_root_readme_shows_this_example_verbatim():
+    import re
+    from pathlib import Path
+
+    example = Path(__file__).parents[1]
+    readme = example.parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("run from a copy of the example outside the lopt repository")
+    text = readme.read_text()
+    section = text[text.index("## Writing a plugin") : text.index("## What is implemented")]
+    blocks = [
+        "\n".join(line[3:] for line in block.splitlines())
+        for block in re.findall(r"```(?:python|toml)\n(.*?)   ```", section, re.S)
+    ]
+    assert len(blocks) == 3
+    components = (example / "src/lopt_plugin_example/components.py").read_text()
+    code = blocks[0].split("\n", 1)[1]  # after the "# ... (excerpt)" line
+    assert code in components
+    pyproject = (example / "pyproject.toml").read_text()
+    for line in blocks[1].splitlines():
+        assert line in pyproject.splitlines(), line
+    # The test as this file runs it (its imports are those the file needs as well).
+    assert blocks[2][blocks[2].index("def test_") :] in Path(__file__).read_text()

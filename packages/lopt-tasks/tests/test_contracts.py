@@ -1,11 +1,37 @@
 import lopt_core
+import lopt_tasks
 from lopt_core.testing import check_task, check_task_family
+from lopt_tasks import CATALOG
 
 PLUGIN = "lopt-tasks"
 
 
 def _ours(kind):
-    return sorted(n for n, e in lopt_core.REGISTRY.entries(kind).items() if e.plugin == PLUGIN)
+    return CATALOG.names(kind)
+
+
+def test_the_entry_point_registers_exactly_the_catalog():
+    for kind in ("tasks", "task_families", "commands"):
+        registered = sorted(
+            n for n, e in lopt_core.REGISTRY.entries(kind).items() if e.plugin == PLUGIN
+        )
+        assert registered == sorted(CATALOG.names(kind)), kind
+    assert CATALOG.names("commands") == ["data"]
+    entry = lopt_core.REGISTRY.entry("tasks", "ImageMLP_Digits8_Relu32")
+    assert entry.factory is lopt_tasks.image_mlp.ImageMLP_Digits8_Relu32
+    assert entry.description == (
+        "A 1 hidden layer, 32 unit ReLU MLP on the embedded 8x8 digits (no network needed)."
+    )
+
+
+def test_all_derives_from_the_catalog():
+    declared = CATALOG.exported_names()
+    assert len(declared) == len(CATALOG.names("tasks")) + len(CATALOG.names("task_families"))
+    assert set(declared) <= set(lopt_tasks.__all__)
+    assert "Conv_Digits8_16x32" in declared and "LMRNNFamily_EmbeddedText" in declared
+    for name in lopt_tasks.__all__:
+        assert getattr(lopt_tasks, name) is not None, name
+    assert lopt_tasks.Conv_Digits8_16x32 is lopt_tasks.conv.Conv_Digits8_16x32
 
 
 def test_registry_lists_every_component():

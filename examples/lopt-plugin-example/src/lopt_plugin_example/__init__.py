@@ -1,5 +1,14 @@
-"""An example third-party lopt plugin: a task, an optimizer and a learned optimizer."""
+"""An example third-party lopt plugin: a task, an optimizer and a learned optimizer.
 
-from lopt_plugin_example.components import LearnableSignSGD, ShiftedQuadratic, SignSGD, SignSGDState
+The entry point `lopt_plugin_example:CATALOG` names the catalog that declares them.
+"""
 
-__all__ = ["LearnableSignSGD", "ShiftedQuadratic", "SignSGD", "SignSGDState"]
+from lopt_plugin_example.components import (
+    CATALOG,
+    LearnableSignSGD,
+    ShiftedQuadratic,
+    SignSGD,
+    SignSGDState,
+)
+
+__all__ = ["CATALOG", "LearnableSignSGD", "ShiftedQuadratic", "SignSGD", "SignSGDState"]

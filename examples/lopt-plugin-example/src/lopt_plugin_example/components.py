@@ -1,4 +1,9 @@
-"""The plugin's components, written against lopt-core's interfaces only."""
+"""The plugin's components: declarations against lopt-core's interfaces only.
+
+Each component is a frozen dataclass (`@lopt_core.declare`) whose fields are its
+configuration, checked in `__post_init__`, and is declared in the plugin's
+catalog under the name `lopt` finds it by. The entry point names `CATALOG`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ import jax
 import jax.numpy as jnp
 
 import lopt_core
+from lopt_core.validation import (
+    check_learning_rate,
+    check_number,
+    check_positive,
+    check_positive_int,
+)
+
+CATALOG = lopt_core.Catalog()
 
 
+@CATALOG.task("example_quadratic")
+@lopt_core.declare
 class ShiftedQuadratic(lopt_core.Task):
     """A quadratic bowl `sum((x - shift)^2)` in `dim` dimensions, without data.
 
@@ -19,11 +34,12 @@ class ShiftedQuadratic(lopt_core.Task):
       shift: location of the minimum.
     """
 
-    def __init__(self, dim: int = 4, shift: float = 1.0) -> None:
-        if dim <= 0:
-            raise ValueError(f"dim must be positive; got {dim}.")
-        self.dim = dim
-        self.shift = shift
+    dim: int = 4
+    shift: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.dim, "ShiftedQuadratic", "dim")
+        check_number(self.shift, "ShiftedQuadratic", "shift")
 
     def init(self, key: jax.Array) -> dict[str, jax.Array]:
         return {"x": jax.random.normal(key, (self.dim,))}
@@ -41,8 +57,10 @@ class SignSGDState:
     iteration: jax.Array
 
 
+@CATALOG.optimizer("example_signsgd")
+@lopt_core.declare
 class SignSGD(lopt_core.Optimizer):
-    """Sign SGD: `p -= lr * sign(g)`.
+    """Sign SGD: `p -= learning_rate * sign(g)`.
 
     Args:
       learning_rate: the step size.
@@ -51,8 +69,10 @@ class SignSGD(lopt_core.Optimizer):
       Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, 2018.
     """
 
-    def __init__(self, learning_rate: float = 0.01) -> None:
-        self.learning_rate = learning_rate
+    learning_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_learning_rate(self.learning_rate, "SignSGD")
 
     def init(self, params, model_state=None, num_steps=None, key=None, **kwargs) -> SignSGDState:
         return SignSGDState(params, model_state, jnp.asarray(0, jnp.int32))
@@ -66,23 +86,22 @@ class SignSGD(lopt_core.Optimizer):
         return SignSGDState(params, model_state, opt_state.iteration + 1)
 
 
-class _ThetaSignSGD(SignSGD):
-    def __init__(self, theta: Any) -> None:
-        self.learning_rate = jnp.exp(theta["log_lr"])
-
-
+@CATALOG.learned_optimizer("example_learnable_signsgd")
+@lopt_core.declare
 class LearnableSignSGD(lopt_core.LearnedOptimizer):
     """Sign SGD with a meta-learned log learning rate.
 
     Args:
-      initial_lr: the learning rate theta starts from.
+      initial_lr: the learning rate theta starts from (> 0).
     """
 
-    def __init__(self, initial_lr: float = 0.01) -> None:
-        self.initial_lr = initial_lr
+    initial_lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_positive(self.initial_lr, "LearnableSignSGD", "initial_lr")
 
     def init(self, key: jax.Array) -> dict[str, jax.Array]:
         return {"log_lr": jnp.log(jnp.asarray(self.initial_lr, jnp.float32))}
 
     def opt_fn(self, theta: Any, is_training: bool = False) -> SignSGD:
-        return _ThetaSignSGD(theta)
+        return SignSGD(jnp.exp(theta["log_lr"]))

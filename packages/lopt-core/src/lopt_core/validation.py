@@ -11,7 +11,7 @@ Example:
   >>> check_positive_int(0, "TruncatedPES", "unroll_length")
   Traceback (most recent call last):
   ...
-  ValueError: TruncatedPES: unroll_length must be a positive integer, got 0.
+  ValueError: TruncatedPES: unroll_length must be a positive integer, got 0. Pass a positive unroll_length.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def check_positive_int(value: Any, owner: str, argument: str, *, minimum: int = 
             ok = False
     if not ok:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{owner}: {argument} must be {what}, got {value!r}.")
+        fix = f"Pass a positive {argument}." if minimum == 1 else f"Pass {argument} >= {minimum}."
+        raise ValueError(f"{owner}: {argument} must be {what}, got {value!r}. {fix}")
     return int(value)
 
 

@@ -7,8 +7,12 @@ Example:
   >>> loss = task.loss(params, jax.random.PRNGKey(1), next(task.datasets.train))
 """
 
-from lopt_tasks import (
+from typing import Any
+
+from lopt_tasks import (  # noqa: F401 (_cli declares the `lopt data` command)
+    _cli,
     adapters,
+    compat,
     conv,
     digits,
     generative,
@@ -20,6 +24,7 @@ from lopt_tasks import (
     tfds_data,
 )
 from lopt_tasks._lazy import LazyArraySplit
+from lopt_tasks._plugin import CATALOG
 from lopt_tasks.adapters import (
     HaikuTask,
     LinenTask,
@@ -29,60 +34,22 @@ from lopt_tasks.adapters import (
     task_from_linen,
     task_from_nnx,
 )
-from lopt_tasks.conv import (
-    Conv_Cifar10_8_16x32,
-    Conv_Cifar10_32x64x64,
-    Conv_Cifar100_32x64x64,
-    ConvTask,
-)
+from lopt_tasks.conv import ConvTask
 from lopt_tasks.digits import digits_datasets, digits_split_indices
 from lopt_tasks.generative import ImageMLPAutoencoderTask, ImageMLPVAETask
-from lopt_tasks.image_mlp import (
-    ImageMLP_Cifar10_8_Relu32,
-    ImageMLP_Cifar10_128x128_Dropout05_Relu,
-    ImageMLP_Cifar10_128x128x128_BatchNorm_Relu,
-    ImageMLP_Cifar10_128x128x128_LayerNorm_Relu,
-    ImageMLP_Cifar10_128x128x128_LayerNorm_Tanh,
-    ImageMLP_Cifar10_128x128x128_Relu,
-    ImageMLP_Cifar10_128x128x128_Tanh_bs128,
-    ImageMLP_Cifar10BW8_Relu32,
-    ImageMLP_Digits8_32_BatchNorm_Relu,
-    ImageMLP_Digits8_32_LayerNorm_Relu,
-    ImageMLP_Digits8_Relu32,
-    ImageMLP_Digits8_Relu32x32_Dropout02,
-    ImageMLP_Digits8_Tanh32,
-    ImageMLP_FashionMnist8_Relu32,
-    ImageMLP_FashionMnist16_Relu32,
-    ImageMLP_FashionMnist_Relu128x128,
-    ImageMLP_Mnist_128x128x128_Relu,
-    ImageMLPNormTask,
-    ImageMLPTask,
-)
+from lopt_tasks.image_mlp import ImageMLPNormTask, ImageMLPTask
 from lopt_tasks.lm import (
     LSTMLanguageModelTask,
     ParametricLMRNN,
-    SampledLMRNNFamily,
     TransformerLanguageModelTask,
     sample_lm_rnn,
 )
 from lopt_tasks.parametric import (
-    ImageConvFamily_Digits8,
     ImageFamilyConfig,
-    ImageMLPFamily_Digits8,
     ParametricImageConv,
     ParametricImageMLP,
-    SampledImageConvFamily,
-    SampledImageMLPFamily,
     sample_image_conv,
     sample_image_mlp,
-)
-from lopt_tasks.quadratics import (
-    BatchQuadraticTask,
-    FixedDimQuadraticFamily,
-    FixedDimQuadraticFamilyData,
-    NoisyMeanQuadraticTask,
-    NoisyQuadraticFamily,
-    QuadraticTask,
 )
 from lopt_tasks.text import embedded_corpus, embedded_text_datasets, tfds_text_datasets
 from lopt_tasks.tfds_data import (
@@ -96,81 +63,67 @@ from lopt_tasks.tfds_data import (
     svhn_cropped_datasets,
 )
 
+
+def _declared() -> dict[str, Any]:
+    """Every public class and function the catalog declares, by its Python name."""
+    return {
+        factory.__name__: factory
+        for kind in ("tasks", "task_families")
+        for factory in CATALOG.factories(kind).values()
+    }
+
+
+# The named tasks and families are published from the catalog: declaring one is all it
+# takes to register it, list it in `__all__` and have the contract tests check it.
+globals().update(_declared())
+
 __all__ = [
+    "CATALOG",
     "ConvTask",
-    "Conv_Cifar100_32x64x64",
-    "Conv_Cifar10_32x64x64",
-    "Conv_Cifar10_8_16x32",
-    "HaikuTask",
-    "ImageMLPAutoencoderTask",
-    "ImageMLPVAETask",
-    "LSTMLanguageModelTask",
-    "LinenTask",
-    "NNXTask",
-    "ParametricLMRNN",
-    "SampledLMRNNFamily",
-    "sample_lm_rnn",
-    "TransformerLanguageModelTask",
-    "adapters",
-    "conv",
-    "cross_entropy_loss",
-    "embedded_corpus",
-    "embedded_text_datasets",
-    "generative",
-    "lm",
-    "task_from_haiku",
-    "task_from_linen",
-    "task_from_nnx",
-    "text",
-    "tfds_text_datasets",
-    "BatchQuadraticTask",
     "DatasetNotPreparedError",
-    "FixedDimQuadraticFamily",
-    "FixedDimQuadraticFamilyData",
-    "ImageConvFamily_Digits8",
+    "HaikuTask",
     "ImageFamilyConfig",
-    "ImageMLPFamily_Digits8",
+    "ImageMLPAutoencoderTask",
     "ImageMLPNormTask",
     "ImageMLPTask",
-    "ImageMLP_Cifar10BW8_Relu32",
-    "ImageMLP_Cifar10_128x128_Dropout05_Relu",
-    "ImageMLP_Cifar10_128x128x128_BatchNorm_Relu",
-    "ImageMLP_Cifar10_128x128x128_LayerNorm_Relu",
-    "ImageMLP_Cifar10_128x128x128_LayerNorm_Tanh",
-    "ImageMLP_Cifar10_128x128x128_Relu",
-    "ImageMLP_Cifar10_128x128x128_Tanh_bs128",
-    "ImageMLP_Cifar10_8_Relu32",
-    "ImageMLP_Digits8_32_BatchNorm_Relu",
-    "ImageMLP_Digits8_32_LayerNorm_Relu",
-    "ImageMLP_Digits8_Relu32",
-    "ImageMLP_Digits8_Relu32x32_Dropout02",
-    "ImageMLP_Digits8_Tanh32",
-    "ImageMLP_FashionMnist16_Relu32",
-    "ImageMLP_FashionMnist8_Relu32",
-    "ImageMLP_FashionMnist_Relu128x128",
-    "ImageMLP_Mnist_128x128x128_Relu",
+    "ImageMLPVAETask",
+    "LSTMLanguageModelTask",
     "LazyArraySplit",
-    "NoisyMeanQuadraticTask",
-    "NoisyQuadraticFamily",
+    "LinenTask",
+    "NNXTask",
     "ParametricImageConv",
     "ParametricImageMLP",
-    "QuadraticTask",
-    "SampledImageConvFamily",
-    "SampledImageMLPFamily",
+    "ParametricLMRNN",
+    "TransformerLanguageModelTask",
+    "adapters",
     "cifar100_datasets",
     "cifar10_datasets",
+    "compat",
+    "conv",
+    "cross_entropy_loss",
     "digits",
     "digits_datasets",
     "digits_split_indices",
+    "embedded_corpus",
+    "embedded_text_datasets",
     "fashion_mnist_datasets",
+    "generative",
     "image_classification_datasets",
     "image_mlp",
+    "lm",
     "mnist_datasets",
     "parametric",
     "prepare_dataset",
     "quadratics",
     "sample_image_conv",
     "sample_image_mlp",
+    "sample_lm_rnn",
     "svhn_cropped_datasets",
+    "task_from_haiku",
+    "task_from_linen",
+    "task_from_nnx",
+    "text",
     "tfds_data",
+    "tfds_text_datasets",
 ]
+__all__ += CATALOG.exported_names()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lopt_tasks._plugin import CATALOG
+
 
 def _prepare(args: argparse.Namespace) -> int:
     from lopt_tasks.tfds_data import prepare_dataset
@@ -31,8 +33,9 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def setup_data_command(parser: argparse.ArgumentParser) -> None:
-    """Prepare TFDS datasets (needs lopt-tasks[prepare]) and check that they are readable."""
+@CATALOG.command("data", "prepare TFDS datasets and check they are readable")
+def _setup_data_command(parser: argparse.ArgumentParser) -> None:
+    """Sets up `lopt data prepare NAME` and `lopt data status NAME` on `parser`."""
     sub = parser.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser(
         "prepare",

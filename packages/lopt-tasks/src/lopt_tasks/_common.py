@@ -1,14 +1,16 @@
-"""Losses and normalizers shared by the classification tasks."""
+"""Losses, normalizers, activations and the datasets checks shared by the tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
+from lopt_core import Datasets
+from lopt_core.validation import check_choice, check_positive_int
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -39,16 +41,30 @@ ACTIVATIONS = {
 }
 
 
-def activation(name_or_fn: Any) -> Any:
-    """An activation function from its name (see `ACTIVATIONS`) or a callable."""
+def activation(name_or_fn: Any, owner: str, argument: str = "act_fn") -> Any:
+    """An activation function from its name (a key of `ACTIVATIONS`) or a callable.
+
+    Raises:
+      ValueError: `name_or_fn` is neither a callable nor a known name.
+    """
     if callable(name_or_fn):
         return name_or_fn
-    if name_or_fn not in ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {name_or_fn!r}; expected a callable or one of "
-            f"{', '.join(sorted(ACTIVATIONS))}."
+    return ACTIVATIONS[check_choice(name_or_fn, owner, argument, tuple(ACTIVATIONS))]
+
+
+def check_sizes(values: Any, owner: str, argument: str) -> tuple[int, ...]:
+    """Layer widths as a tuple of positive ints (it may be empty: no hidden layer).
+
+    Raises:
+      TypeError: `values` is not a sequence.
+      ValueError: an entry is not a positive integer; the message names its index.
+    """
+    if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
+        raise TypeError(
+            f"{owner}: {argument} must be a sequence of positive integers such as (32, 32), "
+            f"got {values!r}."
         )
-    return ACTIVATIONS[name_or_fn]
+    return tuple(check_positive_int(v, owner, f"{argument}[{i}]") for i, v in enumerate(values))
 
 
 def jit_transformed(mod: Any) -> Any:
@@ -60,62 +76,42 @@ def jit_transformed(mod: Any) -> Any:
     return type(mod)(jax.jit(mod.init), jax.jit(mod.apply))
 
 
-def num_classes_of(datasets: Datasets) -> int:
-    """`datasets.extra_info["num_classes"]`, with an error that says what is missing."""
-    if "num_classes" not in datasets.extra_info:
-        raise ValueError(
-            "Image classification tasks need datasets.extra_info['num_classes']; the given "
-            f"Datasets has extra_info keys {sorted(datasets.extra_info)}."
+def _check_datasets(datasets: Any, owner: str) -> Datasets:
+    if not isinstance(datasets, Datasets):
+        raise TypeError(
+            f"{owner}: datasets must be a lopt_core.Datasets (for example "
+            f"lopt_tasks.digits_datasets()), got {type(datasets).__name__}."
         )
-    return int(datasets.extra_info["num_classes"])
+    return datasets
 
 
-def abstract_batch_of(datasets: Datasets) -> Any:
-    """`datasets.abstract_batch`, with an error when there is none to initialize from."""
-    if datasets.abstract_batch is None:
+def abstract_batch_of(datasets: Any, owner: str) -> Any:
+    """`datasets.abstract_batch`, which tasks initialize from without reading data.
+
+    Raises:
+      TypeError: `datasets` is not a `lopt_core.Datasets`.
+      ValueError: it has no abstract batch.
+    """
+    if _check_datasets(datasets, owner).abstract_batch is None:
         raise ValueError(
-            "Image tasks initialize from datasets.abstract_batch, which is None; pass "
-            "abstract_batch to Datasets or use splits that provide one."
+            f"{owner}: datasets.abstract_batch is None, but the task initializes its "
+            "parameters from it without reading data. Pass abstract_batch= to Datasets or "
+            "use splits that provide one."
         )
     return datasets.abstract_batch
 
 
-class StatefulImageClassifier(Task):
-    """An image classifier from `hk.transform_with_state`; haiku state is model state.
+def extra_info_of(datasets: Any, key: str, owner: str) -> int:
+    """`datasets.extra_info[key]` as a positive int (`num_classes`, `vocab_size`).
 
-    Subclasses set `self._mod` (a jitted TransformedWithState of the images),
-    `self._stateful` (whether the network keeps state, e.g. batch-norm statistics),
-    and call `_setup_data`.
+    Raises:
+      TypeError: `datasets` is not a `lopt_core.Datasets`.
+      ValueError: the key is missing or its value is not a positive integer.
     """
-
-    _mod: Any
-    _stateful: bool
-
-    def _setup_data(self, datasets: Datasets) -> None:
-        self.datasets = datasets
-        self.num_classes = num_classes_of(datasets)
-        self._abstract = abstract_batch_of(datasets)
-
-    def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
-        params, state = self._mod.init(key, ones_like_abstract(self._abstract)["image"])
-        return params, (state if state else None)
-
-    def init(self, key: PRNGKey) -> Params:
-        return self.init_with_state(key)[0]
-
-    def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[jax.Array, ModelState]:
-        logits, new_state = self._mod.apply(params, state or {}, key, data["image"])
-        return softmax_cross_entropy(logits, data["label"]), (new_state if new_state else None)
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        if self._stateful:
-            raise ValueError(
-                f"{self.name} keeps batch-norm statistics as model state; call "
-                "loss_with_state(params, state, key, data) instead of loss()."
-            )
-        return self.loss_with_state(params, None, key, data)[0]
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        return clipped_log_classes_normalizer(loss, self.num_classes)
+    info = _check_datasets(datasets, owner).extra_info
+    if key not in info:
+        raise ValueError(
+            f"{owner}: datasets.extra_info has no {key!r} (its keys are {sorted(info)}); "
+            f"pass extra_info={{{key!r}: ...}} to Datasets."
+        )
+    return check_positive_int(info[key], owner, f"datasets.extra_info[{key!r}]")

@@ -8,19 +8,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lopt_core.validation import check_positive_int
 
-def as_image_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """Normalizes `image_size` (an int, an (H, W) pair or None) to a pair or None."""
+
+def as_image_size(image_size: int | Sequence[int] | None, owner: str) -> tuple[int, int] | None:
+    """Normalizes `image_size` (an int, an (H, W) pair or None) to a pair or None.
+
+    Raises:
+      ValueError: it is neither a positive int nor a pair of positive ints.
+    """
     if image_size is None:
         return None
     if isinstance(image_size, int | np.integer):
-        return (int(image_size), int(image_size))
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2 or min(size) <= 0:
+        side = check_positive_int(image_size, owner, "image_size")
+        return (side, side)
+    if isinstance(image_size, str) or not isinstance(image_size, Sequence) or len(image_size) != 2:
         raise ValueError(
-            f"image_size must be a positive int or an (height, width) pair; got {image_size!r}."
+            f"{owner}: image_size must be a positive int or a (height, width) pair, "
+            f"got {image_size!r}."
         )
-    return size  # type: ignore[return-value]
+    h, w = (check_positive_int(s, owner, "image_size") for s in image_size)
+    return (h, w)
 
 
 @jax.jit

@@ -10,7 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lopt_core import SPLITS, ArraySplit, Batch, Datasets
+from lopt_core import SPLITS, ArraySplit, Datasets
+from lopt_core.typing import Batch
+from lopt_core.validation import check_positive_int
 
 ArrayLoader = Callable[[], Mapping[str, Any]]
 
@@ -39,12 +41,10 @@ class LazyArraySplit(ArraySplit):
         seed: int = 0,
         transform: Callable[[Batch], Batch] | None = None,
     ) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive; got {batch_size}.")
+        self.batch_size = check_positive_int(batch_size, type(self).__name__, "batch_size")
         self._loader = loader
         self._loaded: ArraySplit | None = None
         self._lock = threading.Lock()
-        self.batch_size = int(batch_size)
         self.transform = transform
         self._key = jax.random.PRNGKey(seed)
         self._sample_jit = jax.jit(self.sample)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
-from lopt_tasks._common import ones_like_abstract, softmax_cross_entropy
+from lopt_tasks._common import abstract_batch_of, ones_like_abstract, softmax_cross_entropy
 
 LossFn = Callable[[Any, Batch], jax.Array]
 Inputs = str | Callable[[Batch], Any]
@@ -35,9 +36,14 @@ def cross_entropy_loss(logits: jax.Array, batch: Batch) -> jax.Array:
     return softmax_cross_entropy(logits, batch["label"])
 
 
-def _input_fn(inputs: Inputs) -> Callable[[Batch], Any]:
+def _input_fn(inputs: Inputs, owner: str) -> Callable[[Batch], Any]:
     if callable(inputs):
         return inputs
+    if not isinstance(inputs, str):
+        raise TypeError(
+            f"{owner}: inputs must be the batch key holding the model input (such as "
+            f"'image') or a function of the batch, got {type(inputs).__name__}."
+        )
 
     def pick(batch: Batch) -> Any:
         if inputs not in batch:
@@ -51,20 +57,46 @@ def _input_fn(inputs: Inputs) -> Callable[[Batch], Any]:
 
 
 class _AdapterTask(Task):
-    def __init__(self, datasets: Datasets, loss_fn: LossFn, inputs: Inputs, name: str | None):
-        if datasets.abstract_batch is None:
-            raise ValueError(
-                "Model adapters initialize from datasets.abstract_batch; the given Datasets has "
-                "none. Pass abstract_batch= to Datasets or use splits that provide one."
+    """What every adapter shares: the loss function, the model input and the model state.
+
+    Args:
+      model: the model (see each adapter for what it accepts).
+      loss_fn: `loss_fn(outputs, batch) -> scalar`.
+      datasets: the task's Datasets; parameters initialize from `datasets.abstract_batch`.
+      inputs: the batch key holding the model input, or a function of the batch.
+      name: the task's name.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: LossFn,
+        datasets: Datasets,
+        *,
+        inputs: Inputs = "image",
+        name: str | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        abstract = abstract_batch_of(datasets, owner)
+        if not callable(loss_fn):
+            raise TypeError(
+                f"{owner}: loss_fn must be a function (outputs, batch) -> scalar loss, such as "
+                f"lopt_tasks.cross_entropy_loss; got {type(loss_fn).__name__}."
             )
         self.datasets = datasets
         self.loss_fn = loss_fn
-        self._inputs = _input_fn(inputs)
-        self._example = self._inputs(ones_like_abstract(datasets.abstract_batch))
+        self._inputs = _input_fn(inputs, owner)
+        # Shapes only: building the task allocates and reads nothing.
+        self._example = jax.eval_shape(self._inputs, abstract)
         self._name = name
+        self._bind(model)
 
-    def _check_stateless(self, state: ModelState) -> None:
-        if state is not None:
+    @abc.abstractmethod
+    def _bind(self, model: Any) -> None:
+        """Checks `model` and keeps what the task needs of it."""
+
+    def _check_stateless(self, model_state: ModelState) -> None:
+        if model_state is not None:
             raise ValueError(
                 f"{self.name} has no model state but was given one; pass the state that "
                 "init_with_state returns (None for this task)."
@@ -78,46 +110,35 @@ class HaikuTask(_AdapterTask):
     batch-norm statistics) is the task's model state.
 
     Args:
-      transformed: `hk.transform(f)` or `hk.transform_with_state(f)`.
-      loss_fn: `loss_fn(outputs, batch) -> scalar`.
-      datasets: the task's Datasets.
-      inputs: the batch key holding the model input, or a function of the batch.
-      name: the task's name.
+      model: `hk.transform(f)` or `hk.transform_with_state(f)`.
+      loss_fn, datasets, inputs, name: as for every adapter (see the module docstring).
     """
 
-    def __init__(
-        self,
-        transformed: Any,
-        loss_fn: LossFn,
-        datasets: Datasets,
-        *,
-        inputs: Inputs = "image",
-        name: str | None = None,
-    ) -> None:
+    def _bind(self, model: Any) -> None:
         import haiku as hk
 
-        super().__init__(datasets, loss_fn, inputs, name)
-        self._with_state = isinstance(transformed, hk.TransformedWithState)
-        if not self._with_state and not isinstance(transformed, hk.Transformed):
+        self._with_state = isinstance(model, hk.TransformedWithState)
+        if not self._with_state and not isinstance(model, hk.Transformed):
             raise TypeError(
-                f"HaikuTask needs hk.transform(...) or hk.transform_with_state(...); got "
-                f"{type(transformed).__name__}."
+                f"{type(self).__name__} needs hk.transform(...) or hk.transform_with_state(...); "
+                f"got {type(model).__name__}."
             )
-        self._mod = transformed
+        self._mod = model
 
     def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
+        example = ones_like_abstract(self._example)
         if self._with_state:
-            params, state = self._mod.init(key, self._example)
-            return params, (state if state else None)
-        return self._mod.init(key, self._example), None
+            params, model_state = self._mod.init(key, example)
+            return params, (model_state if model_state else None)
+        return self._mod.init(key, example), None
 
     def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+        self, params: Params, model_state: ModelState, key: PRNGKey, data: Batch
     ) -> tuple[jax.Array, ModelState]:
         if self._with_state:
-            out, new_state = self._mod.apply(params, state or {}, key, self._inputs(data))
+            out, new_state = self._mod.apply(params, model_state or {}, key, self._inputs(data))
             return self.loss_fn(out, data), (new_state if new_state else None)
-        self._check_stateless(state)
+        self._check_stateless(model_state)
         return self.loss_fn(self._mod.apply(params, key, self._inputs(data)), data), None
 
 
@@ -128,34 +149,45 @@ class LinenTask(_AdapterTask):
     (e.g. "batch_stats") is model state, updated through `mutable` on each loss.
 
     Args:
-      module: the linen module; called as `module.apply(variables, x, **apply_kwargs)`.
-      loss_fn: `loss_fn(outputs, batch) -> scalar`.
-      datasets: the task's Datasets.
-      inputs: the batch key holding the model input, or a function of the batch.
+      model: the linen module; called as `model.apply(variables, x, **apply_kwargs)`.
+      loss_fn, datasets: as for every adapter (see the module docstring).
       apply_kwargs: keyword arguments for every call (e.g. `{"train": True}`).
       rng_names: RNG streams the module uses (e.g. "dropout"), fed from the loss key.
-      name: the task's name.
+      **options: `inputs` and `name`, as for every adapter; the name defaults to the
+        module's class name.
     """
 
     def __init__(
         self,
-        module: Any,
+        model: Any,
         loss_fn: LossFn,
         datasets: Datasets,
         *,
-        inputs: Inputs = "image",
         apply_kwargs: dict[str, Any] | None = None,
         rng_names: Sequence[str] = ("dropout",),
-        name: str | None = None,
+        **options: Any,
     ) -> None:
-        import flax.linen as nn
-
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"LinenTask needs a flax.linen.Module; got {type(module).__name__}.")
-        super().__init__(datasets, loss_fn, inputs, name or type(module).__name__)
-        self.module = module
+        if apply_kwargs is not None and not isinstance(apply_kwargs, dict):
+            raise TypeError(
+                f"LinenTask: apply_kwargs must be a dict of keyword arguments such as "
+                f"{{'train': True}}, got {type(apply_kwargs).__name__}."
+            )
+        if isinstance(rng_names, str) or not all(isinstance(n, str) for n in rng_names):
+            raise TypeError(
+                f"LinenTask: rng_names must be a sequence of RNG stream names such as "
+                f"('dropout',), got {rng_names!r}."
+            )
         self._kwargs = dict(apply_kwargs or {})
         self._rng_names = tuple(rng_names)
+        super().__init__(model, loss_fn, datasets, **options)
+
+    def _bind(self, model: Any) -> None:
+        import flax.linen as nn
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"LinenTask needs a flax.linen.Module; got {type(model).__name__}.")
+        self.module = model
+        self._name = self._name or type(model).__name__
         self._init_jit = jax.jit(self._init)
 
     def _rngs(self, key: PRNGKey) -> dict[str, PRNGKey]:
@@ -163,7 +195,8 @@ class LinenTask(_AdapterTask):
         return dict(zip(("params", *self._rng_names), keys))
 
     def _init(self, key: PRNGKey) -> tuple[Params, ModelState]:
-        variables = dict(self.module.init(self._rngs(key), self._example, **self._kwargs))
+        example = ones_like_abstract(self._example)
+        variables = dict(self.module.init(self._rngs(key), example, **self._kwargs))
         params = variables.pop("params", {})
         return params, (variables if variables else None)
 
@@ -171,14 +204,14 @@ class LinenTask(_AdapterTask):
         return self._init_jit(key)
 
     def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+        self, params: Params, model_state: ModelState, key: PRNGKey, data: Batch
     ) -> tuple[jax.Array, ModelState]:
-        variables = {"params": params, **(state or {})}
+        variables = {"params": params, **(model_state or {})}
         rngs = {k: v for k, v in self._rngs(key).items() if k != "params"}
         x = self._inputs(data)
-        if state:
+        if model_state:
             out, new_state = self.module.apply(
-                variables, x, rngs=rngs, mutable=list(state), **self._kwargs
+                variables, x, rngs=rngs, mutable=list(model_state), **self._kwargs
             )
             return self.loss_fn(out, data), dict(new_state)
         out = self.module.apply(variables, x, rngs=rngs, **self._kwargs)
@@ -195,24 +228,12 @@ class NNXTask(_AdapterTask):
 
     Args:
       model: an `nnx.Module` or a factory taking `nnx.Rngs`.
-      loss_fn: `loss_fn(outputs, batch) -> scalar`.
-      datasets: the task's Datasets.
-      inputs: the batch key holding the model input, or a function of the batch.
-      name: the task's name.
+      loss_fn, datasets, inputs, name: as for every adapter (see the module docstring).
     """
 
-    def __init__(
-        self,
-        model: Any,
-        loss_fn: LossFn,
-        datasets: Datasets,
-        *,
-        inputs: Inputs = "image",
-        name: str | None = None,
-    ) -> None:
+    def _bind(self, model: Any) -> None:
         from flax import nnx
 
-        super().__init__(datasets, loss_fn, inputs, name)
         if isinstance(model, nnx.Module):
             self._make = None
             self._graphdef, self._params, self._rest = nnx.split(model, nnx.Param, ...)
@@ -225,7 +246,6 @@ class NNXTask(_AdapterTask):
             raise TypeError(
                 f"NNXTask needs an nnx.Module or a factory rngs -> Module; got {type(model).__name__}."
             )
-        self._name = name or "NNXTask"
 
     def init_with_state(self, key: PRNGKey) -> tuple[Params, ModelState]:
         from flax import nnx
@@ -241,21 +261,21 @@ class NNXTask(_AdapterTask):
         return params, (rest if jax.tree_util.tree_leaves(rest) else None)
 
     def loss_with_state(
-        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+        self, params: Params, model_state: ModelState, key: PRNGKey, data: Batch
     ) -> tuple[jax.Array, ModelState]:
         from flax import nnx
 
         p_state = nnx.State(self._params)
         nnx.replace_by_pure_dict(p_state, params)
         r_state = nnx.State(self._rest)
-        if state is not None:
-            nnx.replace_by_pure_dict(r_state, state)
+        if model_state is not None:
+            nnx.replace_by_pure_dict(r_state, model_state)
         model = nnx.merge(self._graphdef, p_state, r_state)
         del key  # nnx models carry their own RNG streams as state
         out = model(self._inputs(data))
         _, _, new_rest = nnx.split(model, nnx.Param, ...)
         new_state = nnx.to_pure_dict(new_rest)
-        return self.loss_fn(out, data), (new_state if state is not None else None)
+        return self.loss_fn(out, data), (new_state if model_state is not None else None)
 
 
 def task_from_haiku(

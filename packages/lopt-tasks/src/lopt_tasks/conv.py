@@ -9,12 +9,15 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import Datasets
+from lopt_core.validation import check_choice
 from lopt_tasks import tfds_data
-from lopt_tasks._common import StatefulImageClassifier, activation, jit_transformed
+from lopt_tasks._common import activation, check_sizes
+from lopt_tasks._network import ImageClassifier
+from lopt_tasks._plugin import CATALOG
 from lopt_tasks.digits import digits_datasets
 
 
-class ConvTask(StatefulImageClassifier):
+class ConvTask(ImageClassifier):
     """A convnet: 3x3 convolutions (the first with stride 2), pooling, a linear head.
 
     With `norm="batch_norm"` the batch statistics are model state: use
@@ -23,7 +26,7 @@ class ConvTask(StatefulImageClassifier):
 
     Args:
       datasets: image Datasets with `extra_info["num_classes"]` and `abstract_batch`.
-      hidden_units: channels of each conv layer.
+      hidden_sizes: channels of each conv layer (`hidden_units` is the older spelling).
       act_fn: activation (callable or name).
       norm: None, "batch_norm" or "layer_norm", applied after each activation.
       pool: "avg" or "max" global pooling.
@@ -33,41 +36,38 @@ class ConvTask(StatefulImageClassifier):
     def __init__(
         self,
         datasets: Datasets,
-        hidden_units: Sequence[int],
+        hidden_sizes: Sequence[int],
         act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
         norm: str | None = None,
         pool: str = "avg",
         name: str | None = None,
     ) -> None:
-        if norm not in (None, "batch_norm", "layer_norm"):
-            raise ValueError(f"norm must be None, 'batch_norm' or 'layer_norm'; got {norm!r}.")
-        if pool not in ("avg", "max"):
-            raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}.")
-        self._setup_data(datasets)
-        self._stateful = norm == "batch_norm"
-        self._name = name
-        act = activation(act_fn)
-        num_classes = self.num_classes
+        owner = type(self).__name__
+        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.act_fn = activation(act_fn, owner)
+        self.norm = check_choice(norm, owner, "norm", (None, "batch_norm", "layer_norm"))
+        self.pool = check_choice(pool, owner, "pool", ("avg", "max"))
+        super().__init__(datasets, name, stateful=norm == "batch_norm")
 
-        def forward(images: jax.Array) -> jax.Array:
-            x = images
-            for i, ch in enumerate(hidden_units):
-                x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1)(x))
-                if norm == "batch_norm":
-                    x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
-                elif norm == "layer_norm":
-                    x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
-            x = jnp.mean(x, axis=(1, 2)) if pool == "avg" else jnp.max(x, axis=(1, 2))
-            return hk.Linear(num_classes)(x)
-
-        self._mod = jit_transformed(hk.transform_with_state(forward))
+    def _network(self, images: jax.Array) -> jax.Array:
+        x = images
+        for i, ch in enumerate(self.hidden_sizes):
+            x = self.act_fn(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1)(x))
+            if self.norm == "batch_norm":
+                x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
+            elif self.norm == "layer_norm":
+                x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
+        x = jnp.mean(x, axis=(1, 2)) if self.pool == "avg" else jnp.max(x, axis=(1, 2))
+        return hk.Linear(self.num_classes)(x)
 
 
+@CATALOG.task()
 def Conv_Digits8_16x32() -> ConvTask:
     """A 2 layer (16, 32 channel) convnet on the embedded 8x8 digits (no network needed)."""
     return ConvTask(digits_datasets(batch_size=128), [16, 32], name="Conv_Digits8_16x32")
 
 
+@CATALOG.task()
 def Conv_Digits8_16x32_BatchNorm() -> ConvTask:
     """`Conv_Digits8_16x32` with batch norm; its statistics are model state."""
     return ConvTask(
@@ -78,56 +78,50 @@ def Conv_Digits8_16x32_BatchNorm() -> ConvTask:
     )
 
 
+@CATALOG.task()
 def Conv_Cifar10_8_16x32() -> ConvTask:
     """A 2 layer (16, 32 channel) convnet on 8x8 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128, image_size=(8, 8))
     return ConvTask(ds, [16, 32], name="Conv_Cifar10_8_16x32")
 
 
+@CATALOG.task()
 def Conv_Cifar10_16_32x64x64() -> ConvTask:
     """A 3 layer (32, 64, 64 channel) convnet on 16x16 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128, image_size=(16, 16))
     return ConvTask(ds, [32, 64, 64], name="Conv_Cifar10_16_32x64x64")
 
 
+@CATALOG.task()
 def Conv_Cifar10_32x64x64() -> ConvTask:
     """A 3 layer (32, 64, 64 channel) convnet on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ConvTask(ds, [32, 64, 64], name="Conv_Cifar10_32x64x64")
 
 
+@CATALOG.task()
 def Conv_Cifar10_32x64x64_Tanh() -> ConvTask:
     """`Conv_Cifar10_32x64x64` with tanh activations."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ConvTask(ds, [32, 64, 64], jnp.tanh, name="Conv_Cifar10_32x64x64_Tanh")
 
 
+@CATALOG.task()
 def Conv_Cifar10_32x64x64_batchnorm() -> ConvTask:
     """`Conv_Cifar10_32x64x64` with batch norm; its statistics are model state."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ConvTask(ds, [32, 64, 64], norm="batch_norm", name="Conv_Cifar10_32x64x64_batchnorm")
 
 
+@CATALOG.task()
 def Conv_Cifar10_32x64x64_layernorm() -> ConvTask:
     """`Conv_Cifar10_32x64x64` with layer norm."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ConvTask(ds, [32, 64, 64], norm="layer_norm", name="Conv_Cifar10_32x64x64_layernorm")
 
 
+@CATALOG.task()
 def Conv_Cifar100_32x64x64() -> ConvTask:
     """A 3 layer (32, 64, 64 channel) convnet on 32x32 CIFAR-100."""
     ds = tfds_data.cifar100_datasets(batch_size=128)
     return ConvTask(ds, [32, 64, 64], name="Conv_Cifar100_32x64x64")
-
-
-NAMED_TASKS = [
-    Conv_Digits8_16x32,
-    Conv_Digits8_16x32_BatchNorm,
-    Conv_Cifar10_8_16x32,
-    Conv_Cifar10_16_32x64x64,
-    Conv_Cifar10_32x64x64,
-    Conv_Cifar10_32x64x64_Tanh,
-    Conv_Cifar10_32x64x64_batchnorm,
-    Conv_Cifar10_32x64x64_layernorm,
-    Conv_Cifar100_32x64x64,
-]

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lopt_core import Datasets
+from lopt_core.validation import check_choice, check_positive_int
 from lopt_tasks._images import as_image_size, prepare_images
 from lopt_tasks._lazy import abstract_image_batch, lazy_datasets
 from lopt_tasks.tfds_data import image_classification_datasets
@@ -98,14 +99,13 @@ def digits_datasets(
       >>> next(ds.train)["image"].shape
       (4, 8, 8, 1)
     """
-    size = as_image_size(image_size)
-    assert size is not None
-    if source == "tfds":
+    owner = "digits_datasets"
+    batch_size = check_positive_int(batch_size, owner, "batch_size")
+    size = as_image_size(image_size, owner) or (8, 8)
+    if check_choice(source, owner, "source", ("memory", "tfds")) == "tfds":
         return image_classification_datasets(
             "lopt_digits", batch_size, size, data_dir=data_dir, in_memory=True, seed=seed
         )
-    if source != "memory":
-        raise ValueError(f"source must be 'memory' or 'tfds'; got {source!r}.")
     return lazy_datasets(
         # The digits have one channel, so convert_to_black_and_white changes nothing.
         lambda split: _load_split(split, size),

@@ -10,9 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import Batch, Datasets, Params, PRNGKey, Task
+from lopt_core import Datasets
+from lopt_core.typing import Batch
+from lopt_core.validation import check_positive_int
 from lopt_tasks import tfds_data
-from lopt_tasks._common import jit_transformed, ones_like_abstract
+from lopt_tasks._common import check_sizes
+from lopt_tasks._network import NetworkTask
+from lopt_tasks._plugin import CATALOG
+from lopt_tasks.adapters import LossFn
 from lopt_tasks.digits import digits_datasets
 
 
@@ -21,17 +26,27 @@ def _bernoulli_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
-class _ImageGenerativeTask(Task):
-    def __init__(self, datasets: Datasets, name: str | None) -> None:
-        if datasets.abstract_batch is None:
-            raise ValueError("Image generative tasks need datasets.abstract_batch; got None.")
-        self.datasets = datasets
-        self._abstract = datasets.abstract_batch
-        self._num_pixels = int(np.prod(self._abstract["image"].shape[1:]))
-        self._name = name
+def _flat_images(batch: Batch) -> jax.Array:
+    return jnp.reshape(batch["image"], (batch["image"].shape[0], -1))
 
-    def init(self, key: PRNGKey) -> Params:
-        return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
+
+def _autoencoder_loss(logits: jax.Array, batch: Batch) -> jax.Array:
+    return jnp.mean(jnp.sum(_bernoulli_nll(logits, _flat_images(batch)), axis=-1))
+
+
+def _negative_elbo(outputs: tuple[jax.Array, jax.Array, jax.Array], batch: Batch) -> jax.Array:
+    logits, mean, log_std = outputs
+    recon = jnp.sum(_bernoulli_nll(logits, _flat_images(batch)), axis=-1)
+    kl = 0.5 * jnp.sum(jnp.exp(2 * log_std) + mean**2 - 1.0 - 2 * log_std, axis=-1)
+    return jnp.mean(recon + kl)
+
+
+class _ImageGenerativeTask(NetworkTask):
+    """A network of `batch["image"]` whose loss is per image, summed over pixels."""
+
+    def __init__(self, datasets: Datasets, loss_fn: LossFn, name: str | None) -> None:
+        super().__init__(datasets, loss_fn, inputs="image", name=name)
+        self._num_pixels = int(np.prod(self._example.shape[1:]))
 
     def normalizer(self, loss: Any) -> jax.Array:
         """The loss per pixel, clipped to [0, 1]; NaN and +-inf map to 1."""
@@ -55,19 +70,12 @@ class ImageMLPAutoencoderTask(_ImageGenerativeTask):
     def __init__(
         self, datasets: Datasets, hidden_sizes: Sequence[int], name: str | None = None
     ) -> None:
-        super().__init__(datasets, name)
-        sizes = [*hidden_sizes, self._num_pixels]
+        self.hidden_sizes = check_sizes(hidden_sizes, type(self).__name__, "hidden_sizes")
+        super().__init__(datasets, _autoencoder_loss, name)
 
-        def forward(images: jax.Array) -> jax.Array:
-            x = jnp.reshape(images, (images.shape[0], -1))
-            return hk.nets.MLP(sizes, activation=jax.nn.relu)(x)
-
-        self._mod = jit_transformed(hk.transform(forward))
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        x = jnp.reshape(data["image"], (data["image"].shape[0], -1))
-        logits = self._mod.apply(params, key, data["image"])
-        return jnp.mean(jnp.sum(_bernoulli_nll(logits, x), axis=-1))
+    def _network(self, images: jax.Array) -> jax.Array:
+        mlp = hk.nets.MLP([*self.hidden_sizes, self._num_pixels], activation=jax.nn.relu)
+        return mlp(jnp.reshape(images, (images.shape[0], -1)))
 
 
 class ImageMLPVAETask(_ImageGenerativeTask):
@@ -94,29 +102,23 @@ class ImageMLPVAETask(_ImageGenerativeTask):
         latent_size: int,
         name: str | None = None,
     ) -> None:
-        super().__init__(datasets, name)
-        hidden = list(hidden_sizes)
-        num_pixels = self._num_pixels
+        owner = type(self).__name__
+        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.latent_size = check_positive_int(latent_size, owner, "latent_size")
+        super().__init__(datasets, _negative_elbo, name)
 
-        def forward(images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-            x = jnp.reshape(images, (images.shape[0], -1))
-            h = hk.nets.MLP(hidden, activate_final=True, name="encoder")(x)
-            mean = hk.Linear(latent_size, name="mean")(h)
-            log_std = hk.Linear(latent_size, name="log_std")(h)
-            z = mean + jnp.exp(log_std) * jax.random.normal(hk.next_rng_key(), mean.shape)
-            logits = hk.nets.MLP([*reversed(hidden), num_pixels], name="decoder")(z)
-            return logits, mean, log_std
-
-        self._mod = jit_transformed(hk.transform(forward))
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        x = jnp.reshape(data["image"], (data["image"].shape[0], -1))
-        logits, mean, log_std = self._mod.apply(params, key, data["image"])
-        recon = jnp.sum(_bernoulli_nll(logits, x), axis=-1)
-        kl = 0.5 * jnp.sum(jnp.exp(2 * log_std) + mean**2 - 1.0 - 2 * log_std, axis=-1)
-        return jnp.mean(recon + kl)
+    def _network(self, images: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        hidden, latent = list(self.hidden_sizes), self.latent_size
+        x = jnp.reshape(images, (images.shape[0], -1))
+        h = hk.nets.MLP(hidden, activate_final=True, name="encoder")(x)
+        mean = hk.Linear(latent, name="mean")(h)
+        log_std = hk.Linear(latent, name="log_std")(h)
+        z = mean + jnp.exp(log_std) * jax.random.normal(hk.next_rng_key(), mean.shape)
+        logits = hk.nets.MLP([*reversed(hidden), self._num_pixels], name="decoder")(z)
+        return logits, mean, log_std
 
 
+@CATALOG.task()
 def ImageMLPAE_Digits8_32x8x32() -> ImageMLPAutoencoderTask:
     """An MLP autoencoder (32, 8, 32) on the embedded 8x8 digits, batch 128."""
     return ImageMLPAutoencoderTask(
@@ -124,6 +126,7 @@ def ImageMLPAE_Digits8_32x8x32() -> ImageMLPAutoencoderTask:
     )
 
 
+@CATALOG.task()
 def ImageMLPVAE_Digits8_32_Latent8() -> ImageMLPVAETask:
     """An MLP VAE (hidden 32, latent 8) on the embedded 8x8 digits, batch 128."""
     return ImageMLPVAETask(
@@ -131,6 +134,7 @@ def ImageMLPVAE_Digits8_32_Latent8() -> ImageMLPVAETask:
     )
 
 
+@CATALOG.task()
 def ImageMLPAE_Mnist_128x32x128_bs128() -> ImageMLPAutoencoderTask:
     """An MLP autoencoder (128, 32, 128) on 28x28 MNIST, batch 128."""
     return ImageMLPAutoencoderTask(
@@ -140,16 +144,9 @@ def ImageMLPAE_Mnist_128x32x128_bs128() -> ImageMLPAutoencoderTask:
     )
 
 
+@CATALOG.task()
 def ImageMLPVAE_Mnist_128_Latent32() -> ImageMLPVAETask:
     """An MLP VAE (hidden 128, latent 32) on 28x28 MNIST, batch 128."""
     return ImageMLPVAETask(
         tfds_data.mnist_datasets(batch_size=128), [128], 32, name="ImageMLPVAE_Mnist_128_Latent32"
     )
-
-
-NAMED_TASKS = [
-    ImageMLPAE_Digits8_32x8x32,
-    ImageMLPVAE_Digits8_32_Latent8,
-    ImageMLPAE_Mnist_128x32x128_bs128,
-    ImageMLPVAE_Mnist_128_Latent32,
-]

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from lopt_core import Batch, Datasets, Params, PRNGKey, Task
+from lopt_core import Datasets
+from lopt_core.validation import check_choice, check_unit_interval
 from lopt_tasks import tfds_data
-from lopt_tasks._common import (
-    StatefulImageClassifier,
-    abstract_batch_of,
-    activation,
-    clipped_log_classes_normalizer,
-    jit_transformed,
-    num_classes_of,
-    ones_like_abstract,
-    softmax_cross_entropy,
-)
+from lopt_tasks._common import activation, check_sizes
+from lopt_tasks._network import ImageClassifier
+from lopt_tasks._plugin import CATALOG
 from lopt_tasks.digits import digits_datasets
 
 
-class ImageMLPTask(Task):
+class ImageMLPTask(ImageClassifier):
     """A multilayer perceptron on flattened images, trained with softmax cross-entropy.
 
     The network is haiku's `hk.nets.MLP` (module name "mlp"), so parameters are
@@ -34,7 +27,8 @@ class ImageMLPTask(Task):
       datasets: image Datasets with `extra_info["num_classes"]` and `abstract_batch`.
       hidden_sizes: widths of the hidden layers.
       act_fn: activation (a callable or a name such as "relu", "tanh").
-      dropout_rate: dropout on hidden layers during the loss (driven by the loss key).
+      dropout_rate: dropout on hidden layers during the loss (driven by the loss key),
+        in [0, 1).
       name: the task's name.
     """
 
@@ -46,34 +40,21 @@ class ImageMLPTask(Task):
         dropout_rate: float = 0.0,
         name: str | None = None,
     ) -> None:
-        self.datasets = datasets
-        self.num_classes = num_classes_of(datasets)
-        self._abstract = abstract_batch_of(datasets)
-        sizes = [*hidden_sizes, self.num_classes]
-        act = activation(act_fn)
-        self._name = name
+        owner = type(self).__name__
+        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.act_fn = activation(act_fn, owner)
+        self.dropout_rate = float(check_unit_interval(dropout_rate, owner, "dropout_rate"))
+        super().__init__(datasets, name)
 
-        def forward(images: jax.Array) -> jax.Array:
-            x = jnp.reshape(images, (images.shape[0], -1))
-            mlp = hk.nets.MLP(sizes, activation=act)
-            if dropout_rate > 0.0:
-                return mlp(x, dropout_rate=dropout_rate, rng=hk.next_rng_key())
-            return mlp(x)
-
-        self._mod = jit_transformed(hk.transform(forward))
-
-    def init(self, key: PRNGKey) -> Params:
-        return self._mod.init(key, ones_like_abstract(self._abstract)["image"])
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        logits = self._mod.apply(params, key, data["image"])
-        return softmax_cross_entropy(logits, data["label"])
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        return clipped_log_classes_normalizer(loss, self.num_classes)
+    def _network(self, images: jax.Array) -> jax.Array:
+        x = jnp.reshape(images, (images.shape[0], -1))
+        mlp = hk.nets.MLP([*self.hidden_sizes, self.num_classes], activation=self.act_fn)
+        if self.dropout_rate > 0.0:
+            return mlp(x, dropout_rate=self.dropout_rate, rng=hk.next_rng_key())
+        return mlp(x)
 
 
-class ImageMLPNormTask(StatefulImageClassifier):
+class ImageMLPNormTask(ImageClassifier):
     """An image MLP with layer norm or batch norm after every hidden linear layer.
 
     Batch-norm statistics are model state: use `init_with_state` and
@@ -81,11 +62,8 @@ class ImageMLPNormTask(StatefulImageClassifier):
     as the reference does, and returns the updated moving averages.
 
     Args:
-      datasets: image Datasets.
-      hidden_sizes: widths of the hidden layers.
+      datasets, hidden_sizes, act_fn, name: as for `ImageMLPTask`.
       norm_type: "layer_norm" or "batch_norm".
-      act_fn: activation.
-      name: the task's name.
     """
 
     def __init__(
@@ -96,38 +74,34 @@ class ImageMLPNormTask(StatefulImageClassifier):
         act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
         name: str | None = None,
     ) -> None:
-        if norm_type not in ("layer_norm", "batch_norm"):
-            raise ValueError(f"norm_type must be 'layer_norm' or 'batch_norm'; got {norm_type!r}.")
-        self._setup_data(datasets)
-        sizes = [*hidden_sizes, self.num_classes]
-        act = activation(act_fn)
-        self._name = name
+        owner = type(self).__name__
+        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.norm_type = check_choice(norm_type, owner, "norm_type", ("layer_norm", "batch_norm"))
+        self.act_fn = activation(act_fn, owner)
+        super().__init__(datasets, name, stateful=norm_type == "batch_norm")
 
-        def forward(images: jax.Array) -> jax.Array:
-            x = jnp.reshape(images, (images.shape[0], -1))
-            for i, h in enumerate(sizes):
-                x = hk.Linear(h)(x)
-                if i == len(sizes) - 1:
-                    break
-                if norm_type == "layer_norm":
-                    x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
-                else:
-                    x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
-                x = act(x)
-            return x
-
-        self._mod = jit_transformed(hk.transform_with_state(forward))
-        self._stateful = norm_type == "batch_norm"
+    def _network(self, images: jax.Array) -> jax.Array:
+        x = jnp.reshape(images, (images.shape[0], -1))
+        for h in self.hidden_sizes:
+            x = hk.Linear(h)(x)
+            if self.norm_type == "layer_norm":
+                x = hk.LayerNorm(axis=-1, create_scale=True, create_offset=True)(x)
+            else:
+                x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
+            x = self.act_fn(x)
+        return hk.Linear(self.num_classes)(x)
 
 
 # -- named tasks ------------------------------------------------------------------------
 
 
+@CATALOG.task()
 def ImageMLP_Digits8_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on the embedded 8x8 digits (no network needed)."""
     return ImageMLPTask(digits_datasets(batch_size=128), [32], name="ImageMLP_Digits8_Relu32")
 
 
+@CATALOG.task()
 def ImageMLP_Digits8_Tanh32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit tanh MLP on the embedded 8x8 digits."""
     return ImageMLPTask(
@@ -135,6 +109,7 @@ def ImageMLP_Digits8_Tanh32() -> ImageMLPTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Digits8_Relu32x32_Dropout02() -> ImageMLPTask:
     """A 2 hidden layer, 32 unit ReLU MLP with dropout 0.2 on the embedded 8x8 digits."""
     return ImageMLPTask(
@@ -145,6 +120,7 @@ def ImageMLP_Digits8_Relu32x32_Dropout02() -> ImageMLPTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Digits8_32_LayerNorm_Relu() -> ImageMLPNormTask:
     """A 1 hidden layer, 32 unit MLP with layer norm on the embedded 8x8 digits."""
     return ImageMLPNormTask(
@@ -155,6 +131,7 @@ def ImageMLP_Digits8_32_LayerNorm_Relu() -> ImageMLPNormTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Digits8_32_BatchNorm_Relu() -> ImageMLPNormTask:
     """A 1 hidden layer, 32 unit MLP with batch norm (state) on the embedded 8x8 digits."""
     return ImageMLPNormTask(
@@ -165,36 +142,42 @@ def ImageMLP_Digits8_32_BatchNorm_Relu() -> ImageMLPNormTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_FashionMnist8_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on 8x8 Fashion-MNIST."""
     ds = tfds_data.fashion_mnist_datasets(batch_size=128, image_size=(8, 8))
     return ImageMLPTask(ds, [32], name="ImageMLP_FashionMnist8_Relu32")
 
 
+@CATALOG.task()
 def ImageMLP_FashionMnist16_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on 16x16 Fashion-MNIST."""
     ds = tfds_data.fashion_mnist_datasets(batch_size=128, image_size=(16, 16))
     return ImageMLPTask(ds, [32], name="ImageMLP_FashionMnist16_Relu32")
 
 
+@CATALOG.task()
 def ImageMLP_FashionMnist_Relu128x128() -> ImageMLPTask:
     """A 2 hidden layer, 128 unit ReLU MLP on 28x28 Fashion-MNIST."""
     ds = tfds_data.fashion_mnist_datasets(batch_size=128)
     return ImageMLPTask(ds, [128, 128], name="ImageMLP_FashionMnist_Relu128x128")
 
 
+@CATALOG.task()
 def ImageMLP_Mnist_128x128x128_Relu() -> ImageMLPTask:
     """A 3 hidden layer, 128 unit ReLU MLP on 28x28 MNIST."""
     ds = tfds_data.mnist_datasets(batch_size=128)
     return ImageMLPTask(ds, [128, 128, 128], name="ImageMLP_Mnist_128x128x128_Relu")
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_8_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on 8x8 color CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128, image_size=(8, 8))
     return ImageMLPTask(ds, [32], name="ImageMLP_Cifar10_8_Relu32")
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10BW8_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on 8x8 black-and-white CIFAR-10."""
     ds = tfds_data.cifar10_datasets(
@@ -203,12 +186,14 @@ def ImageMLP_Cifar10BW8_Relu32() -> ImageMLPTask:
     return ImageMLPTask(ds, [32], name="ImageMLP_Cifar10BW8_Relu32")
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128x128_Relu() -> ImageMLPTask:
     """A 3 hidden layer, 128 unit ReLU MLP on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ImageMLPTask(ds, [128, 128, 128], name="ImageMLP_Cifar10_128x128x128_Relu")
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128x128_Tanh_bs128() -> ImageMLPTask:
     """A 3 hidden layer, 128 unit tanh MLP on 32x32 CIFAR-10, batch 128."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
@@ -217,6 +202,7 @@ def ImageMLP_Cifar10_128x128x128_Tanh_bs128() -> ImageMLPTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128_Dropout05_Relu() -> ImageMLPTask:
     """A 2 hidden layer, 128 unit ReLU MLP with dropout 0.5 on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
@@ -225,6 +211,7 @@ def ImageMLP_Cifar10_128x128_Dropout05_Relu() -> ImageMLPTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128x128_LayerNorm_Relu() -> ImageMLPNormTask:
     """A 3 hidden layer, 128 unit ReLU MLP with layer norm on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
@@ -233,6 +220,7 @@ def ImageMLP_Cifar10_128x128x128_LayerNorm_Relu() -> ImageMLPNormTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128x128_LayerNorm_Tanh() -> ImageMLPNormTask:
     """A 3 hidden layer, 128 unit tanh MLP with layer norm on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
@@ -245,30 +233,10 @@ def ImageMLP_Cifar10_128x128x128_LayerNorm_Tanh() -> ImageMLPNormTask:
     )
 
 
+@CATALOG.task()
 def ImageMLP_Cifar10_128x128x128_BatchNorm_Relu() -> ImageMLPNormTask:
     """A 3 hidden layer, 128 unit ReLU MLP with batch norm (model state) on 32x32 CIFAR-10."""
     ds = tfds_data.cifar10_datasets(batch_size=128)
     return ImageMLPNormTask(
         ds, [128, 128, 128], "batch_norm", name="ImageMLP_Cifar10_128x128x128_BatchNorm_Relu"
     )
-
-
-NAMED_TASKS = [
-    ImageMLP_Digits8_Relu32,
-    ImageMLP_Digits8_Tanh32,
-    ImageMLP_Digits8_Relu32x32_Dropout02,
-    ImageMLP_Digits8_32_LayerNorm_Relu,
-    ImageMLP_Digits8_32_BatchNorm_Relu,
-    ImageMLP_FashionMnist8_Relu32,
-    ImageMLP_FashionMnist16_Relu32,
-    ImageMLP_FashionMnist_Relu128x128,
-    ImageMLP_Mnist_128x128x128_Relu,
-    ImageMLP_Cifar10_8_Relu32,
-    ImageMLP_Cifar10BW8_Relu32,
-    ImageMLP_Cifar10_128x128x128_Relu,
-    ImageMLP_Cifar10_128x128x128_Tanh_bs128,
-    ImageMLP_Cifar10_128x128_Dropout05_Relu,
-    ImageMLP_Cifar10_128x128x128_LayerNorm_Relu,
-    ImageMLP_Cifar10_128x128x128_LayerNorm_Tanh,
-    ImageMLP_Cifar10_128x128x128_BatchNorm_Relu,
-]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +10,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
-from lopt_tasks._common import clipped_log_classes_normalizer, jit_transformed, ones_like_abstract
+from lopt_core import Datasets, TaskFamily
+from lopt_core.typing import Batch, PRNGKey, TaskCfg
+from lopt_core.validation import check_positive_int
+from lopt_tasks._common import clipped_log_classes_normalizer, extra_info_of
+from lopt_tasks._network import NetworkTask
+from lopt_tasks._plugin import CATALOG
 from lopt_tasks._sampling import (
     SwitchedInitializer,
     check_names,
@@ -20,7 +23,7 @@ from lopt_tasks._sampling import (
     log_uniform_int,
     sample_initializer,
 )
-from lopt_tasks.parametric import parametric_classification_normalizer
+from lopt_tasks.parametric import _HaikuFamily
 from lopt_tasks.text import embedded_text_datasets, tfds_text_datasets
 
 
@@ -32,28 +35,13 @@ def masked_token_cross_entropy(logits: jax.Array, data: Batch) -> jax.Array:
     return jnp.sum(nll * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-class _LMTask(Task, abc.ABC):
+class _LMTask(NetworkTask):
+    """A network of int32 `batch["obs"]` (B, T) giving logits (B, T, vocab), trained on
+    next-byte cross-entropy."""
+
     def __init__(self, datasets: Datasets, name: str | None) -> None:
-        if datasets.abstract_batch is None or "vocab_size" not in datasets.extra_info:
-            raise ValueError(
-                "Language-model tasks need datasets with abstract_batch {'obs', 'target'} "
-                "and extra_info['vocab_size']."
-            )
-        self.datasets = datasets
-        self.vocab_size = int(datasets.extra_info["vocab_size"])
-        self._abstract = datasets.abstract_batch
-        self._name = name
-        self._mod = jit_transformed(hk.transform(self._forward))
-
-    @abc.abstractmethod
-    def _forward(self, obs: jax.Array) -> jax.Array:
-        """Logits (B, T, vocab) for int32 `obs` (B, T), inside hk.transform."""
-
-    def init(self, key: PRNGKey) -> Params:
-        return self._mod.init(key, ones_like_abstract(self._abstract)["obs"])
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        return masked_token_cross_entropy(self._mod.apply(params, key, data["obs"]), data)
+        self.vocab_size = extra_info_of(datasets, "vocab_size", type(self).__name__)
+        super().__init__(datasets, masked_token_cross_entropy, inputs="obs", name=name)
 
     def normalizer(self, loss: Any) -> jax.Array:
         # Next-byte prediction is classification over the vocabulary.
@@ -73,6 +61,18 @@ def _learned_initial_state(core: hk.RNNCore, batch_size: int) -> Any:
     )
 
 
+def _lstm_logits(
+    obs: jax.Array, vocab_size: int, embed_size: int, rnn_size: int, w_init: Any = None
+) -> jax.Array:
+    """Embedding, one LSTM layer scanned from a learned initial state, linear head."""
+    x = hk.Embed(vocab_size, embed_size, w_init=w_init)(obs)
+    core = hk.LSTM(rnn_size)
+    out, _ = hk.dynamic_unroll(
+        core, x, _learned_initial_state(core, obs.shape[0]), time_major=False
+    )
+    return hk.Linear(vocab_size, w_init=w_init)(out)
+
+
 class LSTMLanguageModelTask(_LMTask):
     """A byte-level LSTM language model: embedding, one LSTM layer (scanned), linear head.
 
@@ -88,16 +88,13 @@ class LSTMLanguageModelTask(_LMTask):
     def __init__(
         self, datasets: Datasets, embed_size: int = 32, rnn_size: int = 64, name: str | None = None
     ) -> None:
-        self.embed_size, self.rnn_size = int(embed_size), int(rnn_size)
+        owner = type(self).__name__
+        self.embed_size = check_positive_int(embed_size, owner, "embed_size")
+        self.rnn_size = check_positive_int(rnn_size, owner, "rnn_size")
         super().__init__(datasets, name)
 
-    def _forward(self, obs: jax.Array) -> jax.Array:
-        x = hk.Embed(self.vocab_size, self.embed_size)(obs)
-        core = hk.LSTM(self.rnn_size)
-        out, _ = hk.dynamic_unroll(
-            core, x, _learned_initial_state(core, obs.shape[0]), time_major=False
-        )
-        return hk.Linear(self.vocab_size)(out)
+    def _network(self, obs: jax.Array) -> jax.Array:
+        return _lstm_logits(obs, self.vocab_size, self.embed_size, self.rnn_size)
 
 
 class TransformerLanguageModelTask(_LMTask):
@@ -122,14 +119,18 @@ class TransformerLanguageModelTask(_LMTask):
         num_layers: int = 2,
         name: str | None = None,
     ) -> None:
+        owner = type(self).__name__
+        self.model_size = check_positive_int(model_size, owner, "model_size")
+        self.num_heads = check_positive_int(num_heads, owner, "num_heads")
+        self.num_layers = check_positive_int(num_layers, owner, "num_layers")
         if model_size % num_heads:
             raise ValueError(
-                f"model_size ({model_size}) must be divisible by num_heads ({num_heads})."
+                f"{owner}: model_size ({model_size}) must be divisible by num_heads "
+                f"({num_heads}); choose a num_heads that divides it."
             )
-        self.model_size, self.num_heads, self.num_layers = model_size, num_heads, num_layers
         super().__init__(datasets, name)
 
-    def _forward(self, obs: jax.Array) -> jax.Array:
+    def _network(self, obs: jax.Array) -> jax.Array:
         t = obs.shape[1]
         d = self.model_size
         init = hk.initializers.VarianceScaling(2.0 / self.num_layers)
@@ -150,78 +151,42 @@ class TransformerLanguageModelTask(_LMTask):
         return hk.Linear(self.vocab_size)(x)
 
 
-class _ParametricLMRNNTask(Task):
-    def __init__(self, family: ParametricLMRNN, cfg: TaskCfg) -> None:
-        self.datasets = family.datasets
-        self.family, self.cfg = family, cfg
-        self._name = f"{family.name}_sample"
-
-    def init(self, key: PRNGKey) -> Params:
-        return self.family._init_jit(self.cfg, key)
-
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        logits = self.family._apply_jit(self.cfg, params, key, data["obs"])
-        return masked_token_cross_entropy(logits, data)
-
-    def normalizer(self, loss: Any) -> jax.Array:
-        return parametric_classification_normalizer(loss, self.family.vocab_size)
-
-
-class ParametricLMRNN(TaskFamily):
-    """Byte-level LSTM language models with a sampled weight initializer.
+class ParametricLMRNN(_HaikuFamily):
+    """`LSTMLanguageModelTask`s with a sampled weight initializer.
 
     The cfg is `{"initializer": {"index": int32, "init_scale": float32}}` (see
-    `lopt_tasks.parametric.ParametricImageMLP`); the initial state is learned.
+    `lopt_tasks.parametric.ParametricImageMLP`); it initializes the embedding and the
+    head. The tasks' normalizer is the parametric classification one over the bytes.
 
     Args:
       datasets: byte-level LM Datasets with `extra_info["vocab_size"]`.
-      rnn_size: LSTM width.
-      embed_size: embedding width.
+      rnn_size, embed_size: the LSTM and embedding widths.
       name: the family's name.
     """
+
+    input_key = "obs"
 
     def __init__(
         self, datasets: Datasets, rnn_size: int = 64, embed_size: int = 32, name: str | None = None
     ) -> None:
-        if datasets.abstract_batch is None or "vocab_size" not in datasets.extra_info:
-            raise ValueError(
-                "ParametricLMRNN needs datasets with abstract_batch and extra_info['vocab_size']."
-            )
-        self.datasets = datasets
-        self.vocab_size = int(datasets.extra_info["vocab_size"])
-        self.rnn_size, self.embed_size = int(rnn_size), int(embed_size)
-        self._name = name
-        obs_spec = datasets.abstract_batch["obs"]
+        owner = type(self).__name__
+        self.vocab_size = extra_info_of(datasets, "vocab_size", owner)
+        self.rnn_size = check_positive_int(rnn_size, owner, "rnn_size")
+        self.embed_size = check_positive_int(embed_size, owner, "embed_size")
+        super().__init__(datasets, self.vocab_size, masked_token_cross_entropy, name)
 
-        def forward(cfg: TaskCfg, obs: jax.Array) -> jax.Array:
-            w_init = SwitchedInitializer(cfg["initializer"])
-            x = hk.Embed(self.vocab_size, self.embed_size, w_init=w_init)(obs)
-            core = hk.LSTM(self.rnn_size)
-            out, _ = hk.dynamic_unroll(
-                core, x, _learned_initial_state(core, obs.shape[0]), time_major=False
-            )
-            return hk.Linear(self.vocab_size, w_init=w_init)(out)
-
-        def init(cfg: TaskCfg, key: PRNGKey) -> Params:
-            obs = jnp.ones(obs_spec.shape, obs_spec.dtype)
-            return hk.transform(lambda o: forward(cfg, o)).init(key, obs)
-
-        def apply(cfg: TaskCfg, params: Params, key: PRNGKey, obs: jax.Array) -> jax.Array:
-            return hk.transform(lambda o: forward(cfg, o)).apply(params, key, obs)
-
-        self._init_jit = jax.jit(init)
-        self._apply_jit = jax.jit(apply)
+    def _forward(self, cfg: TaskCfg, inputs: jax.Array) -> jax.Array:
+        w_init = SwitchedInitializer(cfg["initializer"])
+        return _lstm_logits(inputs, self.vocab_size, self.embed_size, self.rnn_size, w_init)
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         return {"initializer": sample_initializer(key)}
-
-    def task_fn(self, cfg: TaskCfg) -> Task:
-        return _ParametricLMRNNTask(self, cfg)
 
 
 # -- named tasks and families -------------------------------------------------------------
 
 
+@CATALOG.task()
 def LSTMLM_EmbeddedText_Embed32_LSTM64() -> LSTMLanguageModelTask:
     """A byte LSTM LM (embed 32, LSTM 64) on the embedded corpus, batch 16 x 32 bytes."""
     return LSTMLanguageModelTask(
@@ -229,6 +194,7 @@ def LSTMLM_EmbeddedText_Embed32_LSTM64() -> LSTMLanguageModelTask:
     )
 
 
+@CATALOG.task()
 def TransformerLM_EmbeddedText_2x32() -> TransformerLanguageModelTask:
     """A 2 layer, width 32 byte Transformer LM on the embedded corpus, batch 16 x 32 bytes."""
     return TransformerLanguageModelTask(
@@ -236,6 +202,7 @@ def TransformerLM_EmbeddedText_2x32() -> TransformerLanguageModelTask:
     )
 
 
+@CATALOG.task()
 def LSTMLM_TinyShakespeare_Embed64_LSTM128() -> LSTMLanguageModelTask:
     """A byte LSTM LM (embed 64, LSTM 128) on TFDS tiny_shakespeare, batch 32 x 64 bytes."""
     return LSTMLanguageModelTask(
@@ -246,6 +213,7 @@ def LSTMLM_TinyShakespeare_Embed64_LSTM128() -> LSTMLanguageModelTask:
     )
 
 
+@CATALOG.task()
 def TransformerLM_LM1B_Bytes_4x128() -> TransformerLanguageModelTask:
     """A 4 layer, width 128 byte Transformer LM on TFDS lm1b, batch 32 x 64 bytes."""
     return TransformerLanguageModelTask(
@@ -253,17 +221,10 @@ def TransformerLM_LM1B_Bytes_4x128() -> TransformerLanguageModelTask:
     )
 
 
+@CATALOG.task_family()
 def LMRNNFamily_EmbeddedText() -> ParametricLMRNN:
     """ParametricLMRNN (LSTM 32, embed 16) on the embedded corpus, batch 8 x 16 bytes."""
     return ParametricLMRNN(embedded_text_datasets(8, 16), 32, 16, name="LMRNNFamily_EmbeddedText")
-
-
-NAMED_TASKS = [
-    LSTMLM_EmbeddedText_Embed32_LSTM64,
-    TransformerLM_EmbeddedText_2x32,
-    LSTMLM_TinyShakespeare_Embed64_LSTM128,
-    TransformerLM_LM1B_Bytes_4x128,
-]
 
 
 #: Text datasets the LM structure sampler draws from: name -> factory(batch, seq).
@@ -318,6 +279,8 @@ def sample_lm_rnn(key: PRNGKey, datasets: Sequence[str] = ("embedded",)) -> LMRN
     )
 
 
+@CATALOG.task_family()
 def SampledLMRNNFamily(seed: int = 0, datasets: Sequence[str] = ("embedded",)) -> TaskFamily:
     """A byte-level ParametricLMRNN whose structure `sample_lm_rnn` draws from `seed`."""
+    seed = check_positive_int(seed, "SampledLMRNNFamily", "seed", minimum=0)
     return sample_lm_rnn(jax.random.PRNGKey(seed), datasets).make()

@@ -18,9 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import Batch, Datasets, Params, PRNGKey, Task, TaskCfg, TaskFamily
+from lopt_core import Datasets, Task, TaskFamily
+from lopt_core.typing import Batch, Params, PRNGKey, TaskCfg
+from lopt_core.validation import check_positive_int
 from lopt_tasks import tfds_data
-from lopt_tasks._common import softmax_cross_entropy
+from lopt_tasks._common import abstract_batch_of, check_sizes, extra_info_of
+from lopt_tasks._plugin import CATALOG
 from lopt_tasks._sampling import (
     SwitchedInitializer,
     check_names,
@@ -30,6 +33,7 @@ from lopt_tasks._sampling import (
     sample_initializer,
     switched_activation,
 )
+from lopt_tasks.adapters import LossFn, cross_entropy_loss
 from lopt_tasks.digits import digits_datasets
 
 
@@ -44,13 +48,10 @@ def parametric_classification_normalizer(loss: Any, num_classes: int) -> jax.Arr
     return (jnp.clip(loss, 0.0, max_class) - np.log(num_classes / 5)) * 10 / np.log(num_classes)
 
 
-def _image_family_cfg(key: PRNGKey) -> dict[str, Any]:
-    k_act, k_init = jax.random.split(key)
-    return {"activation": sample_activation(k_act), "initializer": sample_initializer(k_init)}
+class _SampledTask(Task):
+    """The task of one sample `cfg` of a `_HaikuFamily`: the family's network under `cfg`."""
 
-
-class _ParametricImageTask(Task):
-    def __init__(self, family: _ImageFamilyBase, cfg: TaskCfg) -> None:
+    def __init__(self, family: _HaikuFamily, cfg: TaskCfg) -> None:
         self.datasets = family.datasets
         self.num_classes = family.num_classes
         self.family = family
@@ -61,56 +62,93 @@ class _ParametricImageTask(Task):
         return self.family._init_jit(self.cfg, key)
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
-        logits = self.family._apply_jit(self.cfg, params, key, data["image"])
-        return softmax_cross_entropy(logits, data["label"])
+        outputs = self.family._apply_jit(self.cfg, params, key, data[self.family.input_key])
+        return self.family.loss_fn(outputs, data)
 
     def normalizer(self, loss: Any) -> jax.Array:
         return parametric_classification_normalizer(loss, self.num_classes)
 
 
-class _ImageFamilyBase(TaskFamily, abc.ABC):
-    def __init__(self, datasets: Datasets, num_classes: int | None, name: str | None) -> None:
-        if datasets.abstract_batch is None:
-            raise ValueError(
-                f"{type(self).__name__} needs datasets.abstract_batch to initialize without "
-                "reading data; got None."
-            )
-        if num_classes is None:
-            num_classes = datasets.extra_info.get("num_classes")
-        if num_classes is None:
-            raise ValueError(
-                f"{type(self).__name__} needs num_classes, or datasets.extra_info['num_classes']."
-            )
+class _HaikuFamily(TaskFamily):
+    """A family whose tasks are one haiku network `_forward(cfg, inputs)` under a sampled cfg.
+
+    The cfg is an explicit argument of one family-wide jitted init and apply, so
+    every sample (and every vmapped batch of samples) reuses one compiled program.
+    The tasks' loss is `loss_fn(outputs, batch)` and their normalizer
+    `parametric_classification_normalizer` over `num_classes` outputs.
+
+    Args:
+      datasets: Datasets whose `abstract_batch` holds the network input under `input_key`.
+      num_classes: number of output classes.
+      loss_fn: `loss_fn(outputs, batch) -> scalar`.
+      name: the family's name.
+    """
+
+    #: the batch key holding the network input.
+    input_key: str = "image"
+
+    def __init__(
+        self, datasets: Datasets, num_classes: int, loss_fn: LossFn, name: str | None
+    ) -> None:
+        owner = type(self).__name__
+        example = abstract_batch_of(datasets, owner)[self.input_key]
         self.datasets = datasets
-        self.num_classes = int(num_classes)
+        self.num_classes = check_positive_int(num_classes, owner, "num_classes")
+        self.loss_fn = loss_fn
         self._name = name
-        abstract_images = datasets.abstract_batch["image"]
 
-        # The cfg is an explicit argument of one family-wide jitted function, so every
-        # sample (and every vmapped batch of samples) reuses one compiled program.
         def init(cfg: TaskCfg, key: PRNGKey) -> Params:
-            images = jnp.ones(abstract_images.shape, abstract_images.dtype)
-            return hk.transform(lambda x: self._forward(cfg, x)).init(key, images)
+            inputs = jnp.ones(example.shape, example.dtype)
+            return hk.transform(lambda x: self._forward(cfg, x)).init(key, inputs)
 
-        def apply(cfg: TaskCfg, params: Params, key: PRNGKey, images: jax.Array) -> jax.Array:
-            return hk.transform(lambda x: self._forward(cfg, x)).apply(params, key, images)
+        def apply(cfg: TaskCfg, params: Params, key: PRNGKey, inputs: jax.Array) -> Any:
+            return hk.transform(lambda x: self._forward(cfg, x)).apply(params, key, inputs)
 
         self._init_jit = jax.jit(init)
         self._apply_jit = jax.jit(apply)
 
     @abc.abstractmethod
-    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
-        """The network's logits for `images` under sample `cfg` (inside hk.transform)."""
+    def _forward(self, cfg: TaskCfg, inputs: jax.Array) -> Any:
+        """The network's outputs for `inputs` under sample `cfg` (inside hk.transform)."""
+
+    def task_fn(self, cfg: TaskCfg) -> Task:
+        return _SampledTask(self, cfg)
+
+
+class _ImageFamily(_HaikuFamily):
+    """Image classifiers with a sampled activation and a sampled weight initializer.
+
+    Args:
+      datasets: image Datasets with `abstract_batch`.
+      num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
+      hidden_sizes: widths of the hidden layers (MLP) or channels (convnet); the
+        class's `default_hidden_sizes` when None.
+      name: the family's name.
+    """
+
+    default_hidden_sizes: tuple[int, ...]
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        num_classes: int | None = None,
+        hidden_sizes: Sequence[int] | None = None,
+        name: str | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        if num_classes is None:
+            num_classes = extra_info_of(datasets, "num_classes", owner)
+        sizes = self.default_hidden_sizes if hidden_sizes is None else hidden_sizes
+        self.hidden_sizes = check_sizes(sizes, owner, "hidden_sizes")
+        super().__init__(datasets, num_classes, cross_entropy_loss, name)
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         """`{"activation": int32, "initializer": {"index": int32, "init_scale": float32}}`."""
-        return _image_family_cfg(key)
-
-    def task_fn(self, cfg: TaskCfg) -> Task:
-        return _ParametricImageTask(self, cfg)
+        k_act, k_init = jax.random.split(key)
+        return {"activation": sample_activation(k_act), "initializer": sample_initializer(k_init)}
 
 
-class ParametricImageMLP(_ImageFamilyBase):
+class ParametricImageMLP(_ImageFamily):
     """Image MLPs with a sampled activation and a sampled weight initializer.
 
     Activation: one of 12 (ReLU, ReLU6, SELU, tanh, cos, sin, sigmoid, SiLU, swish,
@@ -121,31 +159,24 @@ class ParametricImageMLP(_ImageFamilyBase):
     Args:
       datasets: image Datasets with `abstract_batch`.
       num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
-      hidden_layers: widths of the hidden layers.
+      hidden_sizes: widths of the hidden layers, (32, 32) by default
+        (`hidden_layers` is the reference's spelling).
       name: the family's name.
     """
 
-    def __init__(
-        self,
-        datasets: Datasets,
-        num_classes: int | None = None,
-        hidden_layers: Sequence[int] = (32, 32),
-        name: str | None = None,
-    ) -> None:
-        super().__init__(datasets, num_classes, name)
-        self.hidden_layers = tuple(int(h) for h in hidden_layers)
+    default_hidden_sizes = (32, 32)
 
-    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
-        x = jnp.reshape(images, (images.shape[0], -1))
+    def _forward(self, cfg: TaskCfg, inputs: jax.Array) -> jax.Array:
+        x = jnp.reshape(inputs, (inputs.shape[0], -1))
         mlp = hk.nets.MLP(
-            (*self.hidden_layers, self.num_classes),
+            (*self.hidden_sizes, self.num_classes),
             w_init=SwitchedInitializer(cfg["initializer"]),
             activation=switched_activation(cfg["activation"]),
         )
         return mlp(x)
 
 
-class ParametricImageConv(_ImageFamilyBase):
+class ParametricImageConv(_ImageFamily):
     """Image convnets (3x3 convs, first with stride 2, mean pooling, linear head) with a
     sampled activation and initializer, as `ParametricImageMLP`.
 
@@ -153,27 +184,18 @@ class ParametricImageConv(_ImageFamilyBase):
     default initializer, as in the reference library.
 
     Args:
-      datasets: image Datasets with `abstract_batch`.
-      num_classes: number of classes (defaults to `datasets.extra_info["num_classes"]`).
-      hidden_units: channels of the conv layers.
-      name: the family's name.
+      datasets, num_classes, name: as for `ParametricImageMLP`.
+      hidden_sizes: channels of the conv layers, (32, 64, 64) by default
+        (`hidden_units` is the reference's spelling).
     """
 
-    def __init__(
-        self,
-        datasets: Datasets,
-        num_classes: int | None = None,
-        hidden_units: Sequence[int] = (32, 64, 64),
-        name: str | None = None,
-    ) -> None:
-        super().__init__(datasets, num_classes, name)
-        self.hidden_units = tuple(int(h) for h in hidden_units)
+    default_hidden_sizes = (32, 64, 64)
 
-    def _forward(self, cfg: TaskCfg, images: jax.Array) -> jax.Array:
+    def _forward(self, cfg: TaskCfg, inputs: jax.Array) -> jax.Array:
         act = switched_activation(cfg["activation"])
         init = SwitchedInitializer(cfg["initializer"])
-        x = images
-        for i, ch in enumerate(self.hidden_units):
+        x = inputs
+        for i, ch in enumerate(self.hidden_sizes):
             x = act(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1, w_init=init)(x))
         # The reference samples the conv initializer only; the head keeps haiku's default.
         return hk.Linear(self.num_classes)(jnp.mean(x, axis=(1, 2)))
@@ -259,16 +281,21 @@ def sample_image_conv(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> Im
     )
 
 
+@CATALOG.task_family()
 def SampledImageMLPFamily(seed: int = 0, datasets: Sequence[str] = ("digits",)) -> TaskFamily:
     """An image-MLP family whose structure is drawn by `sample_image_mlp` from `seed`."""
+    seed = check_positive_int(seed, "SampledImageMLPFamily", "seed", minimum=0)
     return sample_image_mlp(jax.random.PRNGKey(seed), datasets).make()
 
 
+@CATALOG.task_family()
 def SampledImageConvFamily(seed: int = 0, datasets: Sequence[str] = ("digits",)) -> TaskFamily:
     """An image-convnet family whose structure is drawn by `sample_image_conv` from `seed`."""
+    seed = check_positive_int(seed, "SampledImageConvFamily", "seed", minimum=0)
     return sample_image_conv(jax.random.PRNGKey(seed), datasets).make()
 
 
+@CATALOG.task_family()
 def ImageMLPFamily_Digits8() -> TaskFamily:
     """ParametricImageMLP on the embedded 8x8 digits, hidden (32,), batch 128 (offline)."""
     return ParametricImageMLP(
@@ -279,6 +306,7 @@ def ImageMLPFamily_Digits8() -> TaskFamily:
     )
 
 
+@CATALOG.task_family()
 def ImageConvFamily_Digits8() -> TaskFamily:
     """ParametricImageConv on the embedded 8x8 digits, channels (16, 32), batch 128."""
     return ParametricImageConv(

@@ -8,17 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import (
-    SPLITS,
-    ArraySplit,
-    Batch,
-    Datasets,
-    Params,
-    PRNGKey,
-    Task,
-    TaskCfg,
-    TaskFamily,
-)
+from lopt_core import SPLITS, ArraySplit, Datasets, Task, TaskFamily
+from lopt_core.typing import Batch, Params, PRNGKey, TaskCfg
+from lopt_core.validation import check_nonnegative, check_positive_int
+from lopt_tasks._plugin import CATALOG
 
 
 def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int = 0) -> Datasets:
@@ -46,6 +39,7 @@ class _VectorTask(Task):
         return jax.random.normal(key, (self.dim,))
 
 
+@CATALOG.task()
 class QuadraticTask(_VectorTask):
     """The loss `sum(params**2)` over a vector of `dim` standard-normal parameters.
 
@@ -54,15 +48,14 @@ class QuadraticTask(_VectorTask):
     """
 
     def __init__(self, dim: int = 10) -> None:
-        if dim <= 0:
-            raise ValueError(f"{type(self).__name__} needs a positive dim; got {dim}.")
-        self.dim = int(dim)
+        self.dim = check_positive_int(dim, type(self).__name__, "dim")
 
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del key, data
         return jnp.sum(jnp.square(params))
 
 
+@CATALOG.task()
 class BatchQuadraticTask(QuadraticTask):
     """`sum(params**2)` with a dataset of (4, 2) noise batches that the loss ignores.
 
@@ -74,6 +67,7 @@ class BatchQuadraticTask(QuadraticTask):
         self.datasets = _noise_datasets((4, 2))
 
 
+@CATALOG.task()
 class NoisyMeanQuadraticTask(_VectorTask):
     """`sum((params - mean(batch))**2)`: the target is the mean of a noisy batch.
 
@@ -90,8 +84,12 @@ class NoisyMeanQuadraticTask(_VectorTask):
     def __init__(
         self, dim: int = 10, batch_size: int = 8, noise_std: float = 1.0, seed: int = 0
     ) -> None:
+        owner = type(self).__name__
+        self.dim = check_positive_int(dim, owner, "dim")
+        batch_size = check_positive_int(batch_size, owner, "batch_size")
+        noise_std = check_nonnegative(noise_std, owner, "noise_std")
+        seed = check_positive_int(seed, owner, "seed", minimum=0)
         rng = np.random.default_rng(seed)
-        self.dim = int(dim)
         self.target = rng.normal(size=(dim,)).astype(np.float32)
         splits = {}
         for i, name in enumerate(SPLITS):
@@ -114,6 +112,7 @@ class _TargetQuadratic(_VectorTask):
         return jnp.sum(jnp.square(self.target - params))
 
 
+@CATALOG.task_family()
 class FixedDimQuadraticFamily(TaskFamily):
     """Quadratics `sum((target - params)**2)` with a sampled standard-normal target.
 
@@ -124,7 +123,7 @@ class FixedDimQuadraticFamily(TaskFamily):
     """
 
     def __init__(self, dim: int = 10) -> None:
-        self.dim = int(dim)
+        self.dim = check_positive_int(dim, type(self).__name__, "dim")
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         return jax.random.normal(key, (self.dim,))
@@ -152,7 +151,8 @@ class _TargetQuadraticData(_TargetQuadratic):
         return jnp.clip(loss, 0.0, 1000.0)
 
 
-class FixedDimQuadraticFamilyData(TaskFamily):
+@CATALOG.task_family()
+class FixedDimQuadraticFamilyData(FixedDimQuadraticFamily):
     """`FixedDimQuadraticFamily` whose loss adds a scalar standard-normal noise batch.
 
     Each batch is one float32 scalar; the loss is `sum((target - params)**2) + batch`,
@@ -163,11 +163,8 @@ class FixedDimQuadraticFamilyData(TaskFamily):
     """
 
     def __init__(self, dim: int = 10) -> None:
-        self.dim = int(dim)
+        super().__init__(dim)
         self.datasets = _noise_datasets((0,))
-
-    def sample(self, key: PRNGKey) -> TaskCfg:
-        return jax.random.normal(key, (self.dim,))
 
     def task_fn(self, cfg: TaskCfg) -> Task:
         return _TargetQuadraticData(cfg, self.dim, self.datasets)
@@ -186,6 +183,7 @@ class _NoisyQuadratic(_VectorTask):
         return jnp.sum(jnp.square(self.scale * (self.center - params)) + grad_noise)
 
 
+@CATALOG.task_family()
 class NoisyQuadraticFamily(TaskFamily):
     """Quadratics with a sampled center and per-dimension scale, and noisy gradients.
 
@@ -201,8 +199,9 @@ class NoisyQuadraticFamily(TaskFamily):
     scale_constant = 25.0
 
     def __init__(self, dim: int = 10, cov: float = 0.1) -> None:
-        self.dim = int(dim)
-        self.cov = float(cov)
+        owner = type(self).__name__
+        self.dim = check_positive_int(dim, owner, "dim")
+        self.cov = float(check_nonnegative(cov, owner, "cov"))
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         k1, k2 = jax.random.split(key)

@@ -17,13 +17,16 @@ and cut by bytes into train 0-80%, inner_valid 80-90% and outer_valid 90-100%;
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from importlib import resources
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import Batch, Datasets
+from lopt_core import Datasets
+from lopt_core.typing import Batch
+from lopt_core.validation import check_positive_int
 from lopt_tasks._lazy import lazy_datasets
 from lopt_tasks.tfds_data import DatasetNotPreparedError, default_data_dir, open_data_source
 
@@ -66,9 +69,26 @@ def _shift(batch: Batch) -> Batch:
     return {"obs": w[:, :-1], "target": w[:, 1:]}
 
 
-def _abstract(batch_size: int, sequence_length: int) -> dict:
+def _text_datasets(
+    load: Callable[[str], dict[str, np.ndarray]],
+    batch_size: int,
+    sequence_length: int,
+    name: str,
+    seed: int,
+    owner: str,
+) -> Datasets:
+    """Byte-level LM Datasets of four lazy splits; `load(split)` gives its windows."""
+    batch_size = check_positive_int(batch_size, owner, "batch_size")
+    sequence_length = check_positive_int(sequence_length, owner, "sequence_length")
     spec = jax.ShapeDtypeStruct((batch_size, sequence_length), jnp.int32)
-    return {"obs": spec, "target": spec}
+    return lazy_datasets(
+        load,
+        batch_size,
+        {"obs": spec, "target": spec},
+        {"vocab_size": VOCAB_SIZE, "name": name},
+        seed=seed,
+        transform=_shift,
+    )
 
 
 def _slice(data: bytes, lo: float, hi: float) -> bytes:
@@ -93,13 +113,8 @@ def embedded_text_datasets(
         lo, hi = _CORPUS_FRACTIONS[split]
         return {"window": windows(_slice(embedded_corpus(), lo, hi), sequence_length)}
 
-    return lazy_datasets(
-        load,
-        batch_size,
-        _abstract(batch_size, sequence_length),
-        {"vocab_size": VOCAB_SIZE, "name": "embedded_corpus"},
-        seed=seed,
-        transform=_shift,
+    return _text_datasets(
+        load, batch_size, sequence_length, "embedded_corpus", seed, "embedded_text_datasets"
     )
 
 
@@ -148,6 +163,7 @@ def tfds_text_datasets(
     Raises:
       DatasetNotPreparedError: on the first batch, when the data is not prepared.
     """
+    max_bytes = check_positive_int(max_bytes, "tfds_text_datasets", "max_bytes")
 
     def load(split: str) -> dict[str, np.ndarray]:
         if split == "test":
@@ -157,11 +173,4 @@ def tfds_text_datasets(
             data = _slice(_tfds_text(name, "train", data_dir, max_bytes), lo, hi)
         return {"window": windows(data, sequence_length)}
 
-    return lazy_datasets(
-        load,
-        batch_size,
-        _abstract(batch_size, sequence_length),
-        {"vocab_size": VOCAB_SIZE, "name": name},
-        seed=seed,
-        transform=_shift,
-    )
+    return _text_datasets(load, batch_size, sequence_length, name, seed, "tfds_text_datasets")

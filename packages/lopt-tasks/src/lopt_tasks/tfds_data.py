@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from lopt_core import Batch, Datasets
+from lopt_core import Datasets
+from lopt_core.typing import Batch
+from lopt_core.validation import check_positive_int
 from lopt_tasks._images import as_image_size, prepare_images
 from lopt_tasks._lazy import abstract_image_batch, lazy_datasets
 
@@ -270,8 +272,11 @@ def image_classification_datasets(
     Raises:
       DatasetNotPreparedError: on the first batch, when the data is not prepared.
     """
+    owner = "image_classification_datasets"
+    batch_size = check_positive_int(batch_size, owner, "batch_size")
+    size = as_image_size(image_size, owner)
     info = image_dataset_info(name, data_dir)
-    size = as_image_size(image_size) or (info.height, info.width)
+    size = size or (info.height, info.width)
     channels = 1 if convert_to_black_and_white else info.channels
     abstract = abstract_image_batch(batch_size, (*size, channels))
     extra = {"num_classes": info.num_classes, "name": name, "image_size": size}
