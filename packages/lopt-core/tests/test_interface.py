@@ -142,7 +142,7 @@ def test_check_loss_given_names_the_optimizer_and_the_fix():
         name = "Hungry"
 
     with pytest.raises(
-        ValueError, match=r"Hungry reads the loss at every step \(needs_loss=True\)"
+        ValueError, match=r"Hungry needs the loss at every step \(needs_loss=True\)"
     ):
         validation.check_loss_given(NeedsLoss(), None)
     validation.check_loss_given(NeedsLoss(), 1.0)

@@ -94,7 +94,7 @@ def test_missing_loss_is_a_clear_error(name):
     assert opt.needs_loss is True
     state = opt.init({"w": jnp.ones(3)})
     with pytest.raises(
-        ValueError, match=rf"{name} reads the loss at every step \(needs_loss=True\)"
+        ValueError, match=rf"{name} needs the loss at every step \(needs_loss=True\)"
     ):
         opt.update(state, {"w": jnp.ones(3)})
 

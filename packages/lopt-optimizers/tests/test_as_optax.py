@@ -193,5 +193,8 @@ def test_as_optax_rejects_what_is_not_an_optimizer_instance():
         def init(self, key):
             return {"lr": jnp.asarray(0.1)}
 
+        def opt_fn(self, theta, is_training=False):
+            return SGD(theta["lr"])
+
     with pytest.raises(TypeError, match=r"opt_fn\(theta\)"):
         as_optax(TinyLearned())

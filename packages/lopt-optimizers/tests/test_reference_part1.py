@@ -24,9 +24,11 @@ def test_sgd_init_cell():
     opt_state = opt.init(fake_params)
 
     assert type(opt_state).__name__ == "OptaxState"
-    assert list(vars(opt_state)) == ["params", "state", "optax_opt_state", "iteration"]
+    # The reference names the model-state field `state`; lopt names it `model_state`
+    # in every optimizer state (`opt_state.state` still reads it, see test_compat.py).
+    assert list(vars(opt_state)) == ["params", "model_state", "optax_opt_state", "iteration"]
     assert repr(opt_state).startswith(
-        "OptaxState(params={'a': Array([0., 0.], dtype=float32)}, state=None, "
+        "OptaxState(params={'a': Array([0., 0.], dtype=float32)}, model_state=None, "
         "optax_opt_state=(EmptyState(), EmptyState()), iteration="
     )
     assert int(opt_state.iteration) == 0
@@ -38,7 +40,7 @@ def test_adam_init_and_update_cells():
     opt = opt_base.Adam(1e-4)
     opt_state = opt.init(fake_params)
     assert repr(opt_state).startswith(
-        "OptaxState(params={'a': Array([0., 0.], dtype=float32)}, state=None, "
+        "OptaxState(params={'a': Array([0., 0.], dtype=float32)}, model_state=None, "
         "optax_opt_state=(ScaleByAdamState(count=Array(0, dtype=int32), "
         "mu={'a': Array([0., 0.], dtype=float32)}, nu={'a': Array([0., 0.], dtype=float32)}), "
         "EmptyState()), iteration="

@@ -180,7 +180,9 @@ def test_wrapper_bad_input():
         ValueError, match=r"WeightDecayWrapper: weight_decay must be a finite number >= 0.0"
     ):
         WeightDecayWrapper(Adam(), -1.0)
-    with pytest.raises(ValueError, match=r"GradientAccumulator: num_steps must be an int >= 1"):
+    with pytest.raises(
+        ValueError, match=r"GradientAccumulator: num_steps must be a positive integer"
+    ):
         GradientAccumulator(Adam(), 0)
     with pytest.raises(
         TypeError, match=r"GraftedOptimizer: direction_opt must be a lopt Optimizer"

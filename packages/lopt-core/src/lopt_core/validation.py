@@ -228,7 +228,7 @@ def check_loss_given(opt: Any, loss: Any, owner: str | None = None) -> None:
     if loss is None and needs_loss(opt):
         who = owner or getattr(opt, "name", type(opt).__name__)
         raise ValueError(
-            f"{who} reads the loss at every step (needs_loss=True) but none was given. "
+            f"{who} needs the loss at every step (needs_loss=True), but none was given. "
             "Call opt.update(opt_state, grads, loss=loss); through optax, "
             "tx.update(grads, state, params, loss=loss)."
         )

@@ -16,7 +16,9 @@ Example:
   Array([-9.9999335e-05, -9.9999335e-05], dtype=float32)
 """
 
-from lopt_optimizers.optax_optimizer import OptaxOptimizer, OptaxState
+from lopt_optimizers import compat
+from lopt_optimizers._plugin import CATALOG
+from lopt_optimizers.optax_optimizer import OptaxBacked, OptaxOptimizer, OptaxState
 from lopt_optimizers.optimizers import (
     SGD,
     SGDM,
@@ -43,29 +45,17 @@ from lopt_optimizers.wrappers import (
     WeightDecayWrapper,
 )
 
-__all__ = [
-    "SGD",
-    "SGDM",
-    "SM3",
-    "AdaBelief",
-    "AdaGrad",
-    "Adafactor",
-    "Adam",
-    "AdamW",
-    "GradientAccumulator",
-    "GradientAccumulatorState",
-    "GradientClipOptimizer",
-    "GraftedOptimizer",
-    "GraftedOptimizerState",
-    "Lamb",
-    "Lars",
-    "NAdamW",
-    "OptaxOptimizer",
-    "OptaxState",
-    "RAdam",
-    "RMSProp",
-    "WeightDecayWrapper",
-    "Yogi",
-    "as_optax",
-    "needs_loss",
-]
+#: The registered optimizers (from the catalog) and the other public names.
+__all__ = sorted(
+    {
+        *CATALOG.exported_names(),
+        "CATALOG",
+        "GradientAccumulatorState",
+        "GraftedOptimizerState",
+        "OptaxBacked",
+        "OptaxState",
+        "as_optax",
+        "compat",
+        "needs_loss",
+    }
+)

@@ -10,33 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import OptState, Params
+
+_INIT_OPTIONAL = ("model_state", "num_steps", "key")
+_UPDATE_OPTIONAL = ("model_state", "key")
 
 
-def call_init(
-    opt: Any,
-    params: Params,
-    model_state: ModelState = None,
-    num_steps: int | None = None,
-    key: PRNGKey | None = None,
-    **kwargs: Any,
-) -> OptState:
-    """`opt.init(params, ...)` with only the optional arguments that are not None."""
-    optional = {"model_state": model_state, "num_steps": num_steps, "key": key}
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    return opt.init(params, **kwargs)
+def _given(names: tuple[str, ...], values: tuple[Any, ...], call: str) -> dict[str, Any]:
+    if len(values) > len(names):
+        raise TypeError(f"{call} takes at most {len(names)} optional arguments ({names}).")
+    return {k: v for k, v in zip(names, values) if v is not None}
+
+
+def call_init(opt: Any, params: Params, *optional: Any, **kwargs: Any) -> OptState:
+    """`opt.init(params, ...)`; `optional` is `(model_state, num_steps, key)`, Nones left out."""
+    return opt.init(params, **kwargs, **_given(_INIT_OPTIONAL, optional, "call_init"))
 
 
 def call_update(
-    opt: Any,
-    opt_state: OptState,
-    grads: Params,
-    loss: Any = None,
-    model_state: ModelState = None,
-    key: PRNGKey | None = None,
-    **kwargs: Any,
+    opt: Any, opt_state: OptState, grads: Params, loss: Any = None, *optional: Any, **kwargs: Any
 ) -> OptState:
-    """`opt.update(opt_state, grads, loss=loss, ...)`, omitting a None model state or key."""
-    optional = {"model_state": model_state, "key": key}
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
-    return opt.update(opt_state, grads, loss=loss, **kwargs)
+    """`opt.update(opt_state, grads, loss=loss, ...)`; `optional` is `(model_state, key)`."""
+    extra = _given(_UPDATE_OPTIONAL, optional, "call_update")
+    return opt.update(opt_state, grads, loss=loss, **kwargs, **extra)

@@ -1,88 +1,67 @@
-"""OptaxOptimizer: any optax transform as a lopt Optimizer."""
+"""Optax transforms as lopt Optimizers: one state, one init and one update for all of them."""
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, ClassVar
 
 import flax
 import jax.numpy as jnp
 import optax
 
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+import lopt_core
 from lopt_core.optimizers import Optimizer
-from lopt_optimizers._validation import check_grads_match
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+from lopt_core.validation import check_learning_rate, check_loss_given, check_tree_match
+from lopt_optimizers._plugin import CATALOG
 
 
 @flax.struct.dataclass
 class OptaxState:
-    """The state of an `OptaxOptimizer`.
+    """The state of every optax-backed optimizer.
 
     Attributes:
       params: the parameters being optimized.
-      state: the model state (for example batch-norm statistics), or None.
-      optax_opt_state: the wrapped optax transform's state.
+      model_state: the model state (for example batch-norm statistics), or None.
+      optax_opt_state: the optax transform's state.
       iteration: int32 scalar, the number of updates applied so far.
     """
 
     params: Params
-    state: ModelState
+    model_state: ModelState
     optax_opt_state: Any
     iteration: Any
 
 
-class OptaxOptimizer(Optimizer):
-    """Wraps any `optax.GradientTransformation` as a lopt `Optimizer`.
+class OptaxBacked(Optimizer):
+    """An optimizer whose step is an optax transform: subclasses write only `transform()`.
 
-    The optax transform maps gradients to updates; this class holds the params next
-    to the transform's state and applies the updates, so a training loop only calls
-    `update` and `get_params`. When the transform takes optax's extra arguments
-    (`optax.GradientTransformationExtraArgs`), the loss is passed to it as `value`,
-    optax's name for the objective value.
-
-    Attributes:
-      opt: the wrapped optax transform.
-      needs_loss: whether `update` must be given the loss; False unless the
-        constructor was told otherwise (for transforms that read optax's `value`,
-        such as `optax.contrib.reduce_on_plateau`).
+    A subclass is a `@lopt_core.declare` dataclass whose fields are its
+    hyperparameters. `checks` maps a field to the `lopt_core.validation` check it
+    must pass at construction; `learning_rate` is always checked when present.
 
     Example:
-      >>> import jax.numpy as jnp, optax
-      >>> opt = OptaxOptimizer(optax.sgd(0.1))
-      >>> state = opt.init({"w": jnp.ones(2)})
-      >>> state = opt.update(state, {"w": jnp.ones(2)})
-      >>> opt.get_params(state)["w"]
-      Array([0.9, 0.9], dtype=float32)
+      >>> @lopt_core.declare
+      ... class Sign(OptaxBacked):
+      ...     learning_rate: float = 0.1
+      ...     def transform(self):
+      ...         return optax.chain(optax.scale_by_sign(), optax.scale(-self.learning_rate))
     """
 
-    needs_loss: bool = False
+    checks: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, opt: optax.GradientTransformation, needs_loss: bool = False) -> None:
-        """Wraps `opt`.
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        if hasattr(self, "learning_rate"):
+            check_learning_rate(self.learning_rate, owner)
+        for field, check in self.checks.items():
+            value = getattr(self, field)
+            if value is not None:
+                check(value, owner, field)
 
-        Args:
-          opt: an optax transform, for example `optax.adam(1e-3)`.
-          needs_loss: set True when `opt` reads optax's `value` extra argument;
-            `update` then raises a clear error when no loss is given, and
-            `as_optax` asks for the loss too.
-
-        Raises:
-          TypeError: `opt` is not an optax transform (for example the `optax.adam`
-            function itself rather than `optax.adam(1e-3)`).
-        """
-        super().__init__()
-        if not isinstance(opt, optax.GradientTransformation):
-            hint = (
-                f" Call it first, e.g. {opt.__name__}(1e-3)."
-                if callable(opt) and hasattr(opt, "__name__")
-                else ""
-            )
-            raise TypeError(
-                f"{type(self).__name__}: opt must be an optax.GradientTransformation, got "
-                f"{type(opt).__name__}.{hint}"
-            )
-        self.opt = opt
-        if needs_loss:
-            self.needs_loss = True
+    @abc.abstractmethod
+    def transform(self) -> optax.GradientTransformation:
+        """The optax transform that maps gradients to updates."""
 
     def init(
         self,
@@ -92,23 +71,12 @@ class OptaxOptimizer(Optimizer):
         key: PRNGKey | None = None,
         **kwargs: Any,
     ) -> OptaxState:
-        """Builds the initial state around `params`.
-
-        Args:
-          params: the parameters to optimize (a pytree of arrays).
-          model_state: the model state, kept in `OptaxState.state`.
-          num_steps: unused; optax schedules carry their own horizon.
-          key: unused; optax transforms are deterministic.
-          **kwargs: unused, accepted for interface compatibility.
-
-        Returns:
-          An `OptaxState` with `iteration` an int32 zero.
-        """
+        """Builds the initial state around `params` (`num_steps` and `key` are unused)."""
         del num_steps, key, kwargs
         return OptaxState(
             params=params,
-            state=model_state,
-            optax_opt_state=self.opt.init(params),
+            model_state=model_state,
+            optax_opt_state=self.transform().init(params),
             iteration=jnp.asarray(0, dtype=jnp.int32),
         )
 
@@ -121,45 +89,71 @@ class OptaxOptimizer(Optimizer):
         key: PRNGKey | None = None,
         **kwargs: Any,
     ) -> OptaxState:
-        """Applies one step of the optax transform.
+        """Applies one step of the transform.
 
-        Args:
-          opt_state: the current state.
-          grads: gradients with the params' tree structure and shapes.
-          loss: the loss at the current params; given to transforms that accept
-            optax's extra arguments as `value`, ignored otherwise.
-          model_state: the next model state; None keeps the one in `opt_state`.
-          key: unused; optax transforms are deterministic.
-          **kwargs: unused, accepted for interface compatibility.
-
-        Returns:
-          The next `OptaxState`, with `iteration` incremented.
+        The loss goes to transforms that take optax's extra arguments, as `value`.
+        A None `model_state` keeps the one in `opt_state`.
 
         Raises:
-          ValueError: `grads` does not have the params' structure (the message names
-            the first path that differs), or the transform needs the loss and none
-            was given.
+          ValueError: `grads` does not have the params' structure (the first differing
+            path is named), or the transform needs the loss and none was given.
         """
         del key, kwargs
-        check_grads_match(opt_state.params, grads, type(self).__name__)
-        if loss is None and self.needs_loss:
-            raise ValueError(
-                f"{self.name}: this optax transform reads the loss (needs_loss=True); "
-                "call update(opt_state, grads, loss=loss)."
-            )
+        check_tree_match(opt_state.params, grads, type(self).__name__)
+        check_loss_given(self, loss)
+        tx = self.transform()
         extra = {}
-        if loss is not None and isinstance(self.opt, optax.GradientTransformationExtraArgs):
+        if loss is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
             extra["value"] = loss
-        updates, new_opt_state = self.opt.update(
+        updates, new_opt_state = tx.update(
             grads, opt_state.optax_opt_state, opt_state.params, **extra
         )
         return OptaxState(
             params=optax.apply_updates(opt_state.params, updates),
-            state=opt_state.state if model_state is None else model_state,
+            model_state=opt_state.model_state if model_state is None else model_state,
             optax_opt_state=new_opt_state,
             iteration=opt_state.iteration + 1,
         )
 
     def get_state(self, opt_state: OptState) -> ModelState:
-        """The model state held in `opt_state.state`."""
-        return opt_state.state
+        """The model state held in `opt_state.model_state`."""
+        return opt_state.model_state
+
+
+@CATALOG.optimizer("OptaxOptimizer", "Any optax.GradientTransformation as a lopt optimizer.")
+@lopt_core.declare
+class OptaxOptimizer(OptaxBacked):
+    """Wraps any `optax.GradientTransformation` as a lopt `Optimizer`.
+
+    Attributes:
+      opt: the wrapped optax transform, for example `optax.adam(1e-3)`.
+      needs_loss: set True when `opt` reads optax's `value` extra argument (such as
+        `optax.contrib.reduce_on_plateau`); `update` then requires the loss.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> opt = OptaxOptimizer(optax.sgd(0.1))
+      >>> state = opt.init({"w": jnp.ones(2)})
+      >>> state = opt.update(state, {"w": jnp.ones(2)})
+      >>> opt.get_params(state)["w"]
+      Array([0.9, 0.9], dtype=float32)
+    """
+
+    opt: optax.GradientTransformation
+    needs_loss: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.opt, optax.GradientTransformation):
+            hint = (
+                f" Call it first, e.g. {self.opt.__name__}(1e-3)."
+                if callable(self.opt) and hasattr(self.opt, "__name__")
+                else ""
+            )
+            raise TypeError(
+                f"{type(self).__name__}: opt must be an optax.GradientTransformation, got "
+                f"{type(self.opt).__name__}.{hint}"
+            )
+
+    def transform(self) -> optax.GradientTransformation:
+        """The wrapped transform."""
+        return self.opt

@@ -1,24 +1,40 @@
-"""Hand-designed optimizers: each one is an optax transform behind `OptaxOptimizer`.
+"""Hand-designed optimizers: each is one declaration of its hyperparameters and its optax transform.
 
-Every `learning_rate` accepts a float or an optax schedule (`step -> learning
-rate`, for example `optax.cosine_decay_schedule(1e-2, 1000)`). A negative or
-non-finite learning rate raises at construction. `name` follows the reference
+Every optimizer is a frozen dataclass (`lopt_core.declare`) over `OptaxBacked`:
+its fields are its configuration (recorded in checkpoints, compared and hashed
+by value), `checks` names the validation each field must pass, and `transform()`
+builds the optax transform. Every `learning_rate` accepts a float or an optax
+schedule (`step -> learning rate`). Argument names follow optax (`b1`, `b2`,
+`eps`, `eps_root`); the reference library's spellings (`beta1`, ...) are
+accepted through `lopt_optimizers.compat`. `name` follows the reference
 library: `SGD_lr0.01`, `Adam_lr0.01_b10.9_b20.999_eps1e-08`, ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from lopt_optimizers._validation import check_learning_rate, check_number
-from lopt_optimizers.optax_optimizer import OptaxOptimizer
+import lopt_core
+from lopt_core.validation import (
+    check_nonnegative,
+    check_number,
+    check_positive,
+    check_unit_interval,
+)
+from lopt_optimizers._plugin import CATALOG
+from lopt_optimizers.optax_optimizer import OptaxBacked
 
 ScalarOrSchedule = Any
 """A float, a scalar array or an optax schedule `step -> value`."""
+
+BETA = check_unit_interval
+NONNEG = check_nonnegative
+POSITIVE = check_positive
 
 
 def _fmt(value: Any) -> str:
@@ -39,16 +55,42 @@ def _is_value(value: Any, expected: float) -> bool:
     return float(value) == expected
 
 
-def _beta(value: Any, owner: str, argument: str) -> Any:
-    return check_number(value, owner, argument, low=0.0, high=1.0, high_open=True)
+class _OptaxFunction(OptaxBacked):
+    """An optimizer that is one optax function called with its fields as keyword arguments.
+
+    Subclasses set `optax_fn` (for example `optax.adam`) and `name_parts`, the
+    `(label, field)` pairs of the reference library's name.
+    """
+
+    optax_fn: Any = None
+    name_parts: tuple[tuple[str, str], ...] = ()
+
+    def transform(self) -> optax.GradientTransformation:
+        """`optax_fn(**fields)`."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return self.optax_fn(**fields)
+
+    @property
+    def name(self) -> str:
+        """The reference library's name for this configuration: `Adam_lr0.01_b10.9...`."""
+        return (
+            type(self).__name__
+            + "_"
+            + "".join(f"{label}{_fmt(getattr(self, field))}" for label, field in self.name_parts)
+        )
 
 
-def _nonneg(value: Any, owner: str, argument: str) -> Any:
-    return check_number(value, owner, argument, low=0.0)
+def _accumulator_decay(value: Any, owner: str, argument: str) -> Any:
+    return check_number(value, owner, argument, low=0.0, high=1.0, low_open=True)
 
 
-class SGD(OptaxOptimizer):
+@CATALOG.optimizer("SGD", "Stochastic gradient descent (optax.sgd).")
+@lopt_core.declare
+class SGD(_OptaxFunction):
     """Stochastic gradient descent: `params -= learning_rate * grads`.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
 
     Example:
       >>> import jax.numpy as jnp
@@ -61,55 +103,52 @@ class SGD(OptaxOptimizer):
       Robbins & Monro, "A Stochastic Approximation Method", 1951.
     """
 
-    def __init__(self, learning_rate: ScalarOrSchedule = 0.01) -> None:
-        """Builds SGD.
+    learning_rate: ScalarOrSchedule = 0.01
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
+    checks = {}
 
-        Raises:
-          ValueError: the learning rate is negative or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        super().__init__(optax.sgd(learning_rate))
+    optax_fn = staticmethod(optax.sgd)
 
-    @property
-    def name(self) -> str:
-        """`SGD_lr<learning_rate>`."""
-        return f"SGD_lr{_fmt(self.learning_rate)}"
+    name_parts = (("lr", "learning_rate"),)
 
 
-class SGDM(OptaxOptimizer):
+@CATALOG.optimizer("SGDM", "SGD with heavy-ball momentum (optax.sgd with momentum).")
+@lopt_core.declare
+class SGDM(_OptaxFunction):
     """Stochastic gradient descent with heavy-ball momentum.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      momentum: decay of the velocity, in [0, 1).
 
     References:
       Polyak, "Some methods of speeding up the convergence of iteration methods", 1964.
     """
 
-    def __init__(self, learning_rate: ScalarOrSchedule = 0.01, momentum: float = 0.9) -> None:
-        """Builds SGD with momentum.
+    learning_rate: ScalarOrSchedule = 0.01
+    momentum: float = 0.9
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          momentum: decay of the velocity, in [0, 1).
+    checks = {"momentum": BETA}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.momentum = _beta(momentum, owner, "momentum")
-        super().__init__(optax.sgd(learning_rate, momentum))
+    optax_fn = staticmethod(optax.sgd)
 
-    @property
-    def name(self) -> str:
-        """`SGDM_lr<learning_rate>_m<momentum>`."""
-        return f"SGDM_lr{_fmt(self.learning_rate)}_m{_fmt(self.momentum)}"
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_m", "momentum"),
+    )
 
 
-class Adam(OptaxOptimizer):
-    """Adam, with `epsilon_root` inside the square root as in the reference library.
+@CATALOG.optimizer("Adam", "Adam with eps_root, the reference's defaults (optax.adam).")
+@lopt_core.declare
+class Adam(_OptaxFunction):
+    """Adam, with `eps_root` inside the square root as in the reference library.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the second moment, >= 0.
+      eps_root: added to the second moment inside the root, >= 0.
 
     Built as `optax.adam(...)`: a chain of `scale_by_adam` and a scaling by the
     negative learning rate, so its optax state is `(ScaleByAdamState, EmptyState)`
@@ -119,110 +158,74 @@ class Adam(OptaxOptimizer):
       Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Alg. 1.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-        epsilon_root: float = 1e-8,
-    ) -> None:
-        """Builds Adam.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    eps_root: float = 1e-8
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          beta1: decay of the first moment, in [0, 1).
-          beta2: decay of the second moment, in [0, 1).
-          epsilon: added to the root of the second moment, >= 0.
-          epsilon_root: added to the second moment inside the root, >= 0.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.beta1 = _beta(beta1, owner, "beta1")
-        self.beta2 = _beta(beta2, owner, "beta2")
-        self.epsilon = _nonneg(epsilon, owner, "epsilon")
-        self.epsilon_root = _nonneg(epsilon_root, owner, "epsilon_root")
-        super().__init__(
-            optax.adam(learning_rate, b1=beta1, b2=beta2, eps=epsilon, eps_root=epsilon_root)
-        )
+    optax_fn = staticmethod(optax.adam)
+
+    name_parts = (("lr", "learning_rate"), ("_b1", "b1"), ("_b2", "b2"), ("_eps", "eps"))
 
     @property
     def name(self) -> str:
-        """`Adam_lr<lr>_b1<beta1>_b2<beta2>_eps<epsilon>`, plus `_epsroot<..>` if not 1e-8."""
-        out = (
-            f"Adam_lr{_fmt(self.learning_rate)}_b1{_fmt(self.beta1)}_b2{_fmt(self.beta2)}"
-            f"_eps{_fmt(self.epsilon)}"
-        )
-        if not _is_value(self.epsilon_root, 1e-8):
-            out += f"_epsroot{_fmt(self.epsilon_root)}"
-        return out
+        """`Adam_lr.._b1.._b2.._eps..`, plus `_epsroot..` when eps_root is not 1e-8."""
+        suffix = "" if _is_value(self.eps_root, 1e-8) else f"_epsroot{_fmt(self.eps_root)}"
+        return super().name + suffix
 
 
-class AdamW(OptaxOptimizer):
+@CATALOG.optimizer("AdamW", "Adam with decoupled weight decay (optax.adamw).")
+@lopt_core.declare
+class AdamW(_OptaxFunction):
     """Adam with decoupled weight decay.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps, eps_root: added outside and inside the root, >= 0.
+      weight_decay: decoupled decay rate, >= 0 (multiplied by the learning rate).
+      mask: optax mask (a pytree of bools or a function of params) choosing which
+        params decay; None decays all. A function cannot be recorded in a checkpoint.
 
     References:
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, Alg. 2.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        eps_root: float = 0.0,
-        weight_decay: float = 1e-4,
-        mask: Any = None,
-    ) -> None:
-        """Builds AdamW.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    eps_root: float = 0.0
+    weight_decay: float = 1e-4
+    mask: Any = None
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          b1: decay of the first moment, in [0, 1).
-          b2: decay of the second moment, in [0, 1).
-          eps: added to the root of the second moment, >= 0.
-          eps_root: added to the second moment inside the root, >= 0.
-          weight_decay: decoupled decay rate, >= 0 (multiplied by the learning rate).
-          mask: optax mask (a pytree of bools or a function of params) choosing which
-            params decay; None decays all.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG, "weight_decay": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.b1 = _beta(b1, owner, "b1")
-        self.b2 = _beta(b2, owner, "b2")
-        self.eps = _nonneg(eps, owner, "eps")
-        self.eps_root = _nonneg(eps_root, owner, "eps_root")
-        self.weight_decay = _nonneg(weight_decay, owner, "weight_decay")
-        super().__init__(
-            optax.adamw(
-                learning_rate,
-                b1=b1,
-                b2=b2,
-                eps=eps,
-                eps_root=eps_root,
-                weight_decay=weight_decay,
-                mask=mask,
-            )
-        )
+    optax_fn = staticmethod(optax.adamw)
 
-    @property
-    def name(self) -> str:
-        """`AdamW_lr.._b1.._b2.._eps.._wd..`."""
-        return (
-            f"AdamW_lr{_fmt(self.learning_rate)}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
-            f"_eps{_fmt(self.eps)}_wd{_fmt(self.weight_decay)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+        ("_wd", "weight_decay"),
+    )
 
 
-class NAdamW(OptaxOptimizer):
+@CATALOG.optimizer("NAdamW", "Nesterov Adam with decoupled and L2 weight decay.")
+@lopt_core.declare
+class NAdamW(_OptaxFunction):
     """Nesterov Adam with decoupled (AdamW) and L2 weight decay.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule). The reference's default is 1e-4.
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps: added to the root of the second moment, >= 0.
+      adamw_weight_decay: decoupled decay added after the moments, >= 0.
+      l2_weight_decay: L2 penalty added to the gradients before the moments, >= 0.
 
     The update is optax's Nesterov `scale_by_adam`. `l2_weight_decay` adds
     `l2_weight_decay * params` to the gradients before the moments (an L2 penalty);
@@ -234,489 +237,360 @@ class NAdamW(OptaxOptimizer):
       Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 1e-4,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-        adamw_weight_decay: float = 0.0,
-        l2_weight_decay: float = 0.0,
-    ) -> None:
-        """Builds NAdamW (the reference's defaults).
+    learning_rate: ScalarOrSchedule = 1e-4
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    adamw_weight_decay: float = 0.0
+    l2_weight_decay: float = 0.0
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          beta1: decay of the first moment, in [0, 1).
-          beta2: decay of the second moment, in [0, 1).
-          epsilon: added to the root of the second moment, >= 0.
-          adamw_weight_decay: decoupled decay rate, >= 0.
-          l2_weight_decay: L2 penalty added to the gradients, >= 0.
+    checks = {
+        "b1": BETA,
+        "b2": BETA,
+        "eps": NONNEG,
+        "adamw_weight_decay": NONNEG,
+        "l2_weight_decay": NONNEG,
+    }
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.beta1 = _beta(beta1, owner, "beta1")
-        self.beta2 = _beta(beta2, owner, "beta2")
-        self.epsilon = _nonneg(epsilon, owner, "epsilon")
-        self.adamw_weight_decay = _nonneg(adamw_weight_decay, owner, "adamw_weight_decay")
-        self.l2_weight_decay = _nonneg(l2_weight_decay, owner, "l2_weight_decay")
-        super().__init__(
-            optax.chain(
-                optax.add_decayed_weights(l2_weight_decay),
-                optax.scale_by_adam(b1=beta1, b2=beta2, eps=epsilon, nesterov=True),
-                optax.add_decayed_weights(adamw_weight_decay),
-                optax.scale_by_learning_rate(learning_rate),
-            )
+    def transform(self) -> optax.GradientTransformation:
+        """L2 penalty, Nesterov `scale_by_adam`, decoupled decay, learning rate."""
+        return optax.chain(
+            optax.add_decayed_weights(self.l2_weight_decay),
+            optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps, nesterov=True),
+            optax.add_decayed_weights(self.adamw_weight_decay),
+            optax.scale_by_learning_rate(self.learning_rate),
         )
 
-    @property
-    def name(self) -> str:
-        """`NAdamW_lr.._b1.._b2.._eps.._wd.._l2..`."""
-        return (
-            f"NAdamW_lr{_fmt(self.learning_rate)}_b1{_fmt(self.beta1)}_b2{_fmt(self.beta2)}"
-            f"_eps{_fmt(self.epsilon)}_wd{_fmt(self.adamw_weight_decay)}"
-            f"_l2{_fmt(self.l2_weight_decay)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+        ("_wd", "adamw_weight_decay"),
+        ("_l2", "l2_weight_decay"),
+    )
 
 
-class RMSProp(OptaxOptimizer):
+@CATALOG.optimizer("RMSProp", "RMSProp with optional momentum (optax.rmsprop).")
+@lopt_core.declare
+class RMSProp(_OptaxFunction):
     """RMSProp, optionally with (Nesterov) momentum.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      decay: decay of the squared-gradient average, in [0, 1).
+      eps: added to the squared-gradient average, >= 0.
+      momentum: momentum decay, in [0, 1); 0 for none.
+      nesterov: use Nesterov momentum.
 
     References:
       Tieleman & Hinton, Lecture 6.5 of "Neural Networks for Machine Learning", 2012.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        decay: float = 0.9,
-        epsilon: float = 1e-8,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-    ) -> None:
-        """Builds RMSProp.
+    learning_rate: ScalarOrSchedule = 0.01
+    decay: float = 0.9
+    eps: float = 1e-8
+    momentum: float = 0.0
+    nesterov: bool = False
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          decay: decay of the squared-gradient average, in [0, 1).
-          epsilon: added to the squared-gradient average, >= 0.
-          momentum: momentum decay, in [0, 1); 0 for none.
-          nesterov: use Nesterov momentum.
+    checks = {"decay": BETA, "eps": NONNEG, "momentum": BETA}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.decay = _beta(decay, owner, "decay")
-        self.epsilon = _nonneg(epsilon, owner, "epsilon")
-        self.momentum = _beta(momentum, owner, "momentum")
-        self.nesterov = bool(nesterov)
-        super().__init__(
-            optax.rmsprop(
-                learning_rate, decay=decay, eps=epsilon, momentum=momentum, nesterov=nesterov
-            )
-        )
+    optax_fn = staticmethod(optax.rmsprop)
 
     @property
     def name(self) -> str:
-        """`RMSProp_lr.._d.._eps.._m.._nesterov..`."""
+        """The reference library's name for this configuration."""
         return (
-            f"RMSProp_lr{_fmt(self.learning_rate)}_d{_fmt(self.decay)}_eps{_fmt(self.epsilon)}"
+            f"RMSProp_lr{_fmt(self.learning_rate)}_d{_fmt(self.decay)}_eps{_fmt(self.eps)}"
             f"_m{_fmt(self.momentum)}_nesterov{self.nesterov}"
         )
 
 
-class AdaBelief(OptaxOptimizer):
+@CATALOG.optimizer("AdaBelief", "AdaBelief: Adam on the gradient's deviation (optax).")
+@lopt_core.declare
+class AdaBelief(_OptaxFunction):
     """AdaBelief: Adam whose second moment tracks the gradient's deviation from its mean.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the belief (centred second moment), in [0, 1).
+      eps, eps_root: added outside and inside the root, >= 0.
 
     References:
       Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed
       Gradients", NeurIPS 2020, Alg. 2.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-16,
-        eps_root: float = 1e-16,
-    ) -> None:
-        """Builds AdaBelief.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-16
+    eps_root: float = 1e-16
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          b1: decay of the first moment, in [0, 1).
-          b2: decay of the belief (centred second moment), in [0, 1).
-          eps: added to the root of the second moment, >= 0.
-          eps_root: added inside the root, >= 0.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.b1 = _beta(b1, owner, "b1")
-        self.b2 = _beta(b2, owner, "b2")
-        self.eps = _nonneg(eps, owner, "eps")
-        self.eps_root = _nonneg(eps_root, owner, "eps_root")
-        super().__init__(optax.adabelief(learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root))
+    optax_fn = staticmethod(optax.adabelief)
 
-    @property
-    def name(self) -> str:
-        """`AdaBelief_lr.._b1.._b2.._eps..`."""
-        return (
-            f"AdaBelief_lr{_fmt(self.learning_rate)}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
-            f"_eps{_fmt(self.eps)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+    )
 
 
-class AdaGrad(OptaxOptimizer):
+@CATALOG.optimizer("AdaGrad", "AdaGrad: summed squared gradients (optax.adagrad).")
+@lopt_core.declare
+class AdaGrad(_OptaxFunction):
     """AdaGrad: steps scaled by the root of the summed squared gradients.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      initial_accumulator_value: starting value of the squared-gradient sum, >= 0.
+      eps: added to the root, >= 0.
 
     References:
       Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and
       Stochastic Optimization", JMLR 2011.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        initial_accumulator_value: float = 0.1,
-        eps: float = 1e-7,
-    ) -> None:
-        """Builds AdaGrad.
+    learning_rate: ScalarOrSchedule = 0.01
+    initial_accumulator_value: float = 0.1
+    eps: float = 1e-7
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          initial_accumulator_value: starting value of the squared-gradient sum, >= 0.
-          eps: added to the root, >= 0.
+    checks = {"initial_accumulator_value": NONNEG, "eps": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.initial_accumulator_value = _nonneg(
-            initial_accumulator_value, owner, "initial_accumulator_value"
-        )
-        self.eps = _nonneg(eps, owner, "eps")
-        super().__init__(
-            optax.adagrad(
-                learning_rate, initial_accumulator_value=initial_accumulator_value, eps=eps
-            )
-        )
+    optax_fn = staticmethod(optax.adagrad)
 
-    @property
-    def name(self) -> str:
-        """`AdaGrad_lr.._iav.._eps..`."""
-        return (
-            f"AdaGrad_lr{_fmt(self.learning_rate)}_iav{_fmt(self.initial_accumulator_value)}"
-            f"_eps{_fmt(self.eps)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_iav", "initial_accumulator_value"),
+        ("_eps", "eps"),
+    )
 
 
-class Adafactor(OptaxOptimizer):
+@CATALOG.optimizer("Adafactor", "Adafactor: factored second moments (optax.adafactor).")
+@lopt_core.declare
+class Adafactor(_OptaxFunction):
     """Adafactor: factored second moments, relative step sizes and update clipping.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      min_dim_size_to_factor: only factor dimensions at least this large.
+      decay_rate: exponent of the second-moment decay schedule, >= 0.
+      decay_offset: step offset of that schedule, >= 0.
+      multiply_by_parameter_scale: scale steps by the parameters' RMS.
+      clipping_threshold: clip the update's RMS to this (> 0), or None.
+      momentum: first-moment decay in [0, 1), or None for no momentum.
+      dtype_momentum: dtype name of the momentum accumulator ("float32", "bfloat16").
+      weight_decay_rate: decoupled weight decay (>= 0), or None.
+      eps: regularizer of the second moment, >= 0.
+      factored: factor the second moment of matrices.
+      weight_decay_mask: optax mask choosing which params decay.
 
     References:
       Shazeer & Stern, "Adafactor: Adaptive Learning Rates with Sublinear Memory Cost",
       ICML 2018, Alg. 4.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        min_dim_size_to_factor: int = 128,
-        decay_rate: float = 0.8,
-        decay_offset: int = 0,
-        multiply_by_parameter_scale: bool = True,
-        clipping_threshold: float | None = 1.0,
-        momentum: float | None = None,
-        dtype_momentum: Any = jnp.float32,
-        weight_decay_rate: float | None = None,
-        eps: float = 1e-30,
-        factored: bool = True,
-        weight_decay_mask: Any = None,
-    ) -> None:
-        """Builds Adafactor (optax's defaults).
+    learning_rate: ScalarOrSchedule = 0.01
+    min_dim_size_to_factor: int = 128
+    decay_rate: float = 0.8
+    decay_offset: int = 0
+    multiply_by_parameter_scale: bool = True
+    clipping_threshold: float | None = 1.0
+    momentum: float | None = None
+    dtype_momentum: str = "float32"
+    weight_decay_rate: float | None = None
+    eps: float = 1e-30
+    factored: bool = True
+    weight_decay_mask: Any = None
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          min_dim_size_to_factor: only factor dimensions at least this large.
-          decay_rate: exponent of the second-moment decay schedule, >= 0.
-          decay_offset: step offset of that schedule.
-          multiply_by_parameter_scale: scale steps by the parameters' RMS.
-          clipping_threshold: clip the update's RMS to this, or None.
-          momentum: first-moment decay in [0, 1), or None for no momentum.
-          dtype_momentum: dtype of the momentum accumulator.
-          weight_decay_rate: decoupled weight decay, or None.
-          eps: regularizer of the second moment, >= 0.
-          factored: factor the second moment of matrices.
-          weight_decay_mask: optax mask choosing which params decay.
+    checks = {
+        "min_dim_size_to_factor": lopt_core.validation.check_positive_int,
+        "decay_rate": NONNEG,
+        "decay_offset": NONNEG,
+        "clipping_threshold": POSITIVE,
+        "momentum": BETA,
+        "weight_decay_rate": NONNEG,
+        "eps": NONNEG,
+    }
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.decay_rate = _nonneg(decay_rate, owner, "decay_rate")
-        self.clipping_threshold = (
-            None
-            if clipping_threshold is None
-            else check_number(
-                clipping_threshold, owner, "clipping_threshold", low=0.0, low_open=True
-            )
-        )
-        self.momentum = None if momentum is None else _beta(momentum, owner, "momentum")
-        self.eps = _nonneg(eps, owner, "eps")
-        super().__init__(
-            optax.adafactor(
-                learning_rate,
-                min_dim_size_to_factor=min_dim_size_to_factor,
-                decay_rate=decay_rate,
-                decay_offset=decay_offset,
-                multiply_by_parameter_scale=multiply_by_parameter_scale,
-                clipping_threshold=clipping_threshold,
-                momentum=momentum,
-                dtype_momentum=dtype_momentum,
-                weight_decay_rate=weight_decay_rate,
-                eps=eps,
-                factored=factored,
-                weight_decay_mask=weight_decay_mask,
-            )
+    def transform(self) -> optax.GradientTransformation:
+        """`optax.adafactor` with every argument."""
+        return optax.adafactor(
+            self.learning_rate,
+            min_dim_size_to_factor=self.min_dim_size_to_factor,
+            decay_rate=self.decay_rate,
+            decay_offset=self.decay_offset,
+            multiply_by_parameter_scale=self.multiply_by_parameter_scale,
+            clipping_threshold=self.clipping_threshold,
+            momentum=self.momentum,
+            dtype_momentum=jnp.dtype(self.dtype_momentum),
+            weight_decay_rate=self.weight_decay_rate,
+            eps=self.eps,
+            factored=self.factored,
+            weight_decay_mask=self.weight_decay_mask,
         )
 
-    @property
-    def name(self) -> str:
-        """`Adafactor_lr.._d.._clip.._m..`."""
-        return (
-            f"Adafactor_lr{_fmt(self.learning_rate)}_d{_fmt(self.decay_rate)}"
-            f"_clip{_fmt(self.clipping_threshold)}_m{_fmt(self.momentum)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_d", "decay_rate"),
+        ("_clip", "clipping_threshold"),
+        ("_m", "momentum"),
+    )
 
 
-class Lamb(OptaxOptimizer):
+@CATALOG.optimizer("Lamb", "LAMB: Adam with a layer-wise trust ratio (optax.lamb).")
+@lopt_core.declare
+class Lamb(_OptaxFunction):
     """LAMB: Adam steps rescaled per layer by the trust ratio ||params|| / ||step||.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps, eps_root: added outside and inside the root, >= 0.
+      weight_decay: decoupled decay rate, >= 0.
+      mask: optax mask choosing which params decay.
 
     References:
       You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
       minutes", ICLR 2020, Alg. 2.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-6,
-        eps_root: float = 0.0,
-        weight_decay: float = 0.0,
-        mask: Any = None,
-    ) -> None:
-        """Builds LAMB.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-6
+    eps_root: float = 0.0
+    weight_decay: float = 0.0
+    mask: Any = None
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          b1: decay of the first moment, in [0, 1).
-          b2: decay of the second moment, in [0, 1).
-          eps: added to the root of the second moment, >= 0.
-          eps_root: added inside the root, >= 0.
-          weight_decay: decoupled decay rate, >= 0.
-          mask: optax mask choosing which params decay.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG, "weight_decay": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.b1 = _beta(b1, owner, "b1")
-        self.b2 = _beta(b2, owner, "b2")
-        self.eps = _nonneg(eps, owner, "eps")
-        self.eps_root = _nonneg(eps_root, owner, "eps_root")
-        self.weight_decay = _nonneg(weight_decay, owner, "weight_decay")
-        super().__init__(
-            optax.lamb(
-                learning_rate,
-                b1=b1,
-                b2=b2,
-                eps=eps,
-                eps_root=eps_root,
-                weight_decay=weight_decay,
-                mask=mask,
-            )
-        )
+    optax_fn = staticmethod(optax.lamb)
 
-    @property
-    def name(self) -> str:
-        """`Lamb_lr.._b1.._b2.._eps.._wd..`."""
-        return (
-            f"Lamb_lr{_fmt(self.learning_rate)}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
-            f"_eps{_fmt(self.eps)}_wd{_fmt(self.weight_decay)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+        ("_wd", "weight_decay"),
+    )
 
 
-class Lars(OptaxOptimizer):
+@CATALOG.optimizer("Lars", "LARS: momentum SGD with a layer-wise trust ratio (optax.lars).")
+@lopt_core.declare
+class Lars(_OptaxFunction):
     """LARS: SGD with momentum whose step is rescaled per layer by a trust ratio.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      weight_decay: decay rate, >= 0.
+      weight_decay_mask: optax mask choosing which params decay.
+      trust_coefficient: scale of the trust ratio, > 0.
+      eps: added to the trust ratio's denominator, >= 0.
+      trust_ratio_mask: optax mask choosing which params use the trust ratio.
+      momentum: momentum decay, in [0, 1).
+      nesterov: use Nesterov momentum.
 
     References:
       You, Gitman & Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
       Alg. 1.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        weight_decay: float = 0.0,
-        weight_decay_mask: Any = True,
-        trust_coefficient: float = 0.001,
-        eps: float = 0.0,
-        trust_ratio_mask: Any = True,
-        momentum: float = 0.9,
-        nesterov: bool = False,
-    ) -> None:
-        """Builds LARS.
+    learning_rate: ScalarOrSchedule = 0.01
+    weight_decay: float = 0.0
+    weight_decay_mask: Any = True
+    trust_coefficient: float = 0.001
+    eps: float = 0.0
+    trust_ratio_mask: Any = True
+    momentum: float = 0.9
+    nesterov: bool = False
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          weight_decay: decay rate, >= 0.
-          weight_decay_mask: optax mask choosing which params decay.
-          trust_coefficient: scale of the trust ratio, > 0.
-          eps: added to the trust ratio's denominator, >= 0.
-          trust_ratio_mask: optax mask choosing which params use the trust ratio.
-          momentum: momentum decay, in [0, 1).
-          nesterov: use Nesterov momentum.
+    checks = {
+        "weight_decay": NONNEG,
+        "trust_coefficient": POSITIVE,
+        "eps": NONNEG,
+        "momentum": BETA,
+    }
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.weight_decay = _nonneg(weight_decay, owner, "weight_decay")
-        self.trust_coefficient = check_number(
-            trust_coefficient, owner, "trust_coefficient", low=0.0, low_open=True
-        )
-        self.eps = _nonneg(eps, owner, "eps")
-        self.momentum = _beta(momentum, owner, "momentum")
-        self.nesterov = bool(nesterov)
-        super().__init__(
-            optax.lars(
-                learning_rate,
-                weight_decay=weight_decay,
-                weight_decay_mask=weight_decay_mask,
-                trust_coefficient=trust_coefficient,
-                eps=eps,
-                trust_ratio_mask=trust_ratio_mask,
-                momentum=momentum,
-                nesterov=nesterov,
-            )
-        )
+    optax_fn = staticmethod(optax.lars)
 
-    @property
-    def name(self) -> str:
-        """`Lars_lr.._m.._wd.._tc..`."""
-        return (
-            f"Lars_lr{_fmt(self.learning_rate)}_m{_fmt(self.momentum)}"
-            f"_wd{_fmt(self.weight_decay)}_tc{_fmt(self.trust_coefficient)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_m", "momentum"),
+        ("_wd", "weight_decay"),
+        ("_tc", "trust_coefficient"),
+    )
 
 
-class RAdam(OptaxOptimizer):
+@CATALOG.optimizer("RAdam", "Rectified Adam (optax.radam).")
+@lopt_core.declare
+class RAdam(_OptaxFunction):
     """Rectified Adam: SGD with momentum until the second moment's variance is tractable.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps, eps_root: added outside and inside the root, >= 0.
+      threshold: the rectification threshold on the SMA length, >= 0.
 
     References:
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR
       2020, Alg. 2.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        eps_root: float = 0.0,
-        threshold: float = 5.0,
-    ) -> None:
-        """Builds RAdam.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    eps_root: float = 0.0
+    threshold: float = 5.0
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          b1: decay of the first moment, in [0, 1).
-          b2: decay of the second moment, in [0, 1).
-          eps: added to the root of the second moment, >= 0.
-          eps_root: added inside the root, >= 0.
-          threshold: the rectification threshold on the SMA length, >= 0.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG, "threshold": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.b1 = _beta(b1, owner, "b1")
-        self.b2 = _beta(b2, owner, "b2")
-        self.eps = _nonneg(eps, owner, "eps")
-        self.eps_root = _nonneg(eps_root, owner, "eps_root")
-        self.threshold = _nonneg(threshold, owner, "threshold")
-        super().__init__(
-            optax.radam(
-                learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root, threshold=threshold
-            )
-        )
+    optax_fn = staticmethod(optax.radam)
 
-    @property
-    def name(self) -> str:
-        """`RAdam_lr.._b1.._b2.._eps..`."""
-        return (
-            f"RAdam_lr{_fmt(self.learning_rate)}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
-            f"_eps{_fmt(self.eps)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+    )
 
 
-class Yogi(OptaxOptimizer):
+@CATALOG.optimizer("Yogi", "Yogi: Adam with an additive second moment (optax.yogi).")
+@lopt_core.declare
+class Yogi(_OptaxFunction):
     """Yogi: Adam with an additive, sign-controlled second-moment update.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps: added to the root of the second moment, >= 0.
 
     References:
       Zaheer et al., "Adaptive Methods for Nonconvex Optimization", NeurIPS 2018,
       Alg. 2.
     """
 
-    def __init__(
-        self,
-        learning_rate: ScalarOrSchedule = 0.01,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-3,
-    ) -> None:
-        """Builds Yogi.
+    learning_rate: ScalarOrSchedule = 0.01
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-3
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          b1: decay of the first moment, in [0, 1).
-          b2: decay of the second moment, in [0, 1).
-          eps: added to the root of the second moment, >= 0.
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.b1 = _beta(b1, owner, "b1")
-        self.b2 = _beta(b2, owner, "b2")
-        self.eps = _nonneg(eps, owner, "eps")
-        super().__init__(optax.yogi(learning_rate, b1=b1, b2=b2, eps=eps))
+    optax_fn = staticmethod(optax.yogi)
 
-    @property
-    def name(self) -> str:
-        """`Yogi_lr.._b1.._b2.._eps..`."""
-        return (
-            f"Yogi_lr{_fmt(self.learning_rate)}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
-            f"_eps{_fmt(self.eps)}"
-        )
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_b1", "b1"),
+        ("_b2", "b2"),
+        ("_eps", "eps"),
+    )
 
 
 def _lift_scalars(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -741,8 +615,15 @@ def _lift_scalars(inner: optax.GradientTransformation) -> optax.GradientTransfor
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-class SM3(OptaxOptimizer):
+@CATALOG.optimizer("SM3", "SM3: memory-efficient cover-set accumulators (optax).")
+@lopt_core.declare
+class SM3(_OptaxFunction):
     """SM3: memory-efficient adaptive steps from per-axis cover-set accumulators.
+
+    Attributes:
+      learning_rate: step size (float >= 0 or optax schedule).
+      momentum: momentum decay, in [0, 1).
+      b2: decay of the accumulators, in (0, 1]; 1 sums them as in the paper.
 
     optax's SM3 needs every parameter to have rank >= 1; scalar parameters are run
     through it as shape-(1,) arrays, so any params tree works.
@@ -751,31 +632,21 @@ class SM3(OptaxOptimizer):
       Anil et al., "Memory-Efficient Adaptive Optimization", NeurIPS 2019, Alg. SM3-II.
     """
 
-    def __init__(
-        self, learning_rate: ScalarOrSchedule = 0.01, momentum: float = 0.9, b2: float = 1.0
-    ) -> None:
-        """Builds SM3.
+    learning_rate: ScalarOrSchedule = 0.01
+    momentum: float = 0.9
+    b2: float = 1.0
 
-        Args:
-          learning_rate: step size (float >= 0 or optax schedule).
-          momentum: momentum decay, in [0, 1).
-          b2: decay of the accumulators, in (0, 1]; 1 sums them as in the paper.
+    checks = {"momentum": BETA, "b2": _accumulator_decay}
 
-        Raises:
-          ValueError: an argument is out of range or not finite.
-        """
-        owner = type(self).__name__
-        self.learning_rate = check_learning_rate(learning_rate, owner)
-        self.momentum = _beta(momentum, owner, "momentum")
-        self.b2 = check_number(b2, owner, "b2", low=0.0, high=1.0, low_open=True)
-        super().__init__(
-            optax.chain(
-                _lift_scalars(optax.scale_by_sm3(b1=momentum, b2=b2)),
-                optax.scale_by_learning_rate(learning_rate),
-            )
+    def transform(self) -> optax.GradientTransformation:
+        """`optax.scale_by_sm3` (scalars lifted to shape (1,)) and the learning rate."""
+        return optax.chain(
+            _lift_scalars(optax.scale_by_sm3(b1=self.momentum, b2=self.b2)),
+            optax.scale_by_learning_rate(self.learning_rate),
         )
 
-    @property
-    def name(self) -> str:
-        """`SM3_lr.._m.._b2..`."""
-        return f"SM3_lr{_fmt(self.learning_rate)}_m{_fmt(self.momentum)}_b2{_fmt(self.b2)}"
+    name_parts = (
+        ("lr", "learning_rate"),
+        ("_m", "momentum"),
+        ("_b2", "b2"),
+    )

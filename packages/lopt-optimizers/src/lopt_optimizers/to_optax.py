@@ -7,20 +7,12 @@ from typing import Any
 import jax
 import optax
 
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.optimizers import Optimizer
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+from lopt_core.validation import check_loss_given, check_optimizer_instance, needs_loss
 from lopt_optimizers._calls import call_update
-from lopt_optimizers._validation import check_optimizer_instance
 
-
-def needs_loss(opt: Any) -> bool:
-    """Whether `opt` must be given the loss at every update.
-
-    An optimizer declares it with a truthy `needs_loss` attribute (a class
-    attribute or a property); an optimizer without one does not need the loss,
-    so every `lopt_core.Optimizer` works here.
-    """
-    return bool(getattr(opt, "needs_loss", False))
+__all__ = ["as_optax", "needs_loss"]
 
 
 def _set_params(opt: Optimizer, state: OptState, params: Params) -> OptState:
@@ -60,7 +52,7 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
     training loop holds, even when other transforms changed them.
 
     An optimizer that needs the loss says so with a truthy `needs_loss` attribute
-    (see `needs_loss`); calling `tx.update` for it without `loss=` raises a
+    (`lopt_core.validation.needs_loss`); calling `tx.update` for it without `loss=` raises a
     ValueError instead of silently giving it None.
 
     Args:
@@ -101,13 +93,7 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
     ) -> tuple[Params, OptState]:
         if loss is None:
             loss = extra_args.get("value")
-        if loss is None and needs_loss(opt):
-            raise ValueError(
-                f"as_optax({opt.name}): this optimizer needs the loss (needs_loss=True) but "
-                "tx.update got none. Pass it as an optax extra argument: "
-                "tx.update(grads, state, params, loss=loss) (or value=loss); inside "
-                "optax.chain, every transform receives the extra arguments given to the chain."
-            )
+        check_loss_given(opt, loss, f"as_optax({opt.name})")
         if params is not None:
             state = _set_params(opt, state, params)
             old = params

@@ -7,21 +7,26 @@ needs the loss exactly when the optimizer it wraps does (`needs_loss`).
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+import lopt_core
 from lopt_core.optimizers import Optimizer
-from lopt_optimizers._calls import call_init, call_update
-from lopt_optimizers._validation import (
-    check_grads_match,
-    check_number,
+from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+from lopt_core.validation import (
+    check_nonnegative,
     check_optimizer_instance,
+    check_positive,
+    check_positive_int,
+    check_tree_match,
+    needs_loss,
 )
-from lopt_optimizers.to_optax import needs_loss
+from lopt_optimizers._calls import call_init, call_update
+from lopt_optimizers._plugin import CATALOG
 
 
 def _global_norm(tree: Any) -> jax.Array:
@@ -31,15 +36,42 @@ def _global_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
-class _Delegating(Optimizer):
-    """An optimizer whose state is the inner optimizer's own state."""
+class _Wrapping(Optimizer):
+    """An optimizer around one inner optimizer `opt`: it needs the loss when `opt` does."""
 
     opt: Optimizer
 
     @property
-    def needs_loss(self) -> bool:
+    def needs_loss(self) -> bool:  # type: ignore[override]
         """True when the wrapped optimizer needs the loss."""
         return needs_loss(self.opt)
+
+
+class _Delegating(_Wrapping):
+    """A wrapper whose state is the inner optimizer's own state.
+
+    Subclasses write `adjust(params, grads, loss) -> (grads, loss)`: what the
+    wrapped optimizer sees instead of the true gradients and loss.
+    """
+
+    @abc.abstractmethod
+    def adjust(self, params: Params, grads: Params, loss: Any) -> tuple[Params, Any]:
+        """The gradients and loss that the wrapped optimizer is given."""
+
+    def update(
+        self,
+        opt_state: OptState,
+        grads: Params,
+        loss: Any = None,
+        model_state: ModelState = None,
+        key: PRNGKey | None = None,
+        **kwargs: Any,
+    ) -> OptState:
+        """Checks `grads`, adjusts them (and the loss), then calls the wrapped `update`."""
+        params = self.get_params(opt_state)
+        check_tree_match(params, grads, type(self).__name__)
+        grads, loss = self.adjust(params, grads, loss)
+        return call_update(self.opt, opt_state, grads, loss, model_state, key, **kwargs)
 
     def init(
         self,
@@ -65,10 +97,18 @@ class _Delegating(Optimizer):
         return self.opt.set_params(opt_state, params)
 
 
+@CATALOG.optimizer(
+    "GradientClipOptimizer", "Wrapper: clips gradients by value before any optimizer's step."
+)
+@lopt_core.declare
 class GradientClipOptimizer(_Delegating):
     """Clips every gradient element to `[-grad_clip, grad_clip]` before the wrapped step.
 
     The state is the wrapped optimizer's state, unchanged in structure.
+
+    Attributes:
+      opt: any lopt Optimizer instance.
+      grad_clip: the largest absolute gradient value passed on, > 0.
 
     Example:
       >>> import jax.numpy as jnp
@@ -79,36 +119,19 @@ class GradientClipOptimizer(_Delegating):
       Array([-0.5,  0.1], dtype=float32)
     """
 
-    def __init__(self, opt: Optimizer, grad_clip: float = 3.0) -> None:
-        """Wraps `opt`.
+    opt: Optimizer
+    grad_clip: float = 3.0
 
-        Args:
-          opt: any lopt Optimizer instance.
-          grad_clip: the largest absolute gradient value passed on, > 0.
-
-        Raises:
-          TypeError: `opt` is not an Optimizer instance.
-          ValueError: `grad_clip` is not a finite number > 0.
-        """
+    def __post_init__(self) -> None:
         owner = type(self).__name__
-        self.opt = check_optimizer_instance(opt, owner)
-        self.grad_clip = check_number(grad_clip, owner, "grad_clip", low=0.0, low_open=True)
+        check_optimizer_instance(self.opt, owner)
+        check_positive(self.grad_clip, owner, "grad_clip")
 
-    def update(
-        self,
-        opt_state: OptState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptState:
-        """Clips `grads` by value, then calls the wrapped optimizer's `update`."""
-        check_grads_match(self.get_params(opt_state), grads, type(self).__name__)
-        clipped = jax.tree_util.tree_map(
-            lambda g: jnp.clip(g, -self.grad_clip, self.grad_clip), grads
-        )
-        return call_update(self.opt, opt_state, clipped, loss, model_state, key, **kwargs)
+    def adjust(self, params: Params, grads: Params, loss: Any) -> tuple[Params, Any]:
+        """Clips `grads` by value; the loss is passed on unchanged."""
+        del params
+        clip = self.grad_clip
+        return jax.tree_util.tree_map(lambda g: jnp.clip(g, -clip, clip), grads), loss
 
     @property
     def name(self) -> str:
@@ -116,6 +139,10 @@ class GradientClipOptimizer(_Delegating):
         return f"GradientClip{self.grad_clip}_{self.opt.name}"
 
 
+@CATALOG.optimizer(
+    "WeightDecayWrapper", "Wrapper: adds an L2 penalty to any optimizer's gradients and loss."
+)
+@lopt_core.declare
 class WeightDecayWrapper(_Delegating):
     """Adds an L2 penalty `weight_decay / 2 * ||params||^2` to the loss the optimizer sees.
 
@@ -123,48 +150,33 @@ class WeightDecayWrapper(_Delegating):
     given (and `add_to_loss`), the loss passed on includes the penalty, so
     optimizers that use the loss see the penalized objective.
 
+    Attributes:
+      opt: any lopt Optimizer instance.
+      weight_decay: the penalty's coefficient, >= 0.
+      add_to_loss: also add the penalty to the loss passed on.
+
     References:
       Krogh & Hertz, "A Simple Weight Decay Can Improve Generalization", NIPS 1991.
     """
 
-    def __init__(
-        self, opt: Optimizer, weight_decay: float = 1e-4, add_to_loss: bool = True
-    ) -> None:
-        """Wraps `opt`.
+    opt: Optimizer
+    weight_decay: float = 1e-4
+    add_to_loss: bool = True
 
-        Args:
-          opt: any lopt Optimizer instance.
-          weight_decay: the penalty's coefficient, >= 0.
-          add_to_loss: also add the penalty to the loss passed on.
-
-        Raises:
-          TypeError: `opt` is not an Optimizer instance.
-          ValueError: `weight_decay` is negative or not finite.
-        """
+    def __post_init__(self) -> None:
         owner = type(self).__name__
-        self.opt = check_optimizer_instance(opt, owner)
-        self.weight_decay = check_number(weight_decay, owner, "weight_decay", low=0.0)
-        self.add_to_loss = bool(add_to_loss)
+        check_optimizer_instance(self.opt, owner)
+        check_nonnegative(self.weight_decay, owner, "weight_decay")
 
-    def update(
-        self,
-        opt_state: OptState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptState:
-        """Adds the penalty's gradient (and value) and calls the wrapped `update`."""
-        params = self.get_params(opt_state)
-        check_grads_match(params, grads, type(self).__name__)
+    def adjust(self, params: Params, grads: Params, loss: Any) -> tuple[Params, Any]:
+        """Adds the penalty's gradient to `grads` (and its value to a given loss)."""
         grads = jax.tree_util.tree_map(
             lambda g, p: g + (self.weight_decay * p).astype(g.dtype), grads, params
         )
         if loss is not None and self.add_to_loss:
             sq = sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))
             loss = loss + 0.5 * self.weight_decay * sq
-        return call_update(self.opt, opt_state, grads, loss, model_state, key, **kwargs)
+        return grads, loss
 
     @property
     def name(self) -> str:
@@ -178,19 +190,23 @@ class GraftedOptimizerState:
 
     Attributes:
       params: the parameters.
-      state: the model state.
+      model_state: the model state.
       iteration: int32 scalar, updates applied so far.
       mag_opt_state: the magnitude optimizer's state.
       dir_opt_state: the direction optimizer's state.
     """
 
     params: Params
-    state: ModelState
+    model_state: ModelState
     iteration: Any
     mag_opt_state: Any
     dir_opt_state: Any
 
 
+@CATALOG.optimizer(
+    "GraftedOptimizer", "Wrapper: one optimizer's step norm with another's step direction."
+)
+@lopt_core.declare
 class GraftedOptimizer(Optimizer):
     """Takes the step length of one optimizer and the step direction of another.
 
@@ -198,27 +214,25 @@ class GraftedOptimizer(Optimizer):
     the direction optimizer's step rescaled to the global norm of the magnitude
     optimizer's step. Both inner states then continue from the grafted params.
 
+    Attributes:
+      magnitude_opt: the optimizer whose step length is used.
+      direction_opt: the optimizer whose step direction is used.
+
     References:
       Agarwal et al., "Disentangling Adaptive Gradient Methods from Learning Rates",
       2020 (arXiv:2002.11803), Sec. 3.
     """
 
-    def __init__(self, magnitude_opt: Optimizer, direction_opt: Optimizer) -> None:
-        """Grafts `magnitude_opt`'s step norm onto `direction_opt`'s step direction.
+    magnitude_opt: Optimizer
+    direction_opt: Optimizer
 
-        Args:
-          magnitude_opt: the optimizer whose step length is used.
-          direction_opt: the optimizer whose step direction is used.
-
-        Raises:
-          TypeError: either is not an Optimizer instance.
-        """
+    def __post_init__(self) -> None:
         owner = type(self).__name__
-        self.magnitude_opt = check_optimizer_instance(magnitude_opt, owner, "magnitude_opt")
-        self.direction_opt = check_optimizer_instance(direction_opt, owner, "direction_opt")
+        check_optimizer_instance(self.magnitude_opt, owner, "magnitude_opt")
+        check_optimizer_instance(self.direction_opt, owner, "direction_opt")
 
     @property
-    def needs_loss(self) -> bool:
+    def needs_loss(self) -> bool:  # type: ignore[override]
         """True when either grafted optimizer needs the loss."""
         return needs_loss(self.magnitude_opt) or needs_loss(self.direction_opt)
 
@@ -234,7 +248,7 @@ class GraftedOptimizer(Optimizer):
         k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
         return GraftedOptimizerState(
             params=params,
-            state=model_state,
+            model_state=model_state,
             iteration=jnp.asarray(0, jnp.int32),
             mag_opt_state=call_init(
                 self.magnitude_opt, params, model_state, num_steps, k_mag, **kwargs
@@ -259,7 +273,7 @@ class GraftedOptimizer(Optimizer):
           The next state. Where the direction step is zero the params do not move.
         """
         base = opt_state.params
-        check_grads_match(base, grads, type(self).__name__)
+        check_tree_match(base, grads, type(self).__name__)
         k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
         mag_state = call_update(
             self.magnitude_opt, opt_state.mag_opt_state, grads, loss, model_state, k_mag, **kwargs
@@ -282,7 +296,7 @@ class GraftedOptimizer(Optimizer):
         )
         return GraftedOptimizerState(
             params=new_params,
-            state=opt_state.state if model_state is None else model_state,
+            model_state=opt_state.model_state if model_state is None else model_state,
             iteration=opt_state.iteration + 1,
             mag_opt_state=self.magnitude_opt.set_params(mag_state, new_params),
             dir_opt_state=self.direction_opt.set_params(dir_state, new_params),
@@ -297,8 +311,8 @@ class GraftedOptimizer(Optimizer):
         )
 
     def get_state(self, opt_state: GraftedOptimizerState) -> ModelState:
-        """The model state held in `opt_state.state`."""
-        return opt_state.state
+        """The model state held in `opt_state.model_state`."""
+        return opt_state.model_state
 
     @property
     def name(self) -> str:
@@ -325,36 +339,30 @@ class GradientAccumulatorState:
     model_state: ModelState
 
 
-class GradientAccumulator(Optimizer):
+@CATALOG.optimizer(
+    "GradientAccumulator", "Wrapper: averages gradients over k calls, then steps any optimizer."
+)
+@lopt_core.declare
+class GradientAccumulator(_Wrapping):
     """Averages gradients over `num_steps` calls, then applies one step of the wrapped optimizer.
 
     Calls that do not complete a group of `num_steps` only accumulate; the params
     change on every `num_steps`-th call, by one step of the wrapped optimizer on
     the mean gradient (and mean loss). Under `jit` the choice is a `lax.cond`, so
     one compiled function serves every call.
+
+    Attributes:
+      opt: any lopt Optimizer instance.
+      num_steps: how many gradients to average per applied step, a positive integer.
     """
 
-    def __init__(self, opt: Optimizer, num_steps: int = 2) -> None:
-        """Wraps `opt`.
+    opt: Optimizer
+    num_steps: int = 2
 
-        Args:
-          opt: any lopt Optimizer instance.
-          num_steps: how many gradients to average per applied step, an int >= 1.
-
-        Raises:
-          TypeError: `opt` is not an Optimizer instance.
-          ValueError: `num_steps` is not an int >= 1.
-        """
+    def __post_init__(self) -> None:
         owner = type(self).__name__
-        self.opt = check_optimizer_instance(opt, owner)
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"{owner}: num_steps must be an int >= 1, got {num_steps!r}.")
-        self.num_steps = num_steps
-
-    @property
-    def needs_loss(self) -> bool:
-        """True when the wrapped optimizer needs the loss."""
-        return needs_loss(self.opt)
+        check_optimizer_instance(self.opt, owner)
+        check_positive_int(self.num_steps, owner, "num_steps")
 
     def init(
         self,
@@ -388,7 +396,7 @@ class GradientAccumulator(Optimizer):
         Raises:
           ValueError: `grads` does not match the params (the first differing path is named).
         """
-        check_grads_match(self.get_params(opt_state), grads, type(self).__name__)
+        check_tree_match(self.get_params(opt_state), grads, type(self).__name__)
         grad_accum = jax.tree_util.tree_map(
             lambda a, g: a + g.astype(a.dtype), opt_state.grad_accum, grads
         )
