@@ -146,7 +146,7 @@ def w4() -> dict[str, float]:
 
 def w5() -> dict[str, float]:
     """W5: TruncatedPES (trunc 20, std 0.01) over 8 tasks, schedule 200, MLPLOpt, Adam(1e-3)."""
-    return _timed_outer_steps(lambda s: TruncatedPES(s, trunc_length=20, std=0.01), 200, 20)
+    return _timed_outer_steps(lambda s: TruncatedPES(s, unroll_length=20, std=0.01), 200, 20)
 
 
 def w6() -> dict[str, float]:

@@ -30,6 +30,7 @@ import numpy as np
 import lopt_core
 from lopt_outer import (
     ConstantTruncationSchedule,
+    RunConfig,
     SingleMachineGradientLearner,
     TruncatedPES,
     VectorizedLOptTruncatedStep,
@@ -78,7 +79,7 @@ def main() -> int:
         meta_loss_split=None if args.meta_loss_split == "none" else args.meta_loss_split,
         random_initial_iteration_offset=args.horizon,
     )
-    pes = TruncatedPES(step, trunc_length=args.trunc_length, std=args.std)
+    pes = TruncatedPES(step, unroll_length=args.trunc_length, std=args.std)
     learner = SingleMachineGradientLearner(
         lopt, [pes], lopt_core.get_optimizer("Adam", learning_rate=args.meta_lr)
     )
@@ -86,8 +87,7 @@ def main() -> int:
         f"Meta-training {lopt.name} with PES on {FAMILY} for {args.budget:.0f} s "
         f"({args.num_tasks} tasks, {args.horizon}-step unrolls, truncations of {args.trunc_length})."
     )
-    result = meta_train(
-        learner,
+    config = RunConfig(
         args.max_outer_steps,
         seed=args.seed,
         output_dir=out / "meta_train",
@@ -96,6 +96,7 @@ def main() -> int:
         time_budget_s=args.budget,
         resume=not args.fresh,
     )
+    result = meta_train(learner, config)
     t_meta = time.perf_counter() - t_start
     theta_path = lopt_core.save(
         out / "mlp_lopt_digits8.lopt",
