@@ -159,3 +159,29 @@ def test_datasets_split_and_errors():
     with pytest.raises(TypeError, match="cannot draw batches from keys"):
         plain.sample("train", jax.random.PRNGKey(0))
     assert lopt_core.SPLITS == ("train", "inner_valid", "outer_valid", "test")
+
+
+def test_loss_with_state_and_aux_returns_the_aux_of_loss_and_aux():
+    class WithAux(Task):
+        def init(self, key):
+            return {"w": jnp.ones(2)}
+
+        def loss(self, params, key, data):
+            return jnp.sum(params["w"] ** 2)
+
+        def loss_and_aux(self, params, key, data):
+            return self.loss(params, key, data), {"norm": jnp.sum(jnp.abs(params["w"]))}
+
+    loss, state, aux = WithAux().loss_with_state_and_aux({"w": jnp.ones(2)}, None, None, None)
+    assert float(loss) == 2.0
+    assert state is None
+    assert float(aux["norm"]) == 2.0
+
+    class NoAux(Task):
+        def init(self, key):
+            return {"w": jnp.ones(2)}
+
+        def loss(self, params, key, data):
+            return jnp.sum(params["w"])
+
+    assert NoAux().loss_with_state_and_aux({"w": jnp.ones(2)}, None, None, None)[2] == {}
