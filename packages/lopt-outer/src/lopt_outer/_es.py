@@ -122,6 +122,9 @@ class ESEstimator(UnrollEstimator):
 
     antithetic: bool = dataclasses.field(default=True, kw_only=True)
     std = 0.01
+    # `_end` always; `_start_states` unless `_begin` is overridden (lopt_core.Interface
+    # names what is missing at instantiation).
+    _either_of = (("_whole", "_end"), ("_begin", "_start_states"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,9 +165,6 @@ class ESEstimator(UnrollEstimator):
             return jax.tree_util.tree_map(lambda x, e: x[None] + sign * e, theta, eps)
 
         return eps, self._join(shifted(1.0), shifted(-1.0) if self.antithetic else None)
-
-    def _start_states(self, state: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement _start_states().")
 
     def _begin(self, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
         eps, thetas = self._perturb(theta, key)

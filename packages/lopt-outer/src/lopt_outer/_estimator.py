@@ -86,7 +86,9 @@ class UnrollEstimator(GradientEstimator):
     unroll_length = None
     steps_per_jit = None
 
-    _either_of = (("_whole", "_end"),)
+    # A subclass writes `_whole`, or all three stages; instantiating one that does
+    # neither names the missing methods (lopt_core.Interface).
+    _either_of = (("_whole", "_begin"), ("_whole", "_chunk"), ("_whole", "_end"))
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -121,15 +123,6 @@ class UnrollEstimator(GradientEstimator):
     @abc.abstractmethod
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
         """The initial worker state."""
-
-    def _begin(self, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement _begin().")
-
-    def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement _chunk().")
-
-    def _end(self, theta, carry, ys, key, state, outer_state, extra) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must implement _end().")
 
     def _extra_data(self) -> Any:
         return None
