@@ -264,3 +264,32 @@ def test_the_catalog_is_registered_and_exported():
         for factory in CATALOG.factories(kind).values():
             assert factory.__name__ in lopt_outer.__all__, factory
             assert getattr(lopt_outer, factory.__name__) is factory
+
+
+def test_an_estimator_missing_a_stage_fails_at_instantiation_naming_it():
+    from lopt_outer._es import ESEstimator
+    from lopt_outer._estimator import UnrollEstimator
+
+    @lopt_core.declare
+    class NoStages(UnrollEstimator):
+        def _init_state(self, theta, outer_state, key):
+            return None
+
+    @lopt_core.declare
+    class NoEnd(ESEstimator):
+        std: float = 0.1
+
+        def _init_state(self, theta, outer_state, key):
+            return None
+
+    with pytest.raises(
+        TypeError,
+        match=r"NoStages cannot be instantiated: it must override _whole\(\) or _begin\(\)",
+    ):
+        NoStages(truncated_step=None)
+    with pytest.raises(
+        TypeError,
+        match=r"NoEnd cannot be instantiated: it must override _whole\(\) or _end\(\); "
+        r"it must override _begin\(\) or _start_states\(\)",
+    ):
+        NoEnd(truncated_step=None)
