@@ -97,3 +97,13 @@ def test_the_catalog_is_the_registry_entries_and_the_public_names():
     assert set(CATALOG.exported_names()) <= set(lopt_optimizers.__all__)
     for name, factory in CATALOG.factories("optimizers").items():
         assert entries[name].factory is factory
+
+
+def test_adafactor_keeps_its_momentum_dtype_as_a_name():
+    ada = Adafactor(momentum=0.9, dtype_momentum=jnp.bfloat16)
+    assert ada == Adafactor(momentum=0.9, dtype_momentum="bfloat16")
+    assert ada.dtype_momentum == "bfloat16"
+    assert lopt_core.config_of(ada)["dtype_momentum"] == "bfloat16"
+    state = ada.init({"w": jnp.ones((2, 3))})
+    momentum = [x for x in state.optax_opt_state if hasattr(x, "ema")]
+    assert [m.ema["w"].dtype for m in momentum] == [jnp.bfloat16]

@@ -10,7 +10,7 @@ import pytest
 
 import lopt_core
 from lopt_core.testing import check_optimizer
-from lopt_optimizers import SGD, Adam
+from lopt_optimizers import CATALOG, SGD, Adam
 
 PLUGIN = "lopt-optimizers"
 
@@ -26,9 +26,8 @@ REQUIRED_ARGS = {
 
 
 def registered_names() -> list[str]:
-    """Names of every optimizer that this distribution registers."""
-    entries = lopt_core.REGISTRY.entries("optimizers")
-    return sorted(n for n, e in entries.items() if e.plugin == PLUGIN)
+    """Names of every optimizer that this package declares in its catalog."""
+    return CATALOG.names("optimizers")
 
 
 def build(name: str, **overrides):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from lopt_core.component import renamed_arguments
 from lopt_optimizers.optax_optimizer import OptaxState
-from lopt_optimizers.optimizers import Adam, NAdamW
+from lopt_optimizers.optimizers import Adam, NAdamW, RMSProp
 from lopt_optimizers.wrappers import GraftedOptimizerState
 
 #: class -> {reference spelling: lopt spelling}.
 RENAMED: dict[type, dict[str, str]] = {
     Adam: {"beta1": "b1", "beta2": "b2", "epsilon": "eps", "epsilon_root": "eps_root"},
     NAdamW: {"beta1": "b1", "beta2": "b2", "epsilon": "eps"},
+    RMSProp: {"epsilon": "eps"},
 }
 
 

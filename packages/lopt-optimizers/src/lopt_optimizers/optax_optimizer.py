@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import optax
 
 import lopt_core
-from lopt_core.optimizers import Optimizer
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
-from lopt_core.validation import check_learning_rate, check_loss_given, check_tree_match
+from lopt_core.typing import ModelState, Params
+from lopt_core.validation import check_learning_rate, check_loss_given
+from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
 
 
@@ -33,7 +33,7 @@ class OptaxState:
     iteration: Any
 
 
-class OptaxBacked(Optimizer):
+class OptaxBacked(OptimizerBase):
     """An optimizer whose step is an optax transform: subclasses write only `transform()`.
 
     A subclass is a `@lopt_core.declare` dataclass whose fields are its
@@ -46,6 +46,13 @@ class OptaxBacked(Optimizer):
       ...     learning_rate: float = 0.1
       ...     def transform(self):
       ...         return optax.chain(optax.scale_by_sign(), optax.scale(-self.learning_rate))
+      >>> import jax.numpy as jnp
+      >>> opt = Sign(0.5)
+      >>> opt, opt == Sign(0.5)
+      (Sign(learning_rate=0.5), True)
+      >>> state = opt.update(opt.init({"w": jnp.zeros(2)}), {"w": jnp.array([3.0, -1.0])})
+      >>> opt.get_params(state)["w"]
+      Array([-0.5,  0.5], dtype=float32)
     """
 
     checks: ClassVar[dict[str, Any]] = {}
@@ -63,43 +70,26 @@ class OptaxBacked(Optimizer):
     def transform(self) -> optax.GradientTransformation:
         """The optax transform that maps gradients to updates."""
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptaxState:
-        """Builds the initial state around `params` (`num_steps` and `key` are unused)."""
-        del num_steps, key, kwargs
+    def start(self, params: Params, options: Options) -> OptaxState:
+        """`OptaxState` around `params`, with `iteration` an int32 zero.
+
+        The model state is kept in `model_state`; `num_steps` and `key` are unused
+        (optax schedules carry their own horizon, and optax transforms are
+        deterministic).
+        """
         return OptaxState(
             params=params,
-            model_state=model_state,
+            model_state=options.get("model_state"),
             optax_opt_state=self.transform().init(params),
             iteration=jnp.asarray(0, dtype=jnp.int32),
         )
 
-    def update(
-        self,
-        opt_state: OptaxState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptaxState:
-        """Applies one step of the transform.
+    def step(self, opt_state: OptaxState, grads: Params, loss: Any, options: Options) -> OptaxState:
+        """Applies one step of the transform, incrementing `iteration`.
 
         The loss goes to transforms that take optax's extra arguments, as `value`.
-        A None `model_state` keeps the one in `opt_state`.
-
-        Raises:
-          ValueError: `grads` does not have the params' structure (the first differing
-            path is named), or the transform needs the loss and none was given.
+        A model state that is not given keeps the one in `opt_state`.
         """
-        del key, kwargs
-        check_tree_match(opt_state.params, grads, type(self).__name__)
         check_loss_given(self, loss)
         tx = self.transform()
         extra = {}
@@ -110,14 +100,10 @@ class OptaxBacked(Optimizer):
         )
         return OptaxState(
             params=optax.apply_updates(opt_state.params, updates),
-            model_state=opt_state.model_state if model_state is None else model_state,
+            model_state=options.get("model_state", opt_state.model_state),
             optax_opt_state=new_opt_state,
             iteration=opt_state.iteration + 1,
         )
-
-    def get_state(self, opt_state: OptState) -> ModelState:
-        """The model state held in `opt_state.model_state`."""
-        return opt_state.model_state
 
 
 @CATALOG.optimizer("OptaxOptimizer", "Any optax.GradientTransformation as a lopt optimizer.")

@@ -55,15 +55,27 @@ def _is_value(value: Any, expected: float) -> bool:
     return float(value) == expected
 
 
+class _Formatted(dict):
+    """The fields of `component`, each formatted by `_fmt` when a format string reads it."""
+
+    def __init__(self, component: Any) -> None:
+        super().__init__()
+        self.component = component
+
+    def __missing__(self, field: str) -> str:
+        return _fmt(getattr(self.component, field))
+
+
 class _OptaxFunction(OptaxBacked):
     """An optimizer that is one optax function called with its fields as keyword arguments.
 
-    Subclasses set `optax_fn` (for example `optax.adam`) and `name_parts`, the
-    `(label, field)` pairs of the reference library's name.
+    Subclasses set `optax_fn` (for example `optax.adam`) and `name_format`, the
+    reference library's name after the class name, `str.format` style over the
+    fields (for example `"lr{learning_rate}_m{momentum}"`).
     """
 
     optax_fn: Any = None
-    name_parts: tuple[tuple[str, str], ...] = ()
+    name_format: str = ""
 
     def transform(self) -> optax.GradientTransformation:
         """`optax_fn(**fields)`."""
@@ -73,11 +85,7 @@ class _OptaxFunction(OptaxBacked):
     @property
     def name(self) -> str:
         """The reference library's name for this configuration: `Adam_lr0.01_b10.9...`."""
-        return (
-            type(self).__name__
-            + "_"
-            + "".join(f"{label}{_fmt(getattr(self, field))}" for label, field in self.name_parts)
-        )
+        return f"{type(self).__name__}_{self.name_format.format_map(_Formatted(self))}"
 
 
 def _accumulator_decay(value: Any, owner: str, argument: str) -> Any:
@@ -109,7 +117,7 @@ class SGD(_OptaxFunction):
 
     optax_fn = staticmethod(optax.sgd)
 
-    name_parts = (("lr", "learning_rate"),)
+    name_format = "lr{learning_rate}"
 
 
 @CATALOG.optimizer("SGDM", "SGD with heavy-ball momentum (optax.sgd with momentum).")
@@ -132,10 +140,7 @@ class SGDM(_OptaxFunction):
 
     optax_fn = staticmethod(optax.sgd)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_m", "momentum"),
-    )
+    name_format = "lr{learning_rate}_m{momentum}"
 
 
 @CATALOG.optimizer("Adam", "Adam with eps_root, the reference's defaults (optax.adam).")
@@ -168,7 +173,7 @@ class Adam(_OptaxFunction):
 
     optax_fn = staticmethod(optax.adam)
 
-    name_parts = (("lr", "learning_rate"), ("_b1", "b1"), ("_b2", "b2"), ("_eps", "eps"))
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}"
 
     @property
     def name(self) -> str:
@@ -206,13 +211,7 @@ class AdamW(_OptaxFunction):
 
     optax_fn = staticmethod(optax.adamw)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-        ("_wd", "weight_decay"),
-    )
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}_wd{weight_decay}"
 
 
 @CATALOG.optimizer("NAdamW", "Nesterov Adam with decoupled and L2 weight decay.")
@@ -261,13 +260,8 @@ class NAdamW(_OptaxFunction):
             optax.scale_by_learning_rate(self.learning_rate),
         )
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-        ("_wd", "adamw_weight_decay"),
-        ("_l2", "l2_weight_decay"),
+    name_format = (
+        "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}_wd{adamw_weight_decay}_l2{l2_weight_decay}"
     )
 
 
@@ -297,13 +291,7 @@ class RMSProp(_OptaxFunction):
 
     optax_fn = staticmethod(optax.rmsprop)
 
-    @property
-    def name(self) -> str:
-        """The reference library's name for this configuration."""
-        return (
-            f"RMSProp_lr{_fmt(self.learning_rate)}_d{_fmt(self.decay)}_eps{_fmt(self.eps)}"
-            f"_m{_fmt(self.momentum)}_nesterov{self.nesterov}"
-        )
+    name_format = "lr{learning_rate}_d{decay}_eps{eps}_m{momentum}_nesterov{nesterov}"
 
 
 @CATALOG.optimizer("AdaBelief", "AdaBelief: Adam on the gradient's deviation (optax).")
@@ -332,12 +320,7 @@ class AdaBelief(_OptaxFunction):
 
     optax_fn = staticmethod(optax.adabelief)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-    )
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}"
 
 
 @CATALOG.optimizer("AdaGrad", "AdaGrad: summed squared gradients (optax.adagrad).")
@@ -363,11 +346,7 @@ class AdaGrad(_OptaxFunction):
 
     optax_fn = staticmethod(optax.adagrad)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_iav", "initial_accumulator_value"),
-        ("_eps", "eps"),
-    )
+    name_format = "lr{learning_rate}_iav{initial_accumulator_value}_eps{eps}"
 
 
 @CATALOG.optimizer("Adafactor", "Adafactor: factored second moments (optax.adafactor).")
@@ -383,7 +362,8 @@ class Adafactor(_OptaxFunction):
       multiply_by_parameter_scale: scale steps by the parameters' RMS.
       clipping_threshold: clip the update's RMS to this (> 0), or None.
       momentum: first-moment decay in [0, 1), or None for no momentum.
-      dtype_momentum: dtype name of the momentum accumulator ("float32", "bfloat16").
+      dtype_momentum: dtype of the momentum accumulator, kept as its name: `jnp.bfloat16`
+        and `"bfloat16"` are one configuration, and a name can be recorded.
       weight_decay_rate: decoupled weight decay (>= 0), or None.
       eps: regularizer of the second moment, >= 0.
       factored: factor the second moment of matrices.
@@ -401,7 +381,7 @@ class Adafactor(_OptaxFunction):
     multiply_by_parameter_scale: bool = True
     clipping_threshold: float | None = 1.0
     momentum: float | None = None
-    dtype_momentum: str = "float32"
+    dtype_momentum: Any = "float32"
     weight_decay_rate: float | None = None
     eps: float = 1e-30
     factored: bool = True
@@ -416,6 +396,10 @@ class Adafactor(_OptaxFunction):
         "weight_decay_rate": NONNEG,
         "eps": NONNEG,
     }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "dtype_momentum", jnp.dtype(self.dtype_momentum).name)
 
     def transform(self) -> optax.GradientTransformation:
         """`optax.adafactor` with every argument."""
@@ -434,12 +418,7 @@ class Adafactor(_OptaxFunction):
             weight_decay_mask=self.weight_decay_mask,
         )
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_d", "decay_rate"),
-        ("_clip", "clipping_threshold"),
-        ("_m", "momentum"),
-    )
+    name_format = "lr{learning_rate}_d{decay_rate}_clip{clipping_threshold}_m{momentum}"
 
 
 @CATALOG.optimizer("Lamb", "LAMB: Adam with a layer-wise trust ratio (optax.lamb).")
@@ -471,13 +450,7 @@ class Lamb(_OptaxFunction):
 
     optax_fn = staticmethod(optax.lamb)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-        ("_wd", "weight_decay"),
-    )
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}_wd{weight_decay}"
 
 
 @CATALOG.optimizer("Lars", "LARS: momentum SGD with a layer-wise trust ratio (optax.lars).")
@@ -518,12 +491,7 @@ class Lars(_OptaxFunction):
 
     optax_fn = staticmethod(optax.lars)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_m", "momentum"),
-        ("_wd", "weight_decay"),
-        ("_tc", "trust_coefficient"),
-    )
+    name_format = "lr{learning_rate}_m{momentum}_wd{weight_decay}_tc{trust_coefficient}"
 
 
 @CATALOG.optimizer("RAdam", "Rectified Adam (optax.radam).")
@@ -553,12 +521,7 @@ class RAdam(_OptaxFunction):
 
     optax_fn = staticmethod(optax.radam)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-    )
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}"
 
 
 @CATALOG.optimizer("Yogi", "Yogi: Adam with an additive second moment (optax.yogi).")
@@ -585,12 +548,7 @@ class Yogi(_OptaxFunction):
 
     optax_fn = staticmethod(optax.yogi)
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_b1", "b1"),
-        ("_b2", "b2"),
-        ("_eps", "eps"),
-    )
+    name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}"
 
 
 def _lift_scalars(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -645,8 +603,4 @@ class SM3(_OptaxFunction):
             optax.scale_by_learning_rate(self.learning_rate),
         )
 
-    name_parts = (
-        ("lr", "learning_rate"),
-        ("_m", "momentum"),
-        ("_b2", "b2"),
-    )
+    name_format = "lr{learning_rate}_m{momentum}_b2{b2}"

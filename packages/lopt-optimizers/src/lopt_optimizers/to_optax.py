@@ -10,7 +10,7 @@ import optax
 from lopt_core.optimizers import Optimizer
 from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.validation import check_loss_given, check_optimizer_instance, needs_loss
-from lopt_optimizers._calls import call_update
+from lopt_optimizers._base import given
 
 __all__ = ["as_optax", "needs_loss"]
 
@@ -99,7 +99,7 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
             old = params
         else:
             old = opt.get_params(state)
-        new_state = call_update(opt, state, updates, loss, model_state, key)
+        new_state = opt.update(state, updates, loss=loss, **given(model_state=model_state, key=key))
         new = opt.get_params(new_state)
         deltas = jax.tree_util.tree_map(lambda n, o: n - o, new, old)
         return deltas, new_state

@@ -16,16 +16,15 @@ import jax.numpy as jnp
 
 import lopt_core
 from lopt_core.optimizers import Optimizer
-from lopt_core.typing import ModelState, OptState, Params, PRNGKey
+from lopt_core.typing import ModelState, OptState, Params
 from lopt_core.validation import (
     check_nonnegative,
     check_optimizer_instance,
     check_positive,
     check_positive_int,
-    check_tree_match,
     needs_loss,
 )
-from lopt_optimizers._calls import call_init, call_update
+from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
 
 
@@ -36,7 +35,15 @@ def _global_norm(tree: Any) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
-class _Wrapping(Optimizer):
+def _split_key(options: Options) -> tuple[Options, Options]:
+    """`options` for two inner optimizers: a given key split in two, the rest shared."""
+    if "key" not in options:
+        return options, options
+    k_first, k_second = jax.random.split(options["key"])
+    return {**options, "key": k_first}, {**options, "key": k_second}
+
+
+class _Wrapping(OptimizerBase):
     """An optimizer around one inner optimizer `opt`: it needs the loss when `opt` does."""
 
     opt: Optimizer
@@ -58,31 +65,14 @@ class _Delegating(_Wrapping):
     def adjust(self, params: Params, grads: Params, loss: Any) -> tuple[Params, Any]:
         """The gradients and loss that the wrapped optimizer is given."""
 
-    def update(
-        self,
-        opt_state: OptState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptState:
-        """Checks `grads`, adjusts them (and the loss), then calls the wrapped `update`."""
-        params = self.get_params(opt_state)
-        check_tree_match(params, grads, type(self).__name__)
-        grads, loss = self.adjust(params, grads, loss)
-        return call_update(self.opt, opt_state, grads, loss, model_state, key, **kwargs)
-
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> OptState:
+    def start(self, params: Params, options: Options) -> OptState:
         """The wrapped optimizer's initial state."""
-        return call_init(self.opt, params, model_state, num_steps, key, **kwargs)
+        return self.opt.init(params, **options)
+
+    def step(self, opt_state: OptState, grads: Params, loss: Any, options: Options) -> OptState:
+        """Adjusts `grads` (and the loss), then calls the wrapped optimizer's `update`."""
+        grads, loss = self.adjust(self.get_params(opt_state), grads, loss)
+        return self.opt.update(opt_state, grads, loss=loss, **options)
 
     def get_params(self, opt_state: OptState) -> Params:
         """The wrapped optimizer's params."""
@@ -207,7 +197,7 @@ class GraftedOptimizerState:
     "GraftedOptimizer", "Wrapper: one optimizer's step norm with another's step direction."
 )
 @lopt_core.declare
-class GraftedOptimizer(Optimizer):
+class GraftedOptimizer(OptimizerBase):
     """Takes the step length of one optimizer and the step direction of another.
 
     Each step, both optimizers step from the current params; the grafted step is
@@ -236,51 +226,25 @@ class GraftedOptimizer(Optimizer):
         """True when either grafted optimizer needs the loss."""
         return needs_loss(self.magnitude_opt) or needs_loss(self.direction_opt)
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> GraftedOptimizerState:
-        """Initializes both optimizers around `params`."""
-        k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
+    def start(self, params: Params, options: Options) -> GraftedOptimizerState:
+        """Initializes both optimizers around `params` (each with half of a given key)."""
+        mag, dir_ = _split_key(options)
         return GraftedOptimizerState(
             params=params,
-            model_state=model_state,
+            model_state=options.get("model_state"),
             iteration=jnp.asarray(0, jnp.int32),
-            mag_opt_state=call_init(
-                self.magnitude_opt, params, model_state, num_steps, k_mag, **kwargs
-            ),
-            dir_opt_state=call_init(
-                self.direction_opt, params, model_state, num_steps, k_dir, **kwargs
-            ),
+            mag_opt_state=self.magnitude_opt.init(params, **mag),
+            dir_opt_state=self.direction_opt.init(params, **dir_),
         )
 
-    def update(
-        self,
-        opt_state: GraftedOptimizerState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
+    def step(
+        self, opt_state: GraftedOptimizerState, grads: Params, loss: Any, options: Options
     ) -> GraftedOptimizerState:
-        """One grafted step.
-
-        Returns:
-          The next state. Where the direction step is zero the params do not move.
-        """
+        """One grafted step; where the direction step is zero the params do not move."""
         base = opt_state.params
-        check_tree_match(base, grads, type(self).__name__)
-        k_mag, k_dir = (None, None) if key is None else jax.random.split(key)
-        mag_state = call_update(
-            self.magnitude_opt, opt_state.mag_opt_state, grads, loss, model_state, k_mag, **kwargs
-        )
-        dir_state = call_update(
-            self.direction_opt, opt_state.dir_opt_state, grads, loss, model_state, k_dir, **kwargs
-        )
+        mag, dir_ = _split_key(options)
+        mag_state = self.magnitude_opt.update(opt_state.mag_opt_state, grads, loss=loss, **mag)
+        dir_state = self.direction_opt.update(opt_state.dir_opt_state, grads, loss=loss, **dir_)
         mag_step = jax.tree_util.tree_map(
             lambda n, p: n - p, self.magnitude_opt.get_params(mag_state), base
         )
@@ -296,7 +260,7 @@ class GraftedOptimizer(Optimizer):
         )
         return GraftedOptimizerState(
             params=new_params,
-            model_state=opt_state.model_state if model_state is None else model_state,
+            model_state=options.get("model_state", opt_state.model_state),
             iteration=opt_state.iteration + 1,
             mag_opt_state=self.magnitude_opt.set_params(mag_state, new_params),
             dir_opt_state=self.direction_opt.set_params(dir_state, new_params),
@@ -309,10 +273,6 @@ class GraftedOptimizer(Optimizer):
             mag_opt_state=self.magnitude_opt.set_params(opt_state.mag_opt_state, params),
             dir_opt_state=self.direction_opt.set_params(opt_state.dir_opt_state, params),
         )
-
-    def get_state(self, opt_state: GraftedOptimizerState) -> ModelState:
-        """The model state held in `opt_state.model_state`."""
-        return opt_state.model_state
 
     @property
     def name(self) -> str:
@@ -364,53 +324,34 @@ class GradientAccumulator(_Wrapping):
         check_optimizer_instance(self.opt, owner)
         check_positive_int(self.num_steps, owner, "num_steps")
 
-    def init(
-        self,
-        params: Params,
-        model_state: ModelState = None,
-        num_steps: int | None = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
-    ) -> GradientAccumulatorState:
+    def start(self, params: Params, options: Options) -> GradientAccumulatorState:
         """Initializes the wrapped optimizer for `num_steps // self.num_steps` applied steps."""
-        inner_steps = None if num_steps is None else max(1, num_steps // self.num_steps)
+        if "num_steps" in options:
+            options = {**options, "num_steps": max(1, options["num_steps"] // self.num_steps)}
         return GradientAccumulatorState(
-            inner_opt_state=call_init(self.opt, params, model_state, inner_steps, key, **kwargs),
+            inner_opt_state=self.opt.init(params, **options),
             grad_accum=jax.tree_util.tree_map(jnp.zeros_like, params),
             loss_accum=jnp.asarray(0.0, jnp.float32),
             iteration=jnp.asarray(0, jnp.int32),
-            model_state=model_state,
+            model_state=options.get("model_state"),
         )
 
-    def update(
-        self,
-        opt_state: GradientAccumulatorState,
-        grads: Params,
-        loss: Any = None,
-        model_state: ModelState = None,
-        key: PRNGKey | None = None,
-        **kwargs: Any,
+    def step(
+        self, opt_state: GradientAccumulatorState, grads: Params, loss: Any, options: Options
     ) -> GradientAccumulatorState:
-        """Accumulates `grads`; on every `num_steps`-th call applies the averaged step.
-
-        Raises:
-          ValueError: `grads` does not match the params (the first differing path is named).
-        """
-        check_tree_match(self.get_params(opt_state), grads, type(self).__name__)
+        """Accumulates `grads`; on every `num_steps`-th call applies the averaged step."""
         grad_accum = jax.tree_util.tree_map(
             lambda a, g: a + g.astype(a.dtype), opt_state.grad_accum, grads
         )
         loss_value = jnp.asarray(0.0 if loss is None else loss, jnp.float32)
         loss_accum = opt_state.loss_accum + loss_value
         iteration = opt_state.iteration + 1
-        new_model_state = opt_state.model_state if model_state is None else model_state
+        new_model_state = options.get("model_state", opt_state.model_state)
 
         def apply(inner: Any) -> tuple[Any, Any, Any]:
             mean_grads = jax.tree_util.tree_map(lambda a: a / self.num_steps, grad_accum)
             mean_loss = None if loss is None else loss_accum / self.num_steps
-            new_inner = call_update(
-                self.opt, inner, mean_grads, mean_loss, model_state, key, **kwargs
-            )
+            new_inner = self.opt.update(inner, mean_grads, loss=mean_loss, **options)
             return (
                 new_inner,
                 jax.tree_util.tree_map(jnp.zeros_like, grad_accum),
