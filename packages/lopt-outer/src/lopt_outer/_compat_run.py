@@ -122,29 +122,14 @@ class RayMetaTrainer:
         gradient_learner: GradientLearner,
         gradient_estimators: Sequence[GradientEstimator],
         *,
-        num_workers: int = 1,
         seed: int = 0,
-        max_staleness: int | None = None,
-        address: str | None = None,
-        num_cpus: int | None = None,
-        cpus_per_worker: float = 1.0,
         output_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 100,
         resume: bool = True,
-        max_worker_failures: int | None = None,
-        startup_timeout_s: float = 600.0,
-        worker_options: dict[str, Any] | None = None,
+        **backend_options: Any,
     ) -> None:
-        self.backend = RayBackend(
-            num_workers=num_workers,
-            address=address,
-            max_staleness=max_staleness,
-            num_cpus=num_cpus,
-            cpus_per_worker=cpus_per_worker,
-            max_worker_failures=max_worker_failures,
-            startup_timeout_s=startup_timeout_s,
-            worker_options=worker_options,
-        )
+        # Every other keyword (num_workers, max_staleness, address, ...) is RayBackend's.
+        self.backend = RayBackend(**backend_options)
         self.learner = SingleMachineGradientLearner.from_gradient_learner(
             gradient_learner, gradient_estimators
         )

@@ -113,15 +113,10 @@ def compare_with_adam(
       "learned": label, "baseline": label}`.
     """
     key = jax.random.PRNGKey(10_000) if key is None else key
-    common = dict(
-        n_tasks=n_tasks,
-        key=key,
-        steps=steps,
-        eval_every=eval_every,
-        steps_per_jit=steps_per_jit,
-        n_eval_batches_vec=n_eval_batches_vec,
-        splits=("train", split) if split != "train" else ("train",),
-    )
+    splits = ("train", split) if split != "train" else ("train",)
+    common = {"n_tasks": n_tasks, "key": key, "steps": steps, "eval_every": eval_every}
+    common |= {"steps_per_jit": steps_per_jit, "n_eval_batches_vec": n_eval_batches_vec}
+    common["splits"] = splits
     labels: dict[str, tuple[LearnedOptimizer, MetaParams]] = {
         f"learned ({learned_opt.name})": (learned_opt, theta)
     }
