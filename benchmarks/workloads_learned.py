@@ -1,4 +1,4 @@
-"""Workloads W1, W2, W3 and W7 (see ../shared/BENCHMARKS.md): inner training speed.
+"""Workloads W1, W2, W3 and W7 (defined in benchmarks/README.md): inner training speed.
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128 synthetic images), defined here with haiku so the

@@ -1,4 +1,4 @@
-"""Workloads W4, W5, W6 and I1 (see ../shared/BENCHMARKS.md): meta-training speed.
+"""Workloads W4, W5, W6 and I1 (defined in benchmarks/README.md): meta-training speed.
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128 synthetic images, uniform in [0, 1), labels in 0..9),

@@ -104,28 +104,3 @@ def test_the_learned_optimizer_steps_at_its_learned_rate():
     opt = lopt.opt_fn(theta)
     state = opt.update(opt.init({"x": jnp.zeros(2)}), {"x": jnp.asarray([3.0, -1.0])})
     np.testing.assert_allclose(opt.get_params(state)["x"], [-0.5, 0.5], rtol=1e-6)
-
-
-def test_the_root_readme_shows_this_example_verbatim():
-    import re
-    from pathlib import Path
-
-    example = Path(__file__).parents[1]
-    readme = example.parents[1] / "README.md"
-    if not readme.is_file():
-        pytest.skip("run from a copy of the example outside the lopt repository")
-    text = readme.read_text()
-    section = text[text.index("## Writing a plugin") : text.index("## What is implemented")]
-    blocks = [
-        "\n".join(line[3:] for line in block.splitlines())
-        for block in re.findall(r"```(?:python|toml)\n(.*?)   ```", section, re.S)
-    ]
-    assert len(blocks) == 3
-    components = (example / "src/lopt_plugin_example/components.py").read_text()
-    code = blocks[0].split("\n", 1)[1]  # after the "# ... (excerpt)" line
-    assert code in components
-    pyproject = (example / "pyproject.toml").read_text()
-    for line in blocks[1].splitlines():
-        assert line in pyproject.splitlines(), line
-    # The test as this file runs it (its imports are those the file needs as well).
-    assert blocks[2][blocks[2].index("def test_") :] in Path(__file__).read_text()

@@ -36,3 +36,23 @@ def test_readme_quick_start_runs(capsys):
     exec(compile(blocks[2], str(README), "exec"), ns)
     # The shipped meta-trained MLPLOpt trains the digits MLP through optax.
     assert float(ns["loss"]) < 0.5
+
+
+def test_readme_plugin_guide_shows_the_plugin_example_verbatim():
+    example = README.parent / "examples" / "lopt-plugin-example"
+    text = README.read_text()
+    section = text[text.index("## Writing a plugin") : text.index("## What is implemented")]
+    blocks = [
+        "\n".join(line[3:] for line in block.splitlines())
+        for block in re.findall(r"```(?:python|toml)\n(.*?)   ```", section, re.S)
+    ]
+    assert len(blocks) == 3
+    components = (example / "src/lopt_plugin_example/components.py").read_text()
+    code = blocks[0].split("\n", 1)[1]  # after the "# ... (excerpt)" line
+    assert code in components
+    pyproject = (example / "pyproject.toml").read_text()
+    for line in blocks[1].splitlines():
+        assert line in pyproject.splitlines(), line
+    # The example's own test file runs exactly the test the README shows.
+    example_test = (example / "tests" / "test_example_plugin.py").read_text()
+    assert blocks[2][blocks[2].index("def test_") :] in example_test
