@@ -115,7 +115,10 @@ def test_plugin_that_fails_to_import_warns_and_others_still_register(plugin_dir)
         plugin_dir, "bad-plugin", "0.1", {"broken_import": BROKEN_IMPORT}, {"bad": "broken_import"}
     )
     reg = Registry()
-    with pytest.warns(PluginWarning, match=r"bad-plugin:bad.*failed to import.*boom at import"):
+    with pytest.warns(
+        PluginWarning,
+        match=r"'bad-plugin' \(entry point `bad = broken_import`\) failed to import.*boom at import",
+    ):
         names = reg.names("tasks")
     assert "toy_task" in names
     assert "bad-plugin:bad" in reg.failed_plugins

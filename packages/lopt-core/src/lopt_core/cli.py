@@ -1,4 +1,9 @@
-"""The `lopt` command: `lopt list [KIND]`, `lopt describe NAME`, and plugin subcommands."""
+"""The `lopt` command: `lopt list [KIND]`, `lopt describe NAME`, and plugin subcommands.
+
+A plugin command that cannot be set up, or that takes the name of a built-in
+command, is reported on stderr as one `lopt: warning: ...` line; every other
+command still works.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import inspect
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from lopt_core.registry import (
     KINDS,
@@ -20,6 +25,9 @@ from lopt_core.registry import (
 )
 
 _LISTABLE = [k for k in KINDS if k != "commands"]
+
+#: The commands of lopt itself; a plugin command of the same name runs as `lopt PLUGIN:NAME`.
+BUILTIN_COMMANDS = ("list", "describe")
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -48,21 +56,22 @@ def _describe(e: Entry) -> str:
     except (TypeError, ValueError):
         sig = "(...)"
     doc = inspect.getdoc(e.factory) or "(no docstring)"
+    others = [o.qualified_name for o in REGISTRY.registrations(e.kind, e.name) if o is not e]
+    name = next((n for n, o in REGISTRY.entries(e.kind).items() if o is e), e.qualified_name)
+    also = f"  also registered by other plugins as: {', '.join(others)}\n" if others else ""
     return (
-        f"{e.name}{sig}\n  kind: {e.kind}\n  plugin: {e.plugin} {e.version}\n"
+        f"{name}{sig}\n  kind: {e.kind}\n  plugin: {e.plugin} {e.version}\n"
+        f"  qualified name: {e.qualified_name}\n{also}"
         f"  factory: {getattr(e.factory, '__module__', '?')}."
         f"{getattr(e.factory, '__qualname__', repr(e.factory))}\n\n{doc}"
     )
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    found = REGISTRY.find(args.name)
-    if args.kind:
-        found = [REGISTRY.entry(args.kind, args.name)]
+    found = [REGISTRY.entry(args.kind, args.name)] if args.kind else REGISTRY.find(args.name)
     if not found:
-        # entry() on the most likely kind raises with close matches across that kind.
-        names = {n: k for k in _LISTABLE for n in REGISTRY.entries(k)}
-        close = difflib.get_close_matches(args.name, list(names), n=5, cutoff=0.5)
+        names = {n for k in _LISTABLE for n in REGISTRY.entries(k)}
+        close = difflib.get_close_matches(args.name, sorted(names), n=5, cutoff=0.5)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         print(
             f"lopt: nothing named {args.name!r} is registered.{hint} It may be misspelled, or "
@@ -74,32 +83,87 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with every subcommand that plugins register."""
-    parser = argparse.ArgumentParser(prog="lopt", description="Learned optimizers in JAX.")
+def _drop_subparser(sub: Any, name: str) -> None:
+    """Removes the half-built subcommand `name` again (argparse has no public way)."""
+    sub._name_parser_map.pop(name, None)
+    sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != name]
+
+
+def _build(prog: str = "lopt") -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser and the problems met adding the plugins' subcommands, one line each."""
+    parser = argparse.ArgumentParser(prog=prog, description="Learned optimizers in JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("kind", nargs="?", choices=_LISTABLE, help="only this kind")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("describe", help="signature, docstring and plugin of a component")
-    p.add_argument("name")
+    p.add_argument("name", help="a bare name, or plugin:name")
     p.add_argument("--kind", choices=_LISTABLE, help="disambiguate a name used by several kinds")
     p.set_defaults(func=_cmd_describe)
+    problems: list[str] = []
     for name, e in sorted(REGISTRY.entries("commands").items()):
-        p = sub.add_parser(name, help=e.description, description=e.description)
-        e.factory(p)
+        where = f"lopt plugin {e.plugin!r}"
+        if name in BUILTIN_COMMANDS:
+            name = e.qualified_name
+            problems.append(
+                f"{where} registers the command {e.name!r}, which is a built-in lopt command; "
+                f"`{prog} {e.name}` keeps meaning the built-in one and the plugin's runs as "
+                f"`{prog} {name}`. Ask {e.plugin}'s author to rename it."
+            )
+        added = False
+        try:
+            p = sub.add_parser(name, help=e.description, description=e.description)
+            added = True
+            e.factory(p)
+        except (Exception, SystemExit) as exc:
+            if added:
+                _drop_subparser(sub, name)
+            text = " ".join(str(exc).split())
+            problems.append(
+                f"{where} failed to set up the command {name!r} and it was skipped: "
+                f"{type(exc).__name__}{': ' + text if text else ''}. Fix it or uninstall "
+                f"{e.plugin}; the other commands still work."
+            )
+    return parser, problems
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with every subcommand that plugins register.
+
+    A plugin command that cannot be added is skipped with a `PluginWarning`.
+    """
+    parser, problems = _build()
+    for problem in problems:
+        warnings.warn(problem, PluginWarning, stacklevel=2)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `lopt` console script."""
+    """Entry point of the `lopt` console script.
+
+    Every plugin problem (see `Registry.problems`) is printed as one line on
+    stderr before the command runs.
+    """
     with warnings.catch_warnings():
-        warnings.simplefilter("always", PluginWarning)
+        # Plugin problems are printed below, once each, even if the registry was
+        # loaded before; other warnings raised while loading plugins, one line each.
+        warnings.simplefilter("ignore", PluginWarning)
         warnings.showwarning = _show_warning
-        parser = build_parser()
+        parser, problems = _build()
+        problems = REGISTRY.problems + problems
+    for problem in problems:
+        print(f"lopt: warning: {problem}", file=sys.stderr)
     args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        print(
+            f"lopt: the command {args.command!r} sets no function to run; its setup must call "
+            "parser.set_defaults(func=run).",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except (UnknownComponentError, DuplicateComponentError) as exc:
         print(f"lopt: {exc}", file=sys.stderr)
         return 2
@@ -113,7 +177,8 @@ def _show_warning(
     file: TextIO | None = None,
     line: str | None = None,
 ) -> None:
-    print(f"lopt: warning: {message}", file=sys.stderr)
+    text = " ".join(str(message).split())
+    print(f"lopt: warning: {category.__name__}: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

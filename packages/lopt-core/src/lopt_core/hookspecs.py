@@ -8,6 +8,12 @@ A plugin is a module named by an entry point in the `lopt` group:
 and implements any of these hooks with `@lopt_core.hookimpl`. Every hook receives
 a `register(name, factory, description=None)` callback; the description defaults to
 the first line of the factory's docstring.
+
+A name is a non-empty string without `:`; the component is also reachable as
+`plugin:name`, plugin being the distribution's name. An entry that is invalid (a
+bad or repeated name, a factory that is not callable) is skipped with a
+`lopt_core.PluginWarning`, and the hook's other entries still count; a hook that
+raises counts none of its entries. Neither affects other plugins.
 """
 
 from __future__ import annotations

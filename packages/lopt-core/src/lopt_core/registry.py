@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ KINDS: dict[str, str] = {
 
 
 class PluginWarning(UserWarning):
-    """A plugin failed to import or to register; the other plugins still work."""
+    """A plugin, or one of its entries, was skipped or shadowed; the rest of lopt still works.
+
+    The message is one line: it names the plugin (its distribution), what went
+    wrong and how to fix it. `Registry.problems` keeps every message of the last load.
+    """
 
 
 class UnknownComponentError(KeyError):
@@ -50,7 +55,41 @@ class UnknownComponentError(KeyError):
 
 
 class DuplicateComponentError(ValueError):
-    """Two plugins registered the same name for the same kind of component."""
+    """A bare name that several third-party plugins register; use a qualified `plugin:name`."""
+
+
+#: lopt's own distributions. When a third-party plugin registers a name one of
+#: them has, the bare name keeps meaning the built-in component.
+BUILTIN_PLUGINS: frozenset[str] = frozenset(
+    {"lopt-core", "lopt-tasks", "lopt-optimizers", "lopt-learned", "lopt-outer"}
+)
+
+_LOPT_SECTION = re.compile(rf"^\s*\[{ENTRY_POINT_GROUP}\]\s*$", re.MULTILINE)
+
+
+def _normalize(dist: str) -> str:
+    """A distribution name as pip compares it: `Lopt_Tasks` and `lopt-tasks` are the same."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _exc_text(exc: BaseException) -> str:
+    text = _one_line(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _join(items: list[str], word: str = "and") -> str:
+    quoted = [repr(i) for i in items]
+    if len(quoted) == 1:
+        return quoted[0]
+    return f"{', '.join(quoted[:-1])} {word} {quoted[-1]}"
+
+
+def _singular(kind: str) -> str:
+    return "task family" if kind == "task_families" else kind[:-1].replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -58,11 +97,12 @@ class Entry:
     """One registered component.
 
     Attributes:
-      name: the name it is looked up by.
+      name: the name it is registered under.
       kind: one of `KINDS`.
       factory: the class or function that builds it.
       description: a one-line description.
-      plugin: the distribution (pip package) that registered it.
+      plugin: the distribution (pip package) that registered it, or the name
+        given to `Registry.add_plugin`.
       version: that distribution's version.
     """
 
@@ -73,24 +113,65 @@ class Entry:
     plugin: str
     version: str
 
+    @property
+    def qualified_name(self) -> str:
+        """`plugin:name`, which reaches this entry even where other plugins use `name` too."""
+        return f"{self.plugin}:{self.name}"
+
+    @property
+    def builtin(self) -> bool:
+        """Whether one of lopt's own packages (`BUILTIN_PLUGINS`) registered it."""
+        return _normalize(self.plugin) in BUILTIN_PLUGINS
+
 
 def _first_line(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
+def _bare_choice(found: list[Entry]) -> Entry | None:
+    """The entry a bare name reaches among those registered under it; None if ambiguous."""
+    if len(found) == 1:
+        return found[0]
+    builtins = [e for e in found if e.builtin]
+    return builtins[0] if len(builtins) == 1 else None
+
+
+@dataclass(frozen=True)
+class _Owner:
+    plugin: str
+    version: str
+    where: str  # how messages name the plugin
+
+
 class Registry:
-    """Holds every component that the installed plugins register."""
+    """Holds every component that the installed plugins register.
+
+    A broken plugin never breaks the others: a plugin that fails to import
+    (raising or calling `sys.exit`), a hook that raises, and an entry with an
+    invalid name or a factory that is not callable are each reported as a
+    `PluginWarning` naming the plugin and skipped. `KeyboardInterrupt` propagates.
+
+    Every entry is reachable by its qualified name `plugin:name`, where plugin
+    is `Entry.plugin`. A bare name reaches the one entry registered under it; when
+    lopt's built-in package and third-party plugins register the same name, the
+    bare name means the built-in one; when only third-party plugins share it, the
+    bare name is ambiguous and looking it up raises `DuplicateComponentError`.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[str, dict[str, Entry]] | None = None
-        self._conflicts: dict[tuple[str, str], list[str]] = {}
+        self._entries: dict[str, dict[str, list[Entry]]] | None = None
         self._extra_plugins: list[tuple[Any, str, str]] = []
+        self._problems: list[str] = []
         self.failed_plugins: dict[str, BaseException] = {}
 
     # -- loading ---------------------------------------------------------------
     def add_plugin(self, module: Any, plugin: str, version: str = "0") -> None:
-        """Registers a plugin object directly (for tests and interactive use)."""
+        """Registers a plugin object directly (for tests and interactive use).
+
+        `plugin` plays the part of the distribution name: it is `Entry.plugin` and
+        the `plugin` of qualified names `plugin:name`.
+        """
         self._extra_plugins.append((module, plugin, version))
         self._entries = None
 
@@ -98,88 +179,183 @@ class Registry:
         """Forgets what was loaded; the next lookup scans the entry points again."""
         self._entries = None
 
-    def _load(self) -> dict[str, dict[str, Entry]]:
-        if self._entries is not None:
-            return self._entries
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
-        owners: dict[str, tuple[str, str]] = {}
-        self.failed_plugins = {}
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.value):
-            dist = ep.dist.name if ep.dist is not None else ep.value
-            version = ep.dist.version if ep.dist is not None else "0"
-            label = f"{dist}:{ep.name}"
-            if pm.has_plugin(label):
-                continue
+    @property
+    def problems(self) -> list[str]:
+        """Every problem the last load found, one line each (each was also a PluginWarning)."""
+        self._load()
+        return list(self._problems)
+
+    def _report(self, message: str) -> None:
+        message = _one_line(message)
+        self._problems.append(message)
+        warnings.warn(message, PluginWarning, stacklevel=5)
+
+    def _entry_points(self) -> list[tuple[metadata.EntryPoint, str, str]]:
+        """(entry point, distribution, version) of every `lopt` entry point.
+
+        Reads each distribution on its own, so one with unreadable metadata is
+        reported and skipped instead of breaking the scan.
+        """
+        found: list[tuple[metadata.EntryPoint, str, str]] = []
+        seen: set[str] = set()
+        for dist in metadata.distributions():
             try:
-                module = ep.load()
+                text = dist.read_text("entry_points.txt")
+            except Exception:  # an unreadable file of some other package is not lopt's concern
+                continue
+            if not text or not _LOPT_SECTION.search(text):
+                continue
+            where = str(getattr(dist, "_path", dist))
+            try:
+                name = dist.metadata["Name"]
+                if not isinstance(name, str) or not name:
+                    raise ValueError("its METADATA has no Name")
+                version = str(dist.version or "0")
+                eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
             except Exception as exc:
-                self.failed_plugins[label] = exc
-                warnings.warn(
-                    f"lopt plugin {label!r} ({ep.value}) failed to import and was skipped: "
-                    f"{type(exc).__name__}: {exc}",
-                    PluginWarning,
-                    stacklevel=3,
+                self.failed_plugins[where] = exc
+                self._report(
+                    f"The installed distribution at {where} declares lopt plugins but its "
+                    f"metadata cannot be read ({_exc_text(exc)}); its plugins were skipped. "
+                    "Reinstall or uninstall it; the other plugins still work."
                 )
                 continue
-            pm.register(module, name=label)
-            owners[label] = (dist, version)
-        for module, plugin, version in self._extra_plugins:
-            label = f"{plugin}:{id(module)}"
-            pm.register(module, name=label)
-            owners[label] = (plugin, version)
+            if _normalize(name) in seen:  # an earlier copy on sys.path wins, as for imports
+                continue
+            seen.add(_normalize(name))
+            found.extend((ep, name, version) for ep in eps)
+        return sorted(found, key=lambda item: item[0].value)
 
-        entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        self._conflicts = {}
+    def _load(self) -> dict[str, dict[str, list[Entry]]]:
+        if self._entries is not None:
+            return self._entries
+        self.failed_plugins = {}
+        self._problems = []
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        owners: dict[str, _Owner] = {}
+        for ep, dist, version in self._entry_points():
+            label = f"{dist}:{ep.name}"
+            if label in owners or label in self.failed_plugins:
+                continue
+            owner = _Owner(
+                dist, version, f"lopt plugin {dist!r} (entry point `{ep.name} = {ep.value}`)"
+            )
+            try:
+                module = ep.load()
+            except (Exception, SystemExit) as exc:
+                self.failed_plugins[label] = exc
+                self._report(
+                    f"{owner.where} failed to import and was skipped: {_exc_text(exc)}. "
+                    f"Fix it or uninstall {dist}; the other plugins still work."
+                )
+                continue
+            self._add_to(pm, module, label, owner, owners)
+        for module, plugin, version in self._extra_plugins:
+            label, n = plugin, 1
+            while label in owners or label in self.failed_plugins:
+                n += 1
+                label = f"{plugin}#{n}"
+            self._add_to(
+                pm, module, label, _Owner(plugin, version, f"lopt plugin {plugin!r}"), owners
+            )
+
+        entries: dict[str, dict[str, list[Entry]]] = {kind: {} for kind in KINDS}
         for kind, hook_name in KINDS.items():
-            caller = getattr(pm.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                dist, version = owners[impl.plugin_name]
-                self._run_hook(impl, kind, dist, version, entries[kind])
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                self._run_hook(impl, kind, owners[impl.plugin_name], entries[kind])
+        for kind, table in entries.items():
+            for name in sorted(table):
+                if len(table[name]) > 1:
+                    self._report_shared(kind, name, table[name])
         self._entries = entries
         return entries
 
-    def _run_hook(
-        self, impl: Any, kind: str, dist: str, version: str, table: dict[str, Entry]
+    def _add_to(
+        self,
+        pm: pluggy.PluginManager,
+        module: Any,
+        label: str,
+        owner: _Owner,
+        owners: dict[str, _Owner],
     ) -> None:
-        def register(
-            name: str, factory: Callable[..., Any], description: str | None = None
-        ) -> None:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{dist} registered a {kind} entry with an invalid name {name!r}.")
-            if not callable(factory):
-                raise TypeError(
-                    f"{dist} registered the {kind} entry {name!r} with a factory that is not "
-                    f"callable ({type(factory).__name__}); register a class or function."
-                )
-            entry = Entry(name, kind, factory, description or _first_line(factory), dist, version)
-            if name in table and table[name].plugin == dist:
-                raise ValueError(
-                    f"{dist} registers the {kind} name {name!r} twice; each name must be "
-                    "registered once."
-                )
-            if name in table:
-                owners = self._conflicts.setdefault((kind, name), [table[name].plugin])
-                owners.append(dist)
-                warnings.warn(
-                    f"lopt {kind} name {name!r} is registered by both "
-                    f"{' and '.join(repr(o) for o in owners)}.",
-                    PluginWarning,
-                    stacklevel=2,
+        try:
+            pm.register(module, name=label)
+        except Exception as exc:
+            self.failed_plugins[label] = exc
+            self._report(
+                f"{owner.where} could not be registered and was skipped: {_exc_text(exc)}. "
+                "Its hooks must be the lopt_register_* functions of lopt_core.hookspecs, each "
+                "taking `register`; the other plugins still work."
+            )
+            return
+        owners[label] = owner
+
+    def _run_hook(self, impl: Any, kind: str, owner: _Owner, table: dict[str, list[Entry]]) -> None:
+        """Runs one plugin's hook; its entries count only if the hook returns."""
+        staged: dict[str, Entry] = {}
+        singular = _singular(kind)
+
+        # Typed Any: plugins may pass anything, and each argument is checked here.
+        def register(name: Any, factory: Any, description: Any = None) -> None:
+            if not isinstance(name, str) or not name or ":" in name:
+                self._report(
+                    f"{owner.where} registered a {singular} with the invalid name {name!r}; "
+                    "that entry was skipped and its other entries still work. A name is a "
+                    "non-empty string without ':' (':' separates plugin and name in a "
+                    "qualified name)."
                 )
                 return
-            table[name] = entry
+            if not callable(factory):
+                self._report(
+                    f"{owner.where} registered the {singular} {name!r} with a factory that is "
+                    f"not callable ({type(factory).__name__}); that entry was skipped and its "
+                    "other entries still work. Register a class or function."
+                )
+                return
+            if name in staged or any(e.plugin == owner.plugin for e in table.get(name, [])):
+                self._report(
+                    f"{owner.where} registers the {kind} name {name!r} twice; the first "
+                    "registration stands and the second was skipped. Register each name once."
+                )
+                return
+            if not isinstance(description, str) or not description.strip():
+                description = _first_line(factory)
+            staged[name] = Entry(
+                name, kind, factory, _one_line(description), owner.plugin, owner.version
+            )
 
         try:
-            impl.function(register=register)
-        except Exception as exc:
+            impl.function(**{arg: register for arg in impl.argnames})
+        except (Exception, SystemExit) as exc:
             self.failed_plugins[impl.plugin_name] = exc
-            warnings.warn(
-                f"lopt plugin {impl.plugin_name!r} raised in {impl.function.__name__}: "
-                f"{type(exc).__name__}: {exc}",
-                PluginWarning,
-                stacklevel=3,
+            self._report(
+                f"{owner.where} raised in {KINDS[kind]}, so none of its {kind} were "
+                f"registered: {_exc_text(exc)}. Fix it or uninstall {owner.plugin}; the other "
+                "plugins still work."
             )
+            return
+        for name, entry in staged.items():
+            table.setdefault(name, []).append(entry)
+
+    def _report_shared(self, kind: str, name: str, found: list[Entry]) -> None:
+        singular = _singular(kind)
+        chosen = _bare_choice(found)
+        if chosen is None:
+            self._report(
+                f"The {singular} name {name!r} is registered by "
+                f"{_join([e.plugin for e in found])}, so the bare name is ambiguous; use "
+                f"{_join([e.qualified_name for e in found], 'or')}, or uninstall one of them."
+            )
+            return
+        for e in found:
+            if e is not chosen:
+                self._report(
+                    f"lopt plugin {e.plugin!r} registers the {singular} name {name!r}, which "
+                    f"lopt's built-in {chosen.plugin} already has; {name!r} keeps meaning the "
+                    f"built-in one and {e.plugin}'s is reachable as {e.qualified_name!r}. Ask "
+                    f"{e.plugin}'s author to rename it."
+                )
 
     # -- lookup ----------------------------------------------------------------
     def _check_kind(self, kind: str) -> None:
@@ -187,48 +363,93 @@ class Registry:
             raise ValueError(f"Unknown kind {kind!r}; expected one of {', '.join(KINDS)}.")
 
     def entries(self, kind: str) -> dict[str, Entry]:
-        """All entries of `kind`, by name."""
+        """Every entry of `kind`, each under the name that reaches it.
+
+        That is the bare name, or the qualified `plugin:name` where the bare name
+        means another plugin's entry or is ambiguous.
+        """
         self._check_kind(kind)
-        return dict(self._load()[kind])
+        out: dict[str, Entry] = {}
+        for name, found in self._load()[kind].items():
+            chosen = _bare_choice(found)
+            for e in found:
+                out[name if e is chosen else e.qualified_name] = e
+        return out
+
+    def registrations(self, kind: str, name: str) -> list[Entry]:
+        """Every entry registered under the bare `name` of `kind`, one per plugin."""
+        self._check_kind(kind)
+        return list(self._load()[kind].get(name, []))
 
     def entry(self, kind: str, name: str) -> Entry:
-        """The entry called `name` of `kind`.
+        """The entry `name` of `kind` reaches: a bare name, or a qualified `plugin:name`.
 
         Raises:
-          DuplicateComponentError: two plugins registered `name`.
+          DuplicateComponentError: several third-party plugins registered the bare
+            `name`; the message lists their qualified names.
           UnknownComponentError: nobody registered `name`; the message lists close matches.
         """
         self._check_kind(kind)
         table = self._load()[kind]
-        if (kind, name) in self._conflicts:
-            owners = self._conflicts[(kind, name)]
-            raise DuplicateComponentError(
-                f"{kind} name {name!r} is registered by more than one plugin: "
-                f"{' and '.join(repr(o) for o in owners)}. Uninstall one of them or ask its "
-                "author to rename the component."
-            )
-        if name not in table:
-            close = difflib.get_close_matches(name, list(table), n=5, cutoff=0.5)
-            hint = f" Close matches: {', '.join(close)}." if close else ""
-            singular = "task family" if kind == "task_families" else kind[:-1].replace("_", " ")
-            raise UnknownComponentError(
-                f"No {singular} named {name!r} is registered.{hint} "
-                "The name may be misspelled, or the plugin that provides it may not be "
-                "installed (see `lopt list`)."
-            )
-        return table[name]
+        plugin, qualified, bare = name.partition(":")
+        if qualified:
+            for e in table.get(bare, []):
+                if _normalize(e.plugin) == _normalize(plugin):
+                    return e
+        elif name in table:
+            found = table[name]
+            chosen = _bare_choice(found)
+            if chosen is None:
+                raise DuplicateComponentError(
+                    f"The {_singular(kind)} name {name!r} is registered by more than one "
+                    f"plugin: {_join([e.plugin for e in found])}. Use a qualified name, "
+                    f"{_join([e.qualified_name for e in found], 'or')}, or uninstall one of them."
+                )
+            return chosen
+        known = list(self.entries(kind))
+        if qualified:
+            known += [e.qualified_name for found in table.values() for e in found]
+        close = difflib.get_close_matches(name, sorted(set(known)), n=5, cutoff=0.5)
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise UnknownComponentError(
+            f"No {_singular(kind)} named {name!r} is registered.{hint} "
+            "The name may be misspelled, or the plugin that provides it may not be "
+            "installed (see `lopt list`)."
+        )
 
     def find(self, name: str) -> list[Entry]:
-        """Every entry called `name`, of any kind."""
-        return [t[name] for t in self._load().values() if name in t]
+        """The entry `name` (bare or qualified) reaches in each kind that has it.
+
+        Raises:
+          DuplicateComponentError: the bare `name` is ambiguous in some kind.
+        """
+        found = []
+        for kind in KINDS:
+            try:
+                found.append(self.entry(kind, name))
+            except UnknownComponentError:
+                continue
+        return found
 
     def names(self, kind: str) -> list[str]:
-        """Sorted names of `kind`."""
+        """Sorted names of `kind`, qualified where the bare name reaches another entry."""
         return sorted(self.entries(kind))
 
     def build(self, kind: str, name: str, **kwargs: Any) -> Any:
-        """Looks up `name` and calls its factory with `kwargs`."""
-        return self.entry(kind, name).factory(**kwargs)
+        """Looks up `name` and calls its factory with `kwargs`.
+
+        What the factory raises propagates unchanged, with a note (`exc.__notes__`,
+        shown in the traceback) naming the component and the plugin that registered it.
+        """
+        entry = self.entry(kind, name)
+        try:
+            return entry.factory(**kwargs)
+        except Exception as exc:
+            exc.add_note(
+                f"(raised building the {_singular(kind)} {entry.qualified_name!r} of plugin "
+                f"{entry.plugin} {entry.version})"
+            )
+            raise
 
 
 REGISTRY = Registry()
