@@ -43,14 +43,17 @@ def test_roundtrip_restores_types_values_and_dtypes(tmp_path):
 
 
 def test_load_without_like_returns_nested_dicts(tmp_path):
-    save(tmp_path / "ck", {"a": np.zeros(2), "b": [np.ones(1), np.ones(2)]})
+    save(
+        tmp_path / "ck",
+        {"a": np.zeros(2, np.float32), "b": [np.ones(1, np.int32), np.ones(2, np.float32)]},
+    )
     tree, _ = load(tmp_path / "ck")
     assert tree["a"].shape == (2,)
     assert tree["b"]["1"].shape == (2,)
 
 
 def test_producer_class_and_config_are_recorded(tmp_path):
-    save(tmp_path / "ck", {"a": np.zeros(1)}, producer=Producer(hidden_size=4))
+    save(tmp_path / "ck", {"a": np.zeros(1, np.float32)}, producer=Producer(hidden_size=4))
     meta = load_metadata(tmp_path / "ck")
     assert meta["producer"]["class"].endswith(":Producer")
     assert meta["producer"]["config"] == {"hidden_size": 4, "step_mult": 0.01}
@@ -59,11 +62,11 @@ def test_producer_class_and_config_are_recorded(tmp_path):
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     old = os.umask(0o022)
     try:
-        save(tmp_path / "ck", {"a": np.zeros(1)})
+        save(tmp_path / "ck", {"a": np.zeros(1, np.float32)})
     finally:
         os.umask(old)
     assert (tmp_path / "ck").stat().st_mode & 0o777 == 0o644
-    save(tmp_path / "ck", {"a": np.ones(1)})
+    save(tmp_path / "ck", {"a": np.ones(1, np.float32)})
     assert os.listdir(tmp_path) == ["ck"]
     np.testing.assert_array_equal(load(tmp_path / "ck").tree["a"], [1.0])
 
@@ -100,7 +103,7 @@ def test_truncated_and_corrupted_files_raise(tmp_path):
 
 def test_metadata_must_be_json(tmp_path):
     with pytest.raises(TypeError, match="JSON-serialisable"):
-        save(tmp_path / "ck", {"a": np.zeros(1)}, {"bad": object()})
+        save(tmp_path / "ck", {"a": np.zeros(1, np.float32)}, {"bad": object()})
     assert not (tmp_path / "ck").exists()
 
 

@@ -86,7 +86,7 @@ def test_theta_of_another_architecture_under_a_producer_is_refused(tmp_path):
 
 
 def test_plain_checkpoint_without_producer_is_refused(tmp_path):
-    lopt_core.save(tmp_path / "plain.lopt", {"w": np.zeros(3)})
+    lopt_core.save(tmp_path / "plain.lopt", {"w": np.zeros(3, np.float32)})
     with pytest.raises(CheckpointError, match="records no learned optimizer"):
         load_learned_optimizer(tmp_path / "plain.lopt")
 

@@ -221,8 +221,8 @@ class _BothFiles(Backend):
 
 
 def test_find_checkpoint_reads_both_layouts_and_takes_the_further_one(tmp_path):
-    learner_state = {"theta": np.arange(3.0)}
-    states = {"0": (np.ones(2),), "1": (np.zeros(2),)}
+    learner_state = {"theta": np.arange(3.0, dtype=np.float32)}
+    states = {"0": (np.ones(2, np.float32),), "1": (np.zeros(2, np.float32),)}
     config = RunConfig(10, seed=4, output_dir=tmp_path)
     save_checkpoint(config, CHECKPOINT_NAME, learner_state, states, RunCounters(3, 3), None)
     ray_counters = RunCounters(5, 7, 1, 0)

@@ -16,8 +16,10 @@ import difflib
 from importlib import resources
 
 from lopt_learned.export import LoadedLearnedOptimizer, load_learned_optimizer
+from lopt_learned.mlp_lopt import MLPLOpt
 
-_FILES = {"MLPLOpt_Digits8": "mlp_lopt_digits8.lopt"}
+# name -> (file, the architecture it must hold: a replaced file cannot switch it).
+_FILES = {"MLPLOpt_Digits8": ("mlp_lopt_digits8.lopt", MLPLOpt)}
 
 
 def list_pretrained() -> list[str]:
@@ -37,6 +39,9 @@ def load_pretrained(name: str) -> LoadedLearnedOptimizer:
 
     Raises:
       KeyError: no shipped theta has that name (the message lists close matches).
+      lopt_core.CheckpointError: the shipped file was damaged or replaced (it is
+        read with every check of `load_learned_optimizer`, and must hold the
+        architecture listed above).
     """
     if name not in _FILES:
         close = difflib.get_close_matches(name, list(_FILES), n=3, cutoff=0.4)
@@ -44,5 +49,6 @@ def load_pretrained(name: str) -> LoadedLearnedOptimizer:
         raise KeyError(
             f"No pretrained learned optimizer named {name!r}.{hint} Known: {list_pretrained()}."
         )
-    with resources.as_file(resources.files(__name__) / _FILES[name]) as path:
-        return load_learned_optimizer(path)
+    filename, architecture = _FILES[name]
+    with resources.as_file(resources.files(__name__) / filename) as path:
+        return load_learned_optimizer(path, expected=architecture)
