@@ -89,15 +89,20 @@ def _meta_train_args(out, *extra):
     ]
 
 
-def test_resume_needs_a_checkpoint_of_the_chosen_backend(tmp_path):
+def test_resume_needs_a_checkpoint_of_the_chosen_backend(tmp_path, capsys):
     # theta.lopt is a run's output, and ray_learner.lopt is not read by the in-process
     # backend: neither lets --resume continue a run, so both must be refused.
     (tmp_path / "theta.lopt").write_bytes(b"x")
     (tmp_path / "ray_learner.lopt").write_bytes(b"x")
-    with pytest.raises(SystemExit, match="holds no checkpoint.lopt to resume from"):
+    with pytest.raises(SystemExit) as exc:
         main(_meta_train_args(tmp_path, "--resume"))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no checkpoint.lopt to resume from" in err[0]
 
 
-def test_resume_and_no_resume_contradict(tmp_path):
-    with pytest.raises(SystemExit, match="contradict each other"):
+def test_resume_and_no_resume_contradict(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         main(_meta_train_args(tmp_path, "--resume", "--no-resume"))
+    assert exc.value.code == 2
+    assert "contradict each other" in capsys.readouterr().err

@@ -148,14 +148,14 @@ def test_pes_credits_past_perturbations_and_resets_its_accumulator_when_a_task_i
     eps = {"w": jnp.asarray([[1.0]])}
     # No reset: grad = delta / (2 std^2) * (acc + eps), accumulator becomes acc + eps.
     p, n = _ys([False, False], [3.0, 3.0], [2.0, 2.0])
-    loss, grad, new_acc, _delta = compute_pes_grad(p, n, acc, eps, std)
+    (loss, grad, _delta, _), new_acc = compute_pes_grad(p, n, acc, eps, std)
     np.testing.assert_allclose(float(grad["w"][0]), 1.0 / 0.5 * 3.0)
     np.testing.assert_allclose(new_acc["w"], [[3.0]])
     np.testing.assert_allclose(float(loss), 2.5)
     # Done at the first of 2 steps: both steps come after the reset began, only eps is
     # credited, and the accumulator restarts from eps.
     p, n = _ys([True, False], [3.0, 3.0], [2.0, 2.0])
-    _, grad, new_acc, _ = compute_pes_grad(p, n, acc, eps, std)
+    (_, grad, _, _), new_acc = compute_pes_grad(p, n, acc, eps, std)
     np.testing.assert_allclose(float(grad["w"][0]), 1.0 / 0.5 * 1.0)
     np.testing.assert_allclose(new_acc["w"], [[1.0]])
 
@@ -266,14 +266,16 @@ def test_one_sided_es_estimators_agree_with_the_exact_gradient(make):
 def test_es_gradient_one_sided_uses_the_other_tasks_mean_as_baseline():
     pos = jnp.asarray([1.0, 2.0, 6.0, jnp.nan])
     eps = {"w": jnp.asarray([[1.0], [2.0], [3.0], [4.0]])}
-    mean_loss, grad, delta = es_gradient(pos, None, eps, std=0.5)
+    mean_loss, grad, delta, num_nonfinite = es_gradient(pos, None, eps, std=0.5)
     # Baselines over the other finite losses: 4, 3.5, 1.5; the NaN task adds nothing.
     np.testing.assert_allclose(delta, [-3.0, -1.5, 4.5, 0.0])
-    # mean_i delta_i / std^2 * eps_i = (-3 - 3 + 13.5 + 0) / 4 / 0.25.
-    np.testing.assert_allclose(float(grad["w"][0]), 7.5, rtol=1e-6)
-    assert np.isnan(float(mean_loss))
+    # The NaN task is masked out: the mean is over the 3 finite tasks,
+    # (-3 * 1 - 1.5 * 2 + 4.5 * 3) / 3 / 0.25.
+    np.testing.assert_allclose(float(grad["w"][0]), 10.0, rtol=1e-6)
+    np.testing.assert_allclose(float(mean_loss), 3.0)
+    assert int(num_nonfinite) == 1
     # Antithetic: (pos - neg) / (2 std^2), clipped where asked.
-    _, grad, delta = es_gradient(pos[:3], pos[:3] - 1.0, eps["w"][:3], 0.5, clip_loss_diff=0.5)
+    _, grad, delta, _ = es_gradient(pos[:3], pos[:3] - 1.0, eps["w"][:3], 0.5, clip_loss_diff=0.5)
     np.testing.assert_allclose(delta, [0.5, 0.5, 0.5])
     np.testing.assert_allclose(float(grad[0]), 0.5 / 0.5 * 2.0, rtol=1e-6)
 
@@ -292,7 +294,7 @@ def test_one_sided_pes_credits_the_accumulated_perturbations():
             mask=jnp.ones((steps, 2), bool),
         )
 
-    loss, grad, new_acc, delta = compute_pes_grad(ys([[3.0, 1.0]] * 2), None, acc, eps, 0.5)
+    (loss, grad, delta, _), new_acc = compute_pes_grad(ys([[3.0, 1.0]] * 2), None, acc, eps, 0.5)
     # delta = (3 - 1, 1 - 3); credited = acc + eps = (3, 1); grad = mean(delta * c) / std^2.
     np.testing.assert_allclose(delta, [2.0, -2.0])
     np.testing.assert_allclose(float(grad["w"][0]), (2.0 * 3.0 - 2.0 * 1.0) / 2 / 0.25)

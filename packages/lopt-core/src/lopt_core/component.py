@@ -50,8 +50,8 @@ def is_component(obj: Any) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
 
 
-def _record(value: Any, path: str) -> Any:
-    """`value` as JSON, or a ConfigError naming `path`."""
+def _record(value: Any, path: str, strict: bool = True) -> Any:
+    """`value` as JSON, or a ConfigError naming `path` (when not `strict`: see `describe`)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -59,18 +59,24 @@ def _record(value: Any, path: str) -> Any:
             raise ConfigError(f"{path} = {value!r} is not finite and cannot be recorded.")
         return value
     if isinstance(value, (list, tuple)):
-        return [_record(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_record(v, f"{path}[{i}]", strict) for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _record(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {k: _record(v, f"{path}[{k!r}]", strict) for k, v in value.items()}
     if is_component(value):
-        return describe(value, path)
+        return describe(value, path, strict=strict)
     shape = getattr(value, "shape", None)
     if shape == () and hasattr(value, "dtype"):
         # A 0-d numpy or JAX array holding a concrete number.
         try:
-            return _record(value.item(), path)
+            return _record(value.item(), path, strict)
         except Exception:  # a tracer: no concrete value
             pass
+    if not strict:
+        cls = type(value)
+        nested = path.count(".") + path.count("[")
+        if not callable(value) and shape is None and nested < 32:
+            return describe(value, path, strict=False)
+        return {"class": f"{cls.__module__}:{cls.__qualname__}", "unrecorded": repr(value)[:200]}
     raise ConfigError(
         f"{path} = {value!r} ({type(value).__name__}) cannot be recorded in a checkpoint: "
         "only None, bools, numbers, strings, lists, dicts and other components can. Pass a "
@@ -79,7 +85,7 @@ def _record(value: Any, path: str) -> Any:
     )
 
 
-def config_of(obj: Any, path: str | None = None) -> dict[str, Any]:
+def config_of(obj: Any, path: str | None = None, *, strict: bool = True) -> dict[str, Any]:
     """The configuration of `obj` as JSON values.
 
     For a component, its init fields. For other objects (classes written before
@@ -87,8 +93,14 @@ def config_of(obj: Any, path: str | None = None) -> dict[str, Any]:
     `__init__` parameter read from the attribute of the same name (or with a
     leading underscore).
 
+    Args:
+      obj: the object.
+      path: how messages name it (default: its class name).
+      strict: see `describe`.
+
     Raises:
-      ConfigError: a value cannot be recorded; the message names the field.
+      ConfigError: a value cannot be recorded (only when `strict`); the message
+        names the field.
     """
     owner = path or type(obj).__name__
     if is_component(obj):
@@ -108,13 +120,25 @@ def config_of(obj: Any, path: str | None = None) -> dict[str, Any]:
                 if hasattr(obj, attr):
                     items[name] = getattr(obj, attr)
                     break
-    return {k: _record(v, f"{owner}.{k}") for k, v in items.items()}
+    return {k: _record(v, f"{owner}.{k}", strict) for k, v in items.items()}
 
 
-def describe(obj: Any, path: str | None = None) -> dict[str, Any]:
-    """`{"class": "module:QualName", "config": {...}}`: what made a tree, as JSON."""
+def describe(obj: Any, path: str | None = None, *, strict: bool = True) -> dict[str, Any]:
+    """`{"class": "module:QualName", "config": {...}}`: what made a tree, as JSON.
+
+    Args:
+      obj: the object.
+      path: how messages name it.
+      strict: raise `ConfigError` for a value that cannot be recorded (the
+        default, for checkpoint provenance, which must rebuild the object). With
+        False, for comparing configurations, such a value is described as far as
+        it can be: an object by its class and the `__init__` arguments it keeps
+        (as for classes written before components), anything else (a function,
+        an array) as `{"class", "unrecorded": repr}`.
+    """
     cls = type(obj)
-    return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": config_of(obj, path)}
+    config = config_of(obj, path, strict=strict)
+    return {"class": f"{cls.__module__}:{cls.__qualname__}", "config": config}
 
 
 def renamed_arguments(**old_to_new: str) -> Callable[[type[T]], type[T]]:

@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
@@ -73,7 +75,6 @@ _SUBMODULES = (
     "gradient_learner",
     "inprocess",
     "lopt_truncated_step",
-    "meta_train",
     "metric_writers",
     "run",
     "truncated_es",
@@ -99,3 +100,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class _Package(types.ModuleType):
+    """`lopt_outer.meta_train` is the function, whatever was imported first.
+
+    Importing the submodule `lopt_outer.meta_train` (which defines the function)
+    makes Python set the package attribute of that name to the submodule; this
+    keeps the function there instead. The submodule stays importable by its full
+    name (`from lopt_outer.meta_train import meta_train`).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "meta_train" and isinstance(value, types.ModuleType):
+            value = value.meta_train
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

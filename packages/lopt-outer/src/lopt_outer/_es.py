@@ -21,7 +21,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ from lopt_outer._common import masked_mean, scale_per_task, set_field, tree_stac
 from lopt_outer._estimator import UnrollEstimator
 from lopt_outer.truncated_step import antithetic_unroll, truncated_unroll
 
-__all__ = ["ESEstimator", "es_gradient", "loss_difference", "sample_perturbations"]
+__all__ = ["ESEstimator", "ESGradient", "es_gradient", "loss_difference", "sample_perturbations"]
 
 
 def sample_perturbations(theta: MetaParams, key: PRNGKey, std: float, num: int) -> MetaParams:
@@ -78,14 +78,35 @@ def loss_difference(
     return delta
 
 
+class ESGradient(NamedTuple):
+    """An ES estimate (what `es_gradient` returns).
+
+    Attributes:
+      mean_loss: the mean loss over the finite tasks (and both copies); NaN when
+        no task is finite, so the learner drops the step and counts it.
+      grad: the gradient, a tree like theta, averaged over the finite tasks.
+      delta: the per-task loss differences (0 for a non-finite task).
+      num_nonfinite: int32, tasks masked out because a loss was NaN or infinite.
+    """
+
+    mean_loss: jax.Array
+    grad: MetaParams
+    delta: jax.Array
+    num_nonfinite: jax.Array
+
+
 def es_gradient(
     pos_loss: jax.Array,
     neg_loss: jax.Array | None,
     directions: MetaParams,
     std: float,
     clip_loss_diff: float | None = None,
-) -> tuple[jax.Array, MetaParams, jax.Array]:
+) -> ESGradient:
     """The ES estimate from per-task losses and the perturbation each task is credited with.
+
+    A task whose loss (either copy's) is NaN or infinite (a diverged inner run) is
+    masked out: it adds nothing to the gradient or the mean loss, which average
+    over the remaining tasks, and it is counted in `num_nonfinite`.
 
     Args:
       pos_loss, neg_loss: see `loss_difference` (neg_loss None: one-sided).
@@ -95,15 +116,24 @@ def es_gradient(
       clip_loss_diff: see `loss_difference`.
 
     Returns:
-      `(mean_loss, grad, delta)`: the mean loss over tasks (and both copies), the
-      gradient, a tree like theta, and the per-task loss differences.
+      An `ESGradient(mean_loss, grad, delta, num_nonfinite)`.
     """
+    finite = jnp.isfinite(pos_loss)
+    if neg_loss is not None:
+        finite = finite & jnp.isfinite(neg_loss)
+    n_ok = jnp.sum(finite.astype(jnp.int32))
+    denom = jnp.maximum(n_ok, 1).astype(jnp.float32)
     delta = loss_difference(pos_loss, neg_loss, clip_loss_diff)
     copies = 1 if neg_loss is None else 2
-    coef = delta / (copies * std**2)
-    grad = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), scale_per_task(coef, directions))
-    mean_loss = jnp.mean(pos_loss) if neg_loss is None else jnp.mean((pos_loss + neg_loss) / 2.0)
-    return mean_loss, grad, delta
+    coef = jnp.where(finite, delta, 0.0) / (copies * std**2)
+    grad = jax.tree_util.tree_map(
+        lambda x: (jnp.sum(x, axis=0) / denom).astype(x.dtype), scale_per_task(coef, directions)
+    )
+    per_task = pos_loss if neg_loss is None else (pos_loss + neg_loss) / 2.0
+    total = jnp.sum(jnp.where(finite, per_task, 0.0))
+    mean_loss = jnp.where(n_ok > 0, total / denom, jnp.nan)
+    num_bad = jnp.asarray(finite.shape[0], jnp.int32) - n_ok
+    return ESGradient(mean_loss, grad, delta, num_bad)
 
 
 @lopt_core.declare
@@ -182,14 +212,15 @@ class ESEstimator(UnrollEstimator):
     def _out(
         self, estimate: tuple, unroll_state: Any, p_ys: Any, **metrics: jax.Array
     ) -> tuple[GradientEstimatorOut, dict[str, jax.Array]]:
-        """The estimator's output and metrics from `es_gradient`'s `(mean_loss, grad, delta)`."""
-        mean_loss, grad, delta = estimate
+        """The estimator's output and metrics from an `ESGradient`."""
+        mean_loss, grad, delta, num_nonfinite = estimate
         out = GradientEstimatorOut(
             mean_loss=mean_loss, grad=grad, unroll_state=unroll_state, unroll_info=p_ys
         )
         metrics = {
             "mean_loss": mean_loss,
             "delta_loss_abs_mean": jnp.mean(jnp.abs(delta)),
+            "nonfinite_tasks": num_nonfinite,
             **metrics,
         }
         return out, metrics

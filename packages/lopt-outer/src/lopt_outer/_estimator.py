@@ -138,11 +138,13 @@ class UnrollEstimator(GradientEstimator):
     def warm_up(self, worker_weights: WorkerWeights, key: PRNGKey) -> bool:
         """Compiles the estimate ahead of time, from shapes alone, so it can overlap other work.
 
-        Runs the jitted estimate once on zero-valued inputs shaped like the real
-        ones (found with `jax.eval_shape`, so nothing here waits for the init's
-        compilation) and discards the result; the real first call then finds the
-        compiled code. Skipped when the estimate would consume data from Python
-        iterators (that would shift the data stream) or runs in chunks.
+        Lowers and compiles the jitted estimate for abstract inputs shaped like the
+        real ones (`jax.eval_shape`: nothing here waits for the init's compilation),
+        without running it: the real first call then finds the compiled code in
+        JAX's cache. Nothing is executed, so a warm-up can never wait on a
+        computation (the precompile thread once hung in `block_until_ready` on
+        the throw-away run this used to do). Skipped when the estimate would
+        consume data from Python iterators or runs in chunks.
 
         Returns:
           True when a compilation was done.
@@ -151,20 +153,27 @@ class UnrollEstimator(GradientEstimator):
         data_from_keys = step.keyed or step.datasets is None
         if self._chunked or not data_from_keys:
             return False
-        shapes = jax.eval_shape(
+
+        def abstract(tree: Any) -> Any:
+            return jax.tree_util.tree_map(
+                lambda x: jax.ShapeDtypeStruct(
+                    np.shape(x), getattr(x, "dtype", None) or np.result_type(x)
+                ),
+                tree,
+            )
+
+        state = jax.eval_shape(
             self._init_state, worker_weights.theta, worker_weights.outer_state, key
         )
-        state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-        out = _whole_jit(
+        _whole_jit.lower(
             static_arg(self),
-            worker_weights.theta,
-            key,
-            state,
+            abstract(worker_weights.theta),
+            abstract(key),
+            abstract(state),
             None,
-            worker_weights.outer_state,
-            self._extra_data(),
-        )
-        jax.block_until_ready(out)
+            abstract(worker_weights.outer_state),
+            abstract(self._extra_data()),
+        ).compile()
         return True
 
     def init_worker_state(self, worker_weights: WorkerWeights, key: PRNGKey) -> Any:

@@ -6,7 +6,7 @@ import argparse
 import inspect
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 
@@ -78,11 +78,32 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return family, lopt, SingleMachineGradientLearner(lopt, [est], theta_opt)
 
 
+_RAY_FLAGS = {"workers": "--workers", "address": "--address", "max_staleness": "--max-staleness"}
+
+
+def _fail(message: str) -> NoReturn:
+    """Ends `lopt meta-train` with one line on stderr and exit status 2."""
+    print(f"lopt meta-train: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The `RunConfig` and the backend that `lopt meta-train`'s `args` describe."""
+    """The `RunConfig` and the backend that `lopt meta-train`'s `args` describe.
+
+    Raises:
+      ValueError: a flag is out of range, or a Ray-only flag is given without
+        `--backend ray` (the message names the flag).
+    """
     from lopt_outer.backends import backend_named
     from lopt_outer.run import RunConfig
 
+    ray_given = [flag for dest, flag in _RAY_FLAGS.items() if getattr(args, dest) is not None]
+    if args.backend != "ray" and ray_given:
+        raise ValueError(
+            f"{', '.join(ray_given)} only apply to the Ray backend; add --backend ray or drop "
+            f"{'them' if len(ray_given) > 1 else 'it'}."
+        )
+    override = [o.strip() for item in args.override or () for o in item.split(",") if o.strip()]
     config = RunConfig(
         num_steps=args.num_steps,
         seed=args.seed,
@@ -90,12 +111,14 @@ def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
         checkpoint_every=args.checkpoint_every,
         time_budget_s=args.time_budget,
         resume=not args.no_resume,
+        overwrite=args.overwrite,
+        override=override,
         progress=not args.no_progress,
     )
     options = {}
     if args.backend == "ray":
         options = {
-            "num_workers": args.workers,
+            "num_workers": 1 if args.workers is None else args.workers,
             "address": args.address,
             "max_staleness": args.max_staleness,
         }
@@ -103,23 +126,41 @@ def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _run_meta_train(args: argparse.Namespace) -> int:
+    from lopt_outer.meta_train import meta_train
     from lopt_outer.metric_writers import METRICS_FILE
+    from lopt_outer.run import RunInterrupted
+    from lopt_outer.rundir import RunDirectoryError
 
     # Checked before the learner is built, so a wrong flag fails at once.
     if args.resume and args.no_resume:
-        raise SystemExit("lopt meta-train: --resume and --no-resume contradict each other.")
-    config, backend = build_run(args)
+        _fail("--resume and --no-resume contradict each other; pass one of them.")
+    if args.overwrite and args.resume:
+        _fail("--overwrite deletes the run that --resume would continue; pass one of them.")
+    try:
+        config, backend = build_run(args)
+    except (TypeError, ValueError) as exc:
+        _fail(str(exc))
     out = config.output_dir
     # The files this backend resumes from; theta.lopt (an output) is not one.
     resumable = backend.resumes_from
     if args.resume and not any((out / name).exists() for name in resumable):
-        raise SystemExit(
-            f"lopt meta-train: --resume given but {out} holds no {' or '.join(resumable)} "
-            f"to resume from with backend {args.backend!r}; drop --resume to start a new "
-            "run there."
+        _fail(
+            f"--resume given but {out} holds no {' or '.join(resumable)} to resume from with "
+            f"backend {args.backend!r}; drop --resume to start a new run there."
         )
     _, lopt, learner = build_learner(args)
-    result = backend.run(learner, config)
+    try:
+        result = meta_train(learner, config, backend)
+    except RunDirectoryError as exc:
+        _fail(str(exc))
+    except RunInterrupted as exc:
+        where = f"checkpoint at step {exc.step} in {out}" if exc.checkpoint else "no checkpoint"
+        print(
+            f"lopt meta-train: interrupted ({exc.signal_name}) after step {exc.step}; {where}. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130 if exc.signal_name == "SIGINT" else 143
     theta_path = lopt_core.save(
         out / "theta.lopt",
         result.theta,
@@ -132,10 +173,28 @@ def _run_meta_train(args: argparse.Namespace) -> int:
         producer=lopt,
     )
     last = result.history[-1]["meta_loss"] if result.history else float("nan")
+    ran = result.steps - result.resumed_from
     print(
         f"meta-trained {result.steps} steps ({result.stopped_by}); last meta-loss {last:.4f}\n"
+        f"dropped steps: {result.dropped_steps} of {ran} (no finite meta-gradient); "
+        f"diverged task estimates masked out: {result.masked_tasks}\n"
         f"theta: {theta_path}\nmetrics: {out / METRICS_FILE}"
     )
+    if ran and result.dropped_steps == ran:
+        print(
+            f"lopt meta-train: every one of the {ran} outer steps was dropped (every "
+            "meta-gradient was NaN or infinite), so theta did not move; lower --outer-lr or "
+            "--std, or shorten --max-length.",
+            file=sys.stderr,
+        )
+        return 1
+    if ran and result.theta_changed is False:
+        print(
+            f"lopt meta-train: theta did not change in {ran} outer steps (every meta-gradient "
+            "was zero); check that the learned optimizer's theta reaches the meta-loss.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -163,7 +222,25 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="never continue a run; refused when --output-dir holds one (see --overwrite)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run already in --output-dir (its checkpoints, metrics and theta) and "
+        "start afresh",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        metavar="FIELD[,FIELD]",
+        help="resume although these configuration fields differ from the checkpoint's "
+        "(dotted paths such as estimators.0.std or theta_opt.learning_rate, as the error "
+        "for a differing field names them)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -179,15 +256,20 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         default="inprocess",
         help="where gradient estimates are computed ('ray' needs lopt-outer[ray])",
     )
-    parser.add_argument("--workers", type=int, default=1, help="Ray worker actors")
     parser.add_argument(
-        "--address", default=None, help="join this Ray cluster ('auto' or HOST:PORT)"
+        "--workers", type=int, default=None, help="Ray worker actors (--backend ray; default 1)"
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster ('auto' or HOST:PORT; --backend ray)",
     )
     parser.add_argument(
         "--max-staleness",
         type=int,
         default=None,
-        help="drop Ray estimates more than this many updates old (default: --workers)",
+        help="drop Ray estimates more than this many updates old (--backend ray; default: "
+        "--workers)",
     )
     parser.set_defaults(func=_run_meta_train)
 

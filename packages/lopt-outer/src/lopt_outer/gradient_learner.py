@@ -13,6 +13,7 @@ References:
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from lopt_core import (
     WorkerWeights,
 )
 from lopt_core.tree_utils import tree_all_finite
-from lopt_core.validation import check_optimizer_instance
+from lopt_core.validation import check_optimizer_instance, check_positive
 from lopt_outer._common import jit_once, split_jit, strong, tree_mean_of
 
 __all__ = [
@@ -128,6 +129,19 @@ def _apply_update(
     return new_state, metrics
 
 
+def _check_finite_theta(theta: MetaParams) -> None:
+    for path, leaf in jax.tree_util.tree_flatten_with_path(theta)[0]:
+        values = np.asarray(jax.device_get(leaf))
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            where = jax.tree_util.keystr(path) or "theta"
+            bad = int(values.size - np.sum(np.isfinite(values)))
+            raise ValueError(
+                f"GradientLearner: init_theta{where} holds {bad} NaN or infinite value(s); "
+                "meta-training cannot start from it. Start from a finite theta (e.g. the "
+                "learned optimizer's init, or an earlier checkpoint)."
+            )
+
+
 class GradientLearner:
     """Holds theta's optimizer state and applies aggregated meta-gradients.
 
@@ -146,6 +160,8 @@ class GradientLearner:
                 f"LearnedOptimizer), got {type(meta_init).__name__}."
             )
         check_optimizer_instance(theta_opt, "GradientLearner", "theta_opt")
+        if init_theta is not None:
+            _check_finite_theta(init_theta)
         self.meta_init = meta_init
         self.theta_opt = theta_opt
         self.init_theta = init_theta
@@ -289,6 +305,9 @@ class SingleMachineGradientLearner:
       theta_opt: the meta-optimizer, e.g. `lopt_optimizers.Adam(1e-3)`.
       init_theta: optional starting theta.
       precompile: compile the estimates in a background thread during `init`.
+      precompile_timeout_s: how long `init` waits for that thread once its own
+        work is done; past it, `init` warns and returns, and whatever is not yet
+        compiled compiles on the main thread at the first update.
 
     Example:
       >>> learner = SingleMachineGradientLearner(lopt, [pes], Adam(1e-3))
@@ -303,9 +322,15 @@ class SingleMachineGradientLearner:
         theta_opt: Optimizer,
         init_theta: MetaParams = None,
         precompile: bool = True,
+        precompile_timeout_s: float = 300.0,
     ) -> None:
         self._setup(GradientLearner(meta_init, theta_opt, init_theta), gradient_estimators)
         self.precompile = precompile
+        self.precompile_timeout_s = float(
+            check_positive(
+                precompile_timeout_s, "SingleMachineGradientLearner", "precompile_timeout_s"
+            )
+        )
 
     @classmethod
     def from_gradient_learner(
@@ -313,11 +338,17 @@ class SingleMachineGradientLearner:
         gradient_learner: GradientLearner,
         gradient_estimators: Sequence[GradientEstimator],
         precompile: bool = True,
+        precompile_timeout_s: float = 300.0,
     ) -> SingleMachineGradientLearner:
         """A learner around an existing `GradientLearner` (keeping its compiled update)."""
         self = cls.__new__(cls)
         self._setup(gradient_learner, gradient_estimators)
         self.precompile = precompile
+        self.precompile_timeout_s = float(
+            check_positive(
+                precompile_timeout_s, "SingleMachineGradientLearner", "precompile_timeout_s"
+            )
+        )
         return self
 
     def _setup(
@@ -348,28 +379,39 @@ class SingleMachineGradientLearner:
             )
         finally:
             if thread is not None:
-                thread.join()
+                self._join_precompile(thread)
         return SingleMachineState(learner_state, states)
+
+    def _join_precompile(self, thread: threading.Thread) -> None:
+        thread.join(self.precompile_timeout_s)
+        if thread.is_alive():
+            # Left running as a daemon: whatever it compiles still lands in the cache.
+            warnings.warn(
+                f"SingleMachineGradientLearner: the background precompile did not finish "
+                f"within {self.precompile_timeout_s:g} s; compiling on the main thread "
+                "instead. Raise precompile_timeout_s, or pass precompile=False.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _start_precompile(self, k_theta: PRNGKey, keys: jax.Array) -> threading.Thread:
         learner = self.gradient_learner
         if learner.init_theta is None:
-            shapes = jax.eval_shape(learner.meta_init.init, k_theta)
-            theta = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+            theta = jax.eval_shape(learner.meta_init.init, k_theta)
         else:
-            theta = strong(learner.init_theta)
+            theta = jax.eval_shape(strong, learner.init_theta)
         weights = WorkerWeights(theta, None, OuterState(np.zeros((), np.int32)))
 
         def run() -> None:
-            # Only a head start: on any error the real first call raises it again, in
-            # the caller's thread, with its full context.
+            # Only a head start, and compiles only (nothing runs, so nothing here can
+            # wait on a computation): on any error the real first call raises it
+            # again, in the caller's thread, with its full context.
             try:
                 for est, k in zip(self.gradient_estimators, keys):
                     est.warm_up(weights, k)
-                shapes = jax.eval_shape(learner.init, k_theta)
-                state = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-                loss = np.zeros((), np.float32)
-                jax.block_until_ready(learner._update_jit(state, (theta,), (loss,), k_theta))
+                state = jax.eval_shape(learner.init, k_theta)
+                loss = jax.ShapeDtypeStruct((), np.float32)
+                learner._update_jit.lower(state, (theta,), (loss,), k_theta).compile()
             except Exception:
                 return
 

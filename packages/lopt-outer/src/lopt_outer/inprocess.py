@@ -41,7 +41,9 @@ class InProcessBackend(Backend):
 
         Raises:
           ValueError: the checkpoint to resume from was written with another seed.
-          CheckpointError: it does not match this learner.
+          CheckpointError: it does not match this learner, or is malformed.
+          RunInterrupted: Ctrl-C or SIGTERM stopped the run; the last completed
+            step was checkpointed first.
         """
         state = learner.init(jax.random.PRNGKey(config.seed))
         saved = run_layer.find_checkpoint(config, self)
@@ -53,7 +55,12 @@ class InProcessBackend(Backend):
             )
             start = saved.step
         with run_layer.RunLoop(
-            config, start, functools.partial(_save, learner, config), callback
+            config,
+            start,
+            functools.partial(_save, learner, config),
+            callback,
+            theta_of=learner.get_meta_params,
+            start_state=state,
         ) as loop:
             while loop.running:
                 state, loss, metrics = learner.update(

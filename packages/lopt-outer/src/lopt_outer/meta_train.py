@@ -11,12 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from lopt_outer import _compat_run
 from lopt_outer.backends import backend_named
 from lopt_outer.gradient_learner import SingleMachineGradientLearner
 from lopt_outer.run import Backend, Callback, MetaTrainResult, RunConfig
+from lopt_outer.rundir import claim
 
 __all__ = ["meta_train"]
 
@@ -47,11 +49,17 @@ def meta_train(
       callback: called as `callback(step, state, row)` after every step, `row`
         being the last logged metrics row.
 
+    Before the backend starts, the run claims `config.output_dir`
+    (`lopt_outer.rundir.claim`): its lock, and the check that the folder holds no
+    other run (see `RunConfig.resume`, `overwrite` and `override`).
+
     Returns:
       A `MetaTrainResult` (a `RayMetaTrainResult` from the Ray backend).
 
     Raises:
       ValueError: a bad argument, or a checkpoint written with another seed.
+      RunDirectoryError: the output folder is in use, or holds another run.
+      RunInterrupted: Ctrl-C or SIGTERM stopped the run after a checkpoint.
     """
     options: dict[str, Any] = {}
     if not isinstance(config, RunConfig) or keywords:
@@ -63,7 +71,22 @@ def meta_train(
             f"meta_train: {', '.join(sorted(options))} are options of the backend; "
             f"build it with them, e.g. {type(backend).__name__}(...), not meta_train."
         )
-    return backend.run(learner, config, callback)
+    with claim(config, backend, learner):
+        result = backend.run(learner, config, callback)
+    ran = result.steps - result.resumed_from
+    if ran and (result.dropped_steps == ran or result.theta_changed is False):
+        why = (
+            "every meta-gradient was NaN or infinite"
+            if result.dropped_steps == ran
+            else "every meta-gradient was zero"
+        )
+        warnings.warn(
+            f"meta_train: theta did not move in {ran} outer steps ({why}); see the "
+            "result's dropped_steps and masked_tasks.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result
 
 
 def __getattr__(name: str) -> Any:

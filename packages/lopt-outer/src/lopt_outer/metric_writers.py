@@ -80,18 +80,27 @@ class JsonlWriter:
 class TensorBoardWriter:
     """Writes scalars to TensorBoard event files in `<run_dir>/tensorboard` (needs tensorboardX).
 
+    Args:
+      run_dir: the run's output folder.
+      start_step: the step the run starts from. A resumed run passes its
+        checkpoint's step; TensorBoard then hides every event an earlier process
+        logged after it (work lost when that process was killed), so no step
+        appears twice.
+
     Raises:
       ImportError: tensorboardX is not installed.
     """
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
+    def __init__(self, run_dir: str | os.PathLike, start_step: int = 0) -> None:
         try:
             from tensorboardX import SummaryWriter
         except ImportError as exc:
             raise ImportError(
                 "TensorBoardWriter needs tensorboardX: pip install tensorboardX"
             ) from exc
-        self._w = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        # purge_step: TensorBoard drops earlier files' events at steps >= it.
+        purge = int(start_step) + 1 if start_step else None
+        self._w = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Adds every metric as a scalar at `step`."""

@@ -24,12 +24,16 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import functools
+import inspect
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
@@ -39,6 +43,7 @@ from flax import serialization
 
 import lopt_core
 from lopt_core import MetaParams, PRNGKey, checkpoint
+from lopt_core.registry import UnknownComponentError
 from lopt_core.tree_utils import first_difference
 from lopt_core.validation import check_nonnegative, check_positive_int
 from lopt_outer.gradient_learner import SingleMachineGradientLearner
@@ -53,6 +58,7 @@ __all__ = [
     "MetaTrainResult",
     "RunConfig",
     "RunCounters",
+    "RunInterrupted",
     "RunLoop",
     "SavedRun",
     "estimate_keys",
@@ -92,7 +98,14 @@ class RunConfig:
       log_every: outer steps between metric records (the last step is always logged).
       time_budget_s: stop (after a checkpoint) once this many seconds of training
         have passed; None: no budget.
-      resume: continue from the checkpoint in `output_dir` when there is one.
+      resume: continue from the checkpoint in `output_dir` when there is one. A
+        folder holding another run (another configuration, or a checkpoint this
+        backend cannot resume) is refused unless `overwrite` or `override` says
+        otherwise; so is any run in it when resume is off (see `lopt_outer.rundir`).
+      overwrite: delete the run already in `output_dir` and start afresh.
+      override: fields of the learner's configuration allowed to differ from the
+        run being resumed, as dotted paths (`"estimators.0.std"`,
+        `"theta_opt.learning_rate"`); the error for a differing field names them.
       metric_writers: names of registered metric writers or writer objects; None
         uses every registered writer (JSON lines are always written).
       progress: show a progress bar with the meta-loss and steps/s.
@@ -109,6 +122,8 @@ class RunConfig:
     log_every: int = 1
     time_budget_s: float | None = None
     resume: bool = True
+    overwrite: bool = False
+    override: tuple[str, ...] = ()
     metric_writers: tuple[Any, ...] | None = None
     progress: bool = True
 
@@ -116,14 +131,21 @@ class RunConfig:
         owner = type(self).__name__
         fields: dict[str, Any] = {
             "num_steps": check_positive_int(self.num_steps, owner, "num_steps", minimum=0),
-            "seed": check_positive_int(self.seed, owner, "seed", minimum=0),
+            "seed": _check_seed(self.seed, owner),
             "checkpoint_every": check_positive_int(
                 self.checkpoint_every, owner, "checkpoint_every"
             ),
             "log_every": check_positive_int(self.log_every, owner, "log_every"),
             "resume": bool(self.resume),
+            "overwrite": bool(self.overwrite),
             "progress": bool(self.progress),
         }
+        if isinstance(self.override, (str, bytes)):
+            raise TypeError(
+                f"{owner}: override must be a sequence of field paths, got the string "
+                f"{self.override!r}; pass [{self.override!r}]."
+            )
+        fields["override"] = tuple(str(o) for o in self.override)
         if self.time_budget_s is not None:
             fields["time_budget_s"] = float(
                 check_nonnegative(self.time_budget_s, owner, "time_budget_s")
@@ -141,6 +163,20 @@ class RunConfig:
             object.__setattr__(self, name, value)
 
 
+SEED_LIMIT = 2**32
+"""Seeds are below this: `jax.random.PRNGKey` keeps only the low 32 bits of a seed."""
+
+
+def _check_seed(seed: Any, owner: str) -> int:
+    seed = check_positive_int(seed, owner, "seed", minimum=0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(
+            f"{owner}: seed must be below 2**32 = {SEED_LIMIT}, got {seed} (larger seeds would "
+            "silently repeat smaller ones); pick a seed in [0, 2**32)."
+        )
+    return seed
+
+
 # -- backends -------------------------------------------------------------------------
 @dataclasses.dataclass
 class MetaTrainResult:
@@ -155,6 +191,13 @@ class MetaTrainResult:
         logged step of this process.
       stopped_by: "num_steps" or "time_budget".
       resumed_from: the step the run resumed from (0 for a fresh run).
+      dropped_steps: outer steps of this process whose every meta-gradient was
+        non-finite, so theta did not move (the learner's `mean_loss` was NaN).
+      masked_tasks: task estimates of this process masked out of their step's
+        meta-gradient because the task diverged (the estimators'
+        `nonfinite_tasks`, summed).
+      theta_changed: whether theta differs from where this process started
+        (None when the backend does not say).
     """
 
     state: Any
@@ -163,6 +206,9 @@ class MetaTrainResult:
     history: list[dict[str, float]]
     stopped_by: str
     resumed_from: int
+    dropped_steps: int = dataclasses.field(default=0, kw_only=True)
+    masked_tasks: int = dataclasses.field(default=0, kw_only=True)
+    theta_changed: bool | None = dataclasses.field(default=None, kw_only=True)
 
 
 class Backend(lopt_core.Interface):
@@ -332,22 +378,62 @@ def save_checkpoint(
     return checkpoint.save(config.output_dir / name, tree, meta, producer=producer)
 
 
+RESUME_MAX_BYTES = 1 << 36
+"""The largest run checkpoint a resume reads (64 GiB): a run's own files, whose inner
+states grow with the tasks, are allowed past `lopt_core.checkpoint.DEFAULT_MAX_BYTES`."""
+
+
+def _counter(meta: Any, name: str, path: Path, where: str = "") -> int:
+    if not isinstance(meta, Mapping):
+        raise checkpoint.CheckpointError(
+            f"{path}: metadata field {where.rstrip('.')!r} must be an object, got {meta!r}; "
+            "the file was edited or written by something else."
+        )
+    value = checkpoint.metadata_value(meta, name, int, path)
+    if value < 0:
+        raise checkpoint.CheckpointError(
+            f"{path}: metadata field {where}{name!r} must be >= 0, got {value}; the file was "
+            "edited or written by something else."
+        )
+    return value
+
+
+def _subtree(tree: Any, name: str, path: Path) -> Any:
+    if not isinstance(tree, dict) or name not in tree:
+        raise checkpoint.CheckpointError(
+            f"{path}: the checkpoint holds no {name!r} state; it was edited or written by "
+            "something else. Resume from another copy, or start afresh with overwrite=True."
+        )
+    return tree[name]
+
+
 def _read_checkpoint(path: Path, seed: int) -> SavedRun:
-    ck = checkpoint.load(path)
+    ck = checkpoint.load(path, max_bytes=RESUME_MAX_BYTES)
     meta = ck.metadata
     if meta.get("seed") != seed:
         raise ValueError(
             f"{path} was written by a run with seed {meta.get('seed')}, not {seed}; "
-            "pass the same seed, another output_dir, or resume=False."
+            "pass the same seed, another output_dir, or overwrite=True (--overwrite) to "
+            "start afresh."
         )
+    step = _counter(meta, "step", path)
     if path.name == RAY_CHECKPOINT_NAME:
-        workers = dict(ck.tree.get("workers") or {})
-        return SavedRun(path, ck.tree["learner"], workers, RunCounters(**meta["ray"]))
+        ray_meta = meta.get("ray")
+        counts = {
+            f.name: _counter(ray_meta, f.name, path, "ray.")
+            for f in dataclasses.fields(RunCounters)
+        }
+        workers = _subtree(ck.tree, "workers", path)
+        if not isinstance(workers, dict):
+            workers = {}
+        return SavedRun(
+            path, _subtree(ck.tree, "learner", path), dict(workers), RunCounters(**counts)
+        )
     # A SingleMachineState: its estimator states are worker 0's, and its outer
     # step t was estimate t, exactly as for one Ray worker.
-    step = int(meta["step"])
-    workers = {"0": ck.tree["gradient_estimator_states"]}
-    return SavedRun(path, ck.tree["gradient_learner_state"], workers, RunCounters(step, step))
+    workers = {"0": _subtree(ck.tree, "gradient_estimator_states", path)}
+    learner_state = _subtree(ck.tree, "gradient_learner_state", path)
+    return SavedRun(path, learner_state, workers, RunCounters(step, step))
 
 
 def find_checkpoint(config: RunConfig, backend: Backend) -> SavedRun | None:
@@ -368,7 +454,8 @@ def find_checkpoint(config: RunConfig, backend: Backend) -> SavedRun | None:
         return None
 
     def rank(path: Path) -> tuple[int, bool]:
-        return checkpoint.load_metadata(path).get("step", 0), path.name == backend.checkpoint_name
+        step = _counter(checkpoint.load_metadata(path, max_bytes=RESUME_MAX_BYTES), "step", path)
+        return step, path.name == backend.checkpoint_name
 
     return _read_checkpoint(max(found, key=rank), config.seed)
 
@@ -421,7 +508,23 @@ def metrics_row(
     return row
 
 
-def _writers(names: Sequence[Any] | None, run_dir: Path) -> list[Any]:
+def _build_writer(name: str, run_dir: Path, start: int) -> Any:
+    factory = lopt_core.REGISTRY.entry("metric_writers", name).factory
+    try:
+        accepts_start = "start_step" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepts_start = False
+    extra = {"start_step": start} if accepts_start else {}
+    return lopt_core.get_metric_writer(name, run_dir=run_dir, **extra)
+
+
+def _writers(names: Sequence[Any] | None, run_dir: Path, start: int = 0) -> list[Any]:
+    """The run's metric writers; one that cannot be built is skipped with a warning.
+
+    A writer whose factory takes `start_step` is told the step the run starts
+    from, so it can hide what a killed run logged after its last checkpoint
+    (the TensorBoard writer does).
+    """
     if names is None:
         names = [n for n in lopt_core.list_metric_writers() if n != "jsonl"]
     out = []
@@ -430,10 +533,55 @@ def _writers(names: Sequence[Any] | None, run_dir: Path) -> list[Any]:
             out.append(item)
             continue
         try:
-            out.append(lopt_core.get_metric_writer(item, run_dir=run_dir))
-        except ImportError as exc:
-            warnings.warn(f"metric writer {item!r} skipped: {exc}", stacklevel=4)
+            out.append(_build_writer(item, run_dir, start))
+        except UnknownComponentError:
+            raise
+        except Exception as exc:  # a plugin's writer must not end the run
+            entry = lopt_core.REGISTRY.entry("metric_writers", item)
+            warnings.warn(
+                f"metric writer {item!r} (from {entry.plugin}) skipped: it could not be "
+                f"built: {type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return out
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGTERM or Ctrl-C; its last completed step was checkpointed.
+
+    Attributes:
+      step: the last completed outer step.
+      checkpoint: the checkpoint file written (None without an output_dir).
+      signal_name: "SIGINT" or "SIGTERM".
+    """
+
+    def __init__(self, step: int, checkpoint: Path | None, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name} after step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+        self.signal_name = signal_name
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised in the main thread by the SIGTERM handler a run installs."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises `_Terminated` in the main thread while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RunLoop:
@@ -448,12 +596,18 @@ class RunLoop:
               loop.report(state, meta_loss, metrics)
           loop.finish(state)            # the final checkpoint
 
+    Ctrl-C or SIGTERM inside the block writes a checkpoint of the last completed
+    step (the state last passed to `advance`) and raises `RunInterrupted`.
+
     Args:
       config: the run.
       start: the step the run starts from (the checkpoint's, or 0).
       save: `save(state, step) -> path` writes the backend's checkpoint of `state`.
       callback: called as `callback(step, state, row)` after every step, with
         the last logged row.
+      theta_of: `theta_of(state) -> theta`; with it and `start_state`, the
+        summary says whether theta changed.
+      start_state: the state the run starts from.
     """
 
     def __init__(
@@ -462,6 +616,9 @@ class RunLoop:
         start: int,
         save: Callable[[Any, int], Path | None],
         callback: Callback | None = None,
+        *,
+        theta_of: Callable[[Any], Any] | None = None,
+        start_state: Any = None,
     ) -> None:
         self.config = config
         self.start = self.step = int(start)
@@ -471,12 +628,20 @@ class RunLoop:
         self.elapsed_s = 0.0
         self._save = save
         self._callback = callback
+        self._theta_of = theta_of
+        self._start_theta = None
+        if theta_of is not None and start_state is not None:
+            self._start_theta = jax.device_get(theta_of(start_state))
+        self._latest: Any = None
+        self._checkpointed_step: int | None = None
+        self._dropped: Any = 0
+        self._masked: Any = 0
         self._writers: list[Any] = []
         run_dir = config.output_dir
         if run_dir is not None:
             jsonl = JsonlWriter(run_dir)
             jsonl.truncate_after(start)  # lines past the checkpoint describe lost work
-            self._writers = [jsonl, *_writers(config.metric_writers, run_dir)]
+            self._writers = [jsonl, *_writers(config.metric_writers, run_dir, start)]
         self._bar = None
         if config.progress:
             from tqdm.auto import tqdm
@@ -487,15 +652,27 @@ class RunLoop:
             )  # fmt: skip
         self._t0 = self._last_t = time.perf_counter()
         self._last_step = self.step
+        self._signals = _sigterm_interrupts()
 
     def __enter__(self) -> RunLoop:
+        self._signals.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        for w in self._writers:
-            w.close()
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        try:
+            self._signals.__exit__(None, None, None)
+            interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+            if interrupted and not isinstance(exc, RunInterrupted):
+                name = "SIGTERM" if isinstance(exc, _Terminated) else "SIGINT"
+                if self._latest is not None and self._checkpointed_step != self.step:
+                    self.checkpoint(self._latest)
+                raise RunInterrupted(self.step, self.last_checkpoint, name) from None
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            for w in self._writers:
+                w.close()
+        return None
 
     @property
     def running(self) -> bool:
@@ -506,6 +683,7 @@ class RunLoop:
         """Writes the backend's checkpoint of `state` now (nothing without `output_dir`)."""
         if self.config.output_dir is not None:
             self.last_checkpoint = self._save(state, self.step) or self.last_checkpoint
+            self._checkpointed_step = self.step
 
     def advance(self, state: Any) -> int:
         """Counts one applied update; checkpoints `state` every `checkpoint_every` steps.
@@ -514,6 +692,7 @@ class RunLoop:
           The step now completed.
         """
         self.step += 1
+        self._latest = state
         if self.step % self.config.checkpoint_every == 0:
             self.checkpoint(state)
         return self.step
@@ -525,8 +704,14 @@ class RunLoop:
         metrics: Mapping[str, Any],
         extra: Mapping[str, float] | None = None,
     ) -> None:
-        """Logs the step just counted (a `metrics_row` on logged steps) and checks the budget."""
+        """Logs the step just counted (a `metrics_row` on logged steps) and checks the budget.
+
+        Every step, whether logged or not, counts toward `dropped_steps` (the
+        learner's `mean_loss` is NaN: no finite meta-gradient) and `masked_tasks`
+        (the estimators' `.../nonfinite_tasks`), summed on the device.
+        """
         step, config = self.step, self.config
+        self._count_nonfinite(metrics)
         if step % config.log_every == 0 or step == config.num_steps:
             now = time.perf_counter()
             row = metrics_row(
@@ -555,17 +740,36 @@ class RunLoop:
         if budget is not None and time.perf_counter() - self._t0 >= budget:
             self.stopped_by = "time_budget"
 
+    def _count_nonfinite(self, metrics: Mapping[str, Any]) -> None:
+        loss = metrics.get("mean_loss")
+        if loss is not None:
+            self._dropped = self._dropped + jax.numpy.logical_not(jax.numpy.isfinite(loss))
+        for name, value in metrics.items():
+            if name.endswith("/nonfinite_tasks"):
+                self._masked = self._masked + value
+
     def finish(self, state: Any) -> None:
         """Ends the run: records the elapsed time and checkpoints the last step if needed."""
         self.elapsed_s = time.perf_counter() - self._t0
+        self._latest = state
         if self.step % self.config.checkpoint_every or self.last_checkpoint is None:
             self.checkpoint(state)
+        self._theta_changed = None
+        if self._theta_of is not None and self._start_theta is not None:
+            end = jax.device_get(self._theta_of(state))
+            same = jax.tree_util.tree_all(
+                jax.tree_util.tree_map(np.array_equal, self._start_theta, end)
+            )
+            self._theta_changed = not same
 
     def summary(self) -> dict[str, Any]:
-        """The `MetaTrainResult` fields the loop knows: steps, history, stopped_by, resumed_from."""
+        """The `MetaTrainResult` fields the loop knows (all but state and theta)."""
         return {
             "steps": self.step,
             "history": self.history,
             "stopped_by": self.stopped_by,
             "resumed_from": self.start,
+            "dropped_steps": int(self._dropped),
+            "masked_tasks": int(self._masked),
+            "theta_changed": getattr(self, "_theta_changed", None),
         }

@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -22,7 +23,7 @@ from lopt_outer._estimator import UnrollEstimator
 from lopt_outer.full_es import FullUnroll
 from lopt_outer.truncated_step import truncated_unroll
 
-__all__ = ["FullGrad", "FullGradState", "TruncatedGrad", "unroll_meta_loss"]
+__all__ = ["FullGrad", "FullGradState", "TruncatedGrad", "masked_task_gradient", "unroll_meta_loss"]
 
 
 def unroll_meta_loss(
@@ -46,6 +47,51 @@ def unroll_meta_loss(
     return jnp.mean(masked_mean(ys.loss, ys.mask)), (state, ys)
 
 
+def masked_task_gradient(
+    per_task_loss: Callable[[Any], tuple[jax.Array, Any]], theta: Any, num_tasks: int
+) -> tuple[jax.Array, Any, jax.Array, Any]:
+    """The mean over tasks of each task's meta-gradient, non-finite tasks masked out.
+
+    `per_task_loss(thetas)` takes theta with a leading task axis (one copy per
+    task) and returns `(losses, aux)`, `losses` of shape `(num_tasks,)`. One
+    backward pass through the sum of the finite losses gives every task's own
+    gradient (tasks do not interact), so a task whose loss or gradient is NaN or
+    infinite (a diverged inner run) is dropped from the average instead of
+    poisoning it.
+
+    Returns:
+      `(mean_loss, grad, num_nonfinite, aux)`: the mean loss and gradient over the
+      finite tasks (NaN loss and a zero gradient when none is finite), and the
+      count of tasks masked out.
+    """
+    thetas = jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (num_tasks, *jnp.shape(x))), theta
+    )
+
+    def total(ths: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        losses, aux = per_task_loss(ths)
+        return jnp.sum(jnp.where(jnp.isfinite(losses), losses, 0.0)), (losses, aux)
+
+    (_, (losses, aux)), grads = jax.value_and_grad(total, has_aux=True)(thetas)
+    finite = jnp.isfinite(losses)
+    for g in jax.tree_util.tree_leaves(grads):
+        finite = finite & jnp.all(jnp.isfinite(g.reshape((num_tasks, -1))), axis=1)
+    n_ok = jnp.sum(finite.astype(jnp.int32))
+    denom = jnp.maximum(n_ok, 1).astype(jnp.float32)
+
+    def mean_over_finite(g: jax.Array) -> jax.Array:
+        ok = finite.reshape((num_tasks,) + (1,) * (g.ndim - 1))
+        return (jnp.sum(jnp.where(ok, g, 0.0), axis=0) / denom).astype(g.dtype)
+
+    grad = jax.tree_util.tree_map(mean_over_finite, grads)
+    mean_loss = jnp.where(n_ok > 0, jnp.sum(jnp.where(finite, losses, 0.0)) / denom, jnp.nan)
+    return mean_loss, grad, jnp.asarray(num_tasks, jnp.int32) - n_ok, aux
+
+
+def _task_losses(ys: Any) -> jax.Array:
+    return masked_mean(ys.loss, ys.mask)
+
+
 @lopt_core.declare
 class TruncatedGrad(UnrollEstimator):
     """Truncated backpropagation: the exact gradient of one truncation's mean loss.
@@ -64,14 +110,20 @@ class TruncatedGrad(UnrollEstimator):
         return self.truncated_step.init_step_state(theta, outer_state, key, False)
 
     def _whole(self, theta, key, state, datas, outer_state, extra):
-        (loss, (new_state, ys)), grad = jax.value_and_grad(unroll_meta_loss, 1, has_aux=True)(
-            self.truncated_step, theta, state, key, datas, outer_state, self.length
-        )
+        step = self.truncated_step
+
+        def per_task(thetas: Any) -> tuple[jax.Array, tuple[Any, Any]]:
+            end, ys = truncated_unroll(
+                step, thetas, state, key, datas, outer_state, self.length, True
+            )
+            return _task_losses(ys), (end, ys)
+
+        loss, grad, bad, (new_state, ys) = masked_task_gradient(per_task, theta, step.num_tasks)
         new_state = match_dtypes(state, jax.lax.stop_gradient(new_state))
         out = GradientEstimatorOut(
             mean_loss=loss, grad=grad, unroll_state=new_state, unroll_info=ys
         )
-        return out, {"mean_loss": loss}
+        return out, {"mean_loss": loss, "nonfinite_tasks": bad}
 
 
 @flax.struct.dataclass
@@ -98,15 +150,17 @@ class FullGrad(FullUnroll, UnrollEstimator):
 
     def _whole(self, theta, key, state, datas, outer_state, extra):
         k_init, k_unroll = jax.random.split(key)
+        step = self.truncated_step
 
-        def meta_loss(th: Any) -> tuple[jax.Array, tuple[Any, Any]]:
-            start = self._fresh_states(th, outer_state, k_init, False)
-            return unroll_meta_loss(
-                self.truncated_step, th, start, k_unroll, datas, outer_state, self.length
+        def per_task(thetas: Any) -> tuple[jax.Array, Any]:
+            start = self._fresh_states(thetas, outer_state, k_init, True)
+            _, ys = truncated_unroll(
+                step, thetas, start, k_unroll, datas, outer_state, self.length, True
             )
+            return _task_losses(ys), ys
 
-        (loss, (_, ys)), grad = jax.value_and_grad(meta_loss, has_aux=True)(theta)
+        loss, grad, bad, ys = masked_task_gradient(per_task, theta, step.num_tasks)
         out = GradientEstimatorOut(
             mean_loss=loss, grad=grad, unroll_state=FullGradState(), unroll_info=ys
         )
-        return out, {"mean_loss": loss}
+        return out, {"mean_loss": loss, "nonfinite_tasks": bad}

@@ -19,7 +19,7 @@ import lopt_core
 from lopt_core.typing import MetaParams, PRNGKey
 from lopt_outer import compat
 from lopt_outer._common import masked_mean, scale_per_task
-from lopt_outer._es import ESEstimator, es_gradient
+from lopt_outer._es import ESEstimator, ESGradient, es_gradient
 
 __all__ = ["PESWorkerState", "TruncatedPES", "compute_pes_grad"]
 
@@ -43,7 +43,7 @@ class PESWorkerState:
 
 def compute_pes_grad(
     p_ys: Any, n_ys: Any, accumulator: MetaParams, eps: MetaParams, std: float
-) -> tuple[jax.Array, MetaParams, MetaParams, jax.Array]:
+) -> tuple[ESGradient, MetaParams]:
     """The PES estimate from one truncation's positive and negative outputs.
 
     Args:
@@ -54,7 +54,8 @@ def compute_pes_grad(
       std: the perturbation standard deviation.
 
     Returns:
-      `(mean_loss, grad, new_accumulator, delta_loss)`. Steps after a task's reset
+      `(estimate, new_accumulator)`: the `ESGradient` (non-finite tasks masked
+      out and counted, see `es_gradient`) and the accumulator. Steps after a task's reset
       within this truncation credit only `eps`, and a task reset during the
       truncation restarts its accumulator from `eps`.
     """
@@ -66,14 +67,14 @@ def compute_pes_grad(
     credited = jax.tree_util.tree_map(
         lambda a, e: e + scale_per_task(frac_before_reset, a), accumulator, eps
     )
-    mean_loss, grad, delta = es_gradient(pos_loss, neg_loss, credited, std)
+    estimate = es_gradient(pos_loss, neg_loss, credited, std)
     done = has_finished[-1]
     new_acc = jax.tree_util.tree_map(
         lambda e, a: jnp.where(done.reshape((-1,) + (1,) * (e.ndim - 1)), e, a + e),
         eps,
         accumulator,
     )
-    return mean_loss, grad, new_acc, delta
+    return estimate, new_acc
 
 
 @compat.with_old_spellings
@@ -116,9 +117,7 @@ class TruncatedPES(ESEstimator):
     def _end(self, theta, carry, ys, key, state: PESWorkerState, outer_state, extra):
         eps, _, states = carry
         p_ys, n_ys = self._split(ys, axis=1)
-        mean_loss, grad, new_acc, delta = compute_pes_grad(
-            p_ys, n_ys, state.accumulator, eps, self.std
-        )
+        estimate, new_acc = compute_pes_grad(p_ys, n_ys, state.accumulator, eps, self.std)
         new_state = PESWorkerState(*self._split(states, axis=0), new_acc)
         resets = jnp.sum(p_ys.is_done)
-        return self._out((mean_loss, grad, delta), new_state, p_ys, resets=resets)
+        return self._out(estimate, new_state, p_ys, resets=resets)
