@@ -300,3 +300,22 @@ def test_one_sided_pes_credits_the_accumulated_perturbations():
     np.testing.assert_allclose(float(grad["w"][0]), (2.0 * 3.0 - 2.0 * 1.0) / 2 / 0.25)
     np.testing.assert_allclose(new_acc["w"], [[3.0], [1.0]])
     np.testing.assert_allclose(float(loss), 2.0)
+
+
+def test_antithetic_unroll_handles_state_leaves_with_a_zero_sized_axis():
+    # AdafacMLPLOpt's factored accumulators of a vector parameter have a zero-sized
+    # axis; merging the antithetic copies once inferred a -1 from it (ZeroDivisionError).
+    import lopt_learned
+
+    lopt = lopt_learned.AdafacMLPLOpt()
+    step = VectorizedLOptTruncatedStep(
+        DataQuadraticFamily(), lopt, ConstantTruncationSchedule(20), num_tasks=2
+    )
+    est = TruncatedPES(step, unroll_length=3)
+    theta = lopt.init(jax.random.PRNGKey(0))
+    weights = lopt_core.WorkerWeights(theta, None, lopt_core.OuterState(jnp.asarray(0)))
+    state = est.init_worker_state(weights, jax.random.PRNGKey(1))
+    assert any(0 in np.shape(x) for x in jax.tree_util.tree_leaves(state))
+    out, _ = est.compute_gradient_estimate(weights, jax.random.PRNGKey(2), state)
+    assert np.isfinite(float(out.mean_loss))
+    assert jax.tree_util.tree_structure(out.unroll_state) == jax.tree_util.tree_structure(state)

@@ -72,11 +72,15 @@ def antithetic_unroll(
     """
     keys = jax.random.split(key, length)
 
+    # Explicit sizes, never -1: a leaf with a zero-sized axis (AdafacMLPLOpt's
+    # factored accumulators of a vector) cannot have its -1 inferred.
     def merge(tree: Any) -> Any:
-        return jax.tree_util.tree_map(lambda x: x.reshape((-1, *x.shape[2:])), tree)
+        return jax.tree_util.tree_map(
+            lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:])), tree
+        )
 
     def split(tree: Any) -> Any:
-        return jax.tree_util.tree_map(lambda x: x.reshape((2, -1, *x.shape[1:])), tree)
+        return jax.tree_util.tree_map(lambda x: x.reshape((2, x.shape[0] // 2, *x.shape[1:])), tree)
 
     flat_thetas = merge(thetas)
 
@@ -86,5 +90,5 @@ def antithetic_unroll(
 
     states, ys = lax.scan(body, merge(states), (keys, datas))
     return split(states), jax.tree_util.tree_map(
-        lambda x: x.reshape((x.shape[0], 2, -1, *x.shape[2:])), ys
+        lambda x: x.reshape((x.shape[0], 2, x.shape[1] // 2, *x.shape[2:])), ys
     )
