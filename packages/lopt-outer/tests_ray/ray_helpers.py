@@ -8,7 +8,10 @@ and momentum defined here, small so that each worker compiles in about a second.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import flax
@@ -63,9 +66,13 @@ class LearnableMomentumSGD(lopt_core.LearnedOptimizer):
         return LearnedMomentumSGD(theta)
 
 
-def make_learner(num_tasks: int = 4, trunc_length: int = 5) -> SingleMachineGradientLearner:
-    """A PES learner on the registered 4-d quadratic family (20-step truncations)."""
-    family = lopt_core.get_task_family("FixedDimQuadraticFamily", dim=4)
+def make_learner(
+    num_tasks: int = 4, trunc_length: int = 5, family: Any = None
+) -> SingleMachineGradientLearner:
+    """A PES learner (20-step truncations) on `family`, by default the registered 4-d
+    quadratic family."""
+    if family is None:
+        family = lopt_core.get_task_family("FixedDimQuadraticFamily", dim=4)
     step = VectorizedLOptTruncatedStep(
         family, LearnableMomentumSGD(), ConstantTruncationSchedule(20), num_tasks
     )
@@ -106,3 +113,94 @@ class SlowEstimator(lopt_core.GradientEstimator):
 def leaves(tree: Any) -> list[np.ndarray]:
     """The leaves of a pytree as numpy arrays, for exact comparisons."""
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+class EstimatorWithAGenerator(SlowEstimator):
+    """An estimator holding a generator, which no pickler can send to a worker."""
+
+    def __init__(self, inner: lopt_core.GradientEstimator) -> None:
+        super().__init__(inner, delay_s=0.0)
+        self.batches = (i for i in range(3))
+
+
+def family_results(family: Any, seed: int) -> dict[str, Any]:
+    """One sampled task of `family`: its cfg, params, a keyed batch and the loss, as numpy.
+
+    Ray workers run this on their copy of the family; the test compares with the driver.
+    """
+    k_cfg, k_init, k_data, k_loss = jax.random.split(jax.random.PRNGKey(seed), 4)
+    cfg = family.sample(k_cfg)
+    task = family.task_fn(cfg)
+    params, state = task.init_with_state(k_init)
+    batch = None if task.datasets is None else task.datasets.sample("train", k_data)
+    loss, _ = task.loss_with_state(params, state, k_loss, batch)
+    out = {"cfg": cfg, "params": params, "batch": batch, "loss": loss}
+    return jax.tree_util.tree_map(np.asarray, jax.device_get(out))
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an IPv4 or IPv6 address (IPv4-mapped included) is a loopback address."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def descendants() -> set[int]:
+    """The process ids of this process's descendants (children, their children, ...)."""
+    parents = {}
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text() if d.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            # Fields after the command name in parentheses: state, ppid, ...
+            parents[int(d.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    ours: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - ours
+        ours |= frontier
+    return ours
+
+
+def listening_sockets(pids: set[int]) -> list[tuple[str, int, int]]:
+    """`(address, port, pid)` of each TCP socket in LISTEN state that a process in
+    `pids` owns: psutil's `net_connections` where psutil is installed, else read from
+    /proc/net/tcp and /proc/net/tcp6."""
+    try:
+        import psutil
+    except ImportError:
+        return _proc_listening_sockets(pids)
+    return [
+        (c.laddr.ip, c.laddr.port, c.pid)
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+def _proc_listening_sockets(pids: set[int]) -> list[tuple[str, int, int]]:
+    owner = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    owner[target[8:-1]] = pid
+        except OSError:
+            continue  # the process ended meanwhile
+    out = []
+    for table, width in (("tcp", 4), ("tcp6", 16)):
+        path = Path("/proc/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in owner:  # state 0A: LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+            out.append((str(ipaddress.ip_address(raw)), int(hex_port, 16), owner[cols[9]]))
+    return out

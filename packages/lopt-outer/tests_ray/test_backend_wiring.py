@@ -90,9 +90,12 @@ def test_cli_meta_train_on_two_ray_workers(ray_cluster, tmp_path, capsys):
     assert "meta-trained 5 steps" in capsys.readouterr().out
 
 
-def test_cli_resume_without_a_checkpoint_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="holds no checkpoint"):
+def test_cli_resume_without_a_checkpoint_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         cli.main(_cli_args(tmp_path / "empty", "--resume"))
+    # lopt prints the refusal as one line on stderr and exits with status 2.
+    assert exc.value.code == 2
+    assert "holds no checkpoint.lopt to resume from" in capsys.readouterr().err
 
 
 def test_both_backends_log_rows_from_the_one_builder(ray_cluster, tmp_path):
@@ -124,6 +127,33 @@ def test_ray_backend_options_are_checked_and_named():
         RayBackend(cpus_per_worker=0)
     with pytest.raises(TypeError, match="RayBackend: worker_options must be a dict"):
         RayBackend(worker_options=[("num_gpus", 1)])
+    with pytest.raises(
+        ValueError, match="RayBackend: worker_silence_warn_s must be a finite number > 0"
+    ):
+        RayBackend(worker_silence_warn_s=0)
+    with pytest.raises(
+        ValueError, match="RayBackend: worker_silence_timeout_s must be a finite number > 0"
+    ):
+        RayBackend(worker_silence_timeout_s=float("inf"))
+    with pytest.raises(
+        ValueError,
+        match=r"worker_silence_timeout_s \(60 s\) must be greater than worker_silence_warn_s "
+        r"\(120 s\).*raise worker_silence_timeout_s",
+    ):
+        RayBackend(worker_silence_warn_s=120, worker_silence_timeout_s=60)
+    quiet = RayBackend(worker_silence_warn_s=5, worker_silence_timeout_s=None)
+    assert quiet.worker_silence_warn_s == 5.0 and quiet.worker_silence_timeout_s is None
+    assert RayBackend().worker_silence_warn_s == 300.0
+    assert RayBackend().worker_silence_timeout_s == 1800.0
     assert RayBackend(num_workers=2) == RayBackend(num_workers=2)
     assert RayBackend(num_workers=3).staleness_bound == 3
     assert RayBackend(num_workers=3, max_staleness=0).staleness_bound == 0
+
+
+def test_loopback_addresses_are_recognised_for_joining():
+    from lopt_outer.ray.backend import _is_loopback_address
+
+    for address in ("127.0.0.1:6379", "localhost:6379", "[::1]:6379", "127.0.0.1"):
+        assert _is_loopback_address(address), address
+    for address in ("auto", "10.0.0.2:6379", "head-node:6379", "[2001:db8::1]:6379"):
+        assert not _is_loopback_address(address), address

@@ -60,6 +60,23 @@ class ArraySplit:
         self._sample_jit = jax.jit(self.sample)
         self.abstract_batch = jax.eval_shape(self.sample, jax.random.PRNGKey(0))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The arrays as numpy and the configuration; the jitted `next()` is rebuilt on load.
+
+        So a split crosses process boundaries (`pickle`, Ray's object store) without
+        device buffers, and the copy continues the same `next()` key sequence.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k != "_sample_jit"}
+        state["arrays"] = {k: np.asarray(v) for k, v in self.arrays.items()}
+        state["_key"] = np.asarray(self._key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.arrays = {k: jnp.asarray(v) for k, v in state["arrays"].items()}
+        self._key = jnp.asarray(state["_key"])
+        self._sample_jit = jax.jit(self.sample)
+
     def sample(self, key: PRNGKey) -> Batch:
         """Draws one batch from `key`; pure and jit-able."""
         idx = jax.random.randint(key, (self.batch_size,), 0, self.num_examples)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,48 @@ ACTIVATIONS = {
     "sigmoid": jax.nn.sigmoid,
     "elu": jax.nn.elu,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class _ActivationName:
+    """An entry of `ACTIVATIONS` in a pickle, by its name."""
+
+    name: str
+
+
+def _by_name(value: Any) -> Any:
+    for name, fn in ACTIVATIONS.items():
+        if value is fn:
+            return _ActivationName(name)
+    return value
+
+
+def _from_name(value: Any) -> Any:
+    return ACTIVATIONS[value.name] if isinstance(value, _ActivationName) else value
+
+
+class RebuiltOnUnpickle:
+    """Pickles an object's configuration; what `_build()` derives from it is made again.
+
+    The attributes named in `_derived` (jitted functions, haiku transforms of the
+    object's methods) are left out of the pickle: they close over the object and
+    JAX's caches, and the copy builds its own with `_build()`, so a task or family
+    crosses to another process (a Ray worker) as its configuration and datasets.
+    Activations of `ACTIVATIONS` travel by name: plain `pickle` cannot find jax's
+    wrapped functions (`jax.nn.relu`, `jnp.tanh`) under their qualified names.
+    """
+
+    _derived: ClassVar[tuple[str, ...]] = ()
+
+    def _build(self) -> None:
+        """Makes the `_derived` attributes from the configuration."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: _by_name(v) for k, v in self.__dict__.items() if k not in self._derived}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({k: _from_name(v) for k, v in state.items()})
+        self._build()
 
 
 def activation(name_or_fn: Any, owner: str, argument: str = "act_fn") -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lopt_core import SPLITS, ArraySplit, Datasets
 from lopt_core.typing import Batch
@@ -23,6 +24,11 @@ class LazyArraySplit(ArraySplit):
     Constructing the split reads nothing: `abstract_batch` is given by the caller, so
     shapes are known up front. The first `sample(key)` (also when traced inside `jit`)
     or `next()` calls `loader` once and keeps the arrays on the device.
+
+    A pickled split (for a Ray worker, say) holds its loader and configuration, never
+    the arrays, even once they are loaded: the copy reads them again on its first
+    batch. So `loader` must be picklable: a module-level function, or a
+    `functools.partial` of one.
 
     Args:
       loader: a function returning a mapping of name to array (shared leading dim).
@@ -43,12 +49,31 @@ class LazyArraySplit(ArraySplit):
     ) -> None:
         self.batch_size = check_positive_int(batch_size, type(self).__name__, "batch_size")
         self._loader = loader
-        self._loaded: ArraySplit | None = None
-        self._lock = threading.Lock()
         self.transform = transform
         self._key = jax.random.PRNGKey(seed)
-        self._sample_jit = jax.jit(self.sample)
         self.abstract_batch = abstract_batch
+        self._unloaded()
+
+    def _unloaded(self) -> None:
+        """The state that is never pickled: no arrays yet, a fresh lock and jitted `next()`."""
+        self._loaded: ArraySplit | None = None
+        self._lock = threading.Lock()
+        self._sample_jit = jax.jit(self.sample)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The loader and the configuration only: the copy reads the arrays itself."""
+        return {
+            "batch_size": self.batch_size,
+            "_loader": self._loader,
+            "transform": self.transform,
+            "_key": np.asarray(self._key),
+            "abstract_batch": self.abstract_batch,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._key = jnp.asarray(state["_key"])
+        self._unloaded()
 
     def _materialize(self) -> ArraySplit:
         with self._lock:

@@ -30,6 +30,8 @@ class NetworkTask(HaikuTask):
       stateful: whether the network keeps state (batch-norm statistics).
     """
 
+    _derived = ("_mod",)
+
     def __init__(
         self,
         datasets: Datasets,
@@ -40,9 +42,15 @@ class NetworkTask(HaikuTask):
         stateful: bool = False,
     ) -> None:
         self._stateful = stateful
-        transform = hk.transform_with_state if stateful else hk.transform
-        network = jit_transformed(transform(self._network))
-        super().__init__(network, loss_fn, datasets, inputs=inputs, name=name)
+        super().__init__(self._transformed(), loss_fn, datasets, inputs=inputs, name=name)
+
+    def _transformed(self) -> Any:
+        transform = hk.transform_with_state if self._stateful else hk.transform
+        return jit_transformed(transform(self._network))
+
+    def _build(self) -> None:
+        # A pickled copy makes its own jitted network from its configuration.
+        self._mod = self._transformed()
 
     @abc.abstractmethod
     def _network(self, inputs: jax.Array) -> Any:

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +26,12 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import Batch, Datasets, ModelState, Params, PRNGKey, Task
-from lopt_tasks._common import abstract_batch_of, ones_like_abstract, softmax_cross_entropy
+from lopt_tasks._common import (
+    RebuiltOnUnpickle,
+    abstract_batch_of,
+    ones_like_abstract,
+    softmax_cross_entropy,
+)
 
 LossFn = Callable[[Any, Batch], jax.Array]
 Inputs = str | Callable[[Batch], Any]
@@ -36,6 +42,21 @@ def cross_entropy_loss(logits: jax.Array, batch: Batch) -> jax.Array:
     return softmax_cross_entropy(logits, batch["label"])
 
 
+@dataclasses.dataclass(frozen=True)
+class _BatchKey:
+    """The model input `batch[key]` (a class, not a closure, so that tasks pickle)."""
+
+    key: str
+
+    def __call__(self, batch: Batch) -> Any:
+        if self.key not in batch:
+            raise KeyError(
+                f"The batch has no key {self.key!r} (keys: {sorted(batch)}); pass inputs= the "
+                "key or a function of the batch that returns the model input."
+            )
+        return batch[self.key]
+
+
 def _input_fn(inputs: Inputs, owner: str) -> Callable[[Batch], Any]:
     if callable(inputs):
         return inputs
@@ -44,20 +65,15 @@ def _input_fn(inputs: Inputs, owner: str) -> Callable[[Batch], Any]:
             f"{owner}: inputs must be the batch key holding the model input (such as "
             f"'image') or a function of the batch, got {type(inputs).__name__}."
         )
-
-    def pick(batch: Batch) -> Any:
-        if inputs not in batch:
-            raise KeyError(
-                f"The batch has no key {inputs!r} (keys: {sorted(batch)}); pass inputs= the key "
-                "or a function of the batch that returns the model input."
-            )
-        return batch[inputs]
-
-    return pick
+    return _BatchKey(inputs)
 
 
-class _AdapterTask(Task):
+class _AdapterTask(RebuiltOnUnpickle, Task):
     """What every adapter shares: the loss function, the model input and the model state.
+
+    Pickling keeps the configuration and the datasets; jitted functions are built
+    again in the copy (see `RebuiltOnUnpickle`). The model and `loss_fn` must pickle
+    themselves (module-level functions do; Ray's cloudpickle also takes closures).
 
     Args:
       model: the model (see each adapter for what it accepts).
@@ -157,6 +173,8 @@ class LinenTask(_AdapterTask):
         module's class name.
     """
 
+    _derived = ("_init_jit",)
+
     def __init__(
         self,
         model: Any,
@@ -188,6 +206,9 @@ class LinenTask(_AdapterTask):
             raise TypeError(f"LinenTask needs a flax.linen.Module; got {type(model).__name__}.")
         self.module = model
         self._name = self._name or type(model).__name__
+        self._build()
+
+    def _build(self) -> None:
         self._init_jit = jax.jit(self._init)
 
     def _rngs(self, key: PRNGKey) -> dict[str, PRNGKey]:

@@ -108,7 +108,8 @@ def digits_datasets(
         )
     return lazy_datasets(
         # The digits have one channel, so convert_to_black_and_white changes nothing.
-        lambda split: _load_split(split, size),
+        # A partial of a module-level function, so the datasets pickle (for Ray workers).
+        functools.partial(_load_split, image_size=size),
         batch_size,
         abstract_image_batch(batch_size, (*size, 1)),
         {"num_classes": NUM_CLASSES, "name": "digits", "image_size": size},

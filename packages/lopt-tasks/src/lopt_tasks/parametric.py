@@ -22,7 +22,7 @@ from lopt_core import Datasets, Task, TaskFamily
 from lopt_core.typing import Batch, Params, PRNGKey, TaskCfg
 from lopt_core.validation import check_positive_int
 from lopt_tasks import tfds_data
-from lopt_tasks._common import abstract_batch_of, check_sizes, extra_info_of
+from lopt_tasks._common import RebuiltOnUnpickle, abstract_batch_of, check_sizes, extra_info_of
 from lopt_tasks._plugin import CATALOG
 from lopt_tasks._sampling import (
     SwitchedInitializer,
@@ -69,11 +69,12 @@ class _SampledTask(Task):
         return parametric_classification_normalizer(loss, self.num_classes)
 
 
-class _HaikuFamily(TaskFamily):
+class _HaikuFamily(RebuiltOnUnpickle, TaskFamily):
     """A family whose tasks are one haiku network `_forward(cfg, inputs)` under a sampled cfg.
 
     The cfg is an explicit argument of one family-wide jitted init and apply, so
     every sample (and every vmapped batch of samples) reuses one compiled program.
+    A pickled family holds its configuration and datasets; the copy jits its own.
     The tasks' loss is `loss_fn(outputs, batch)` and their normalizer
     `parametric_classification_normalizer` over `num_classes` outputs.
 
@@ -86,16 +87,22 @@ class _HaikuFamily(TaskFamily):
 
     #: the batch key holding the network input.
     input_key: str = "image"
+    _derived = ("_init_jit", "_apply_jit")
 
     def __init__(
         self, datasets: Datasets, num_classes: int, loss_fn: LossFn, name: str | None
     ) -> None:
         owner = type(self).__name__
-        example = abstract_batch_of(datasets, owner)[self.input_key]
+        abstract_batch_of(datasets, owner)  # raises unless the datasets give an abstract batch
         self.datasets = datasets
         self.num_classes = check_positive_int(num_classes, owner, "num_classes")
         self.loss_fn = loss_fn
         self._name = name
+        self._build()
+
+    def _build(self) -> None:
+        # Also called on unpickling: a copy (on a Ray worker) jits its own init and apply.
+        example = self.datasets.abstract_batch[self.input_key]
 
         def init(cfg: TaskCfg, key: PRNGKey) -> Params:
             inputs = jnp.ones(example.shape, example.dtype)

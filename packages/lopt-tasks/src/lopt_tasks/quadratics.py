@@ -14,6 +14,14 @@ from lopt_core.validation import check_nonnegative, check_positive_int
 from lopt_tasks._plugin import CATALOG
 
 
+def _rows(batch: Batch) -> jax.Array:
+    return batch["x"]
+
+
+def _first_row(batch: Batch) -> jax.Array:
+    return batch["x"][0]
+
+
 def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int = 0) -> Datasets:
     """Standard-normal noise as keyed in-memory splits; each split has its own draws."""
     rng = np.random.default_rng(seed)
@@ -25,7 +33,8 @@ def _noise_datasets(shape: tuple[int, ...], num_examples: int = 1024, seed: int 
             {"x": data},
             batch_size=max(shape[0], 1),
             seed=seed * 4 + i,
-            transform=(lambda b: b["x"][0]) if shape[0] == 0 else (lambda b: b["x"]),
+            # Module-level transforms, so the splits pickle (for Ray workers).
+            transform=_first_row if shape[0] == 0 else _rows,
         )
     return Datasets(**splits)
 

@@ -109,13 +109,20 @@ def embedded_text_datasets(
       Datasets with `{"obs", "target"}` int32 (B, T) batches, `extra_info["vocab_size"]`.
     """
 
-    def load(split: str) -> dict[str, np.ndarray]:
-        lo, hi = _CORPUS_FRACTIONS[split]
-        return {"window": windows(_slice(embedded_corpus(), lo, hi), sequence_length)}
-
     return _text_datasets(
-        load, batch_size, sequence_length, "embedded_corpus", seed, "embedded_text_datasets"
+        functools.partial(_embedded_windows, sequence_length=sequence_length),
+        batch_size,
+        sequence_length,
+        "embedded_corpus",
+        seed,
+        "embedded_text_datasets",
     )
+
+
+def _embedded_windows(split: str, sequence_length: int) -> dict[str, np.ndarray]:
+    """The windows of one split of the embedded corpus (module level, so it pickles)."""
+    lo, hi = _CORPUS_FRACTIONS[split]
+    return {"window": windows(_slice(embedded_corpus(), lo, hi), sequence_length)}
 
 
 @functools.cache
@@ -164,13 +171,23 @@ def tfds_text_datasets(
       DatasetNotPreparedError: on the first batch, when the data is not prepared.
     """
     max_bytes = check_positive_int(max_bytes, "tfds_text_datasets", "max_bytes")
-
-    def load(split: str) -> dict[str, np.ndarray]:
-        if split == "test":
-            data = _tfds_text(name, "test", data_dir, max_bytes)
-        else:
-            lo, hi = _TFDS_TRAIN_FRACTIONS[split]
-            data = _slice(_tfds_text(name, "train", data_dir, max_bytes), lo, hi)
-        return {"window": windows(data, sequence_length)}
-
+    load = functools.partial(
+        _tfds_windows,
+        name=name,
+        data_dir=data_dir,
+        max_bytes=max_bytes,
+        sequence_length=sequence_length,
+    )
     return _text_datasets(load, batch_size, sequence_length, name, seed, "tfds_text_datasets")
+
+
+def _tfds_windows(
+    split: str, *, name: str, data_dir: str | None, max_bytes: int, sequence_length: int
+) -> dict[str, np.ndarray]:
+    """The windows of one split of a TFDS text dataset (module level, so it pickles)."""
+    if split == "test":
+        data = _tfds_text(name, "test", data_dir, max_bytes)
+    else:
+        lo, hi = _TFDS_TRAIN_FRACTIONS[split]
+        data = _slice(_tfds_text(name, "train", data_dir, max_bytes), lo, hi)
+    return {"window": windows(data, sequence_length)}

@@ -199,11 +199,25 @@ def _load_split(
     return {"image": np.concatenate(images), "label": np.concatenate(labels)}
 
 
+def _load_named_split(
+    split: str,
+    *,
+    name: str,
+    data_dir: str | None,
+    image_size: tuple[int, int],
+    black_and_white: bool,
+    max_value: float,
+) -> dict[str, np.ndarray]:
+    """`_load_split` with the split first, for a `functools.partial` that pickles."""
+    return _load_split(name, split, data_dir, image_size, black_and_white, max_value)
+
+
 class StreamingImageSplit:
     """A split read from disk batch by batch, for data too large to keep in memory.
 
     Batches are drawn with replacement from a numpy generator seeded by `seed`, so
-    `next()` is reproducible. The data source opens on the first batch.
+    `next()` is reproducible. The data source opens on the first batch; a pickled
+    split leaves it behind (the copy opens its own) and keeps the generator's state.
     """
 
     def __init__(
@@ -225,6 +239,9 @@ class StreamingImageSplit:
         self.abstract_batch = abstract_batch
         self._rng = np.random.default_rng(seed)
         self._source: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_source": None}
 
     def __iter__(self) -> Iterator[Batch]:
         return self
@@ -287,8 +304,16 @@ def image_classification_datasets(
         )
         in_memory = nbytes is not None and nbytes <= MAX_IN_MEMORY_BYTES
     if in_memory:
+        load = functools.partial(
+            _load_named_split,
+            name=name,
+            data_dir=data_dir,
+            image_size=size,
+            black_and_white=bw,
+            max_value=info.max_value,
+        )
         return lazy_datasets(
-            lambda split: _load_split(name, split, data_dir, size, bw, info.max_value),
+            load,
             batch_size,
             abstract,
             extra,

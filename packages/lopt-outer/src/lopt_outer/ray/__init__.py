@@ -8,7 +8,8 @@ bit for bit. See `RayBackend` for the options and docs/scaling.md for the
 scaling model.
 
 Ray is optional: it is imported only when a `RayBackend` is built, and a missing
-Ray raises an ImportError that says `pip install 'lopt-outer[ray]'`.
+Ray raises an ImportError that says `pip install 'lopt-outer[ray]'`. A local
+cluster that the backend starts listens on 127.0.0.1 only.
 
 Example:
   >>> from lopt_outer import RunConfig, meta_train
@@ -23,6 +24,7 @@ from lopt_outer.ray.backend import (
     RayMetaTrainResult,
     RayRun,
     require_ray,
+    start_loopback_cluster,
 )
 from lopt_outer.ray.worker import GradientWorker, host
 
@@ -34,4 +36,5 @@ __all__ = [
     "RayRun",
     "host",
     "require_ray",
+    "start_loopback_cluster",
 ]

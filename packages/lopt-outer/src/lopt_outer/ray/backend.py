@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import math
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,9 +34,22 @@ from lopt_outer.run import (
     worker_init_key,
 )
 
-__all__ = ["RAY_INSTALL_HINT", "RayBackend", "RayMetaTrainResult", "RayRun", "require_ray"]
+__all__ = [
+    "RAY_INSTALL_HINT",
+    "RayBackend",
+    "RayMetaTrainResult",
+    "RayRun",
+    "require_ray",
+    "start_loopback_cluster",
+]
 
 RAY_INSTALL_HINT = "pip install 'lopt-outer[ray]'"
+
+#: Ray's switch for clusters beyond one machine. Ray resolves a node address of
+#: 127.0.0.1 to the machine's outward address unless the switch is off; with it off,
+#: the node's address is 127.0.0.1 and every Ray server of the node listens there.
+_MULTI_NODE_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = "127.0.0.1"
 
 
 def require_ray() -> Any:
@@ -50,6 +66,80 @@ def require_ray() -> Any:
             f"Install it with: {RAY_INSTALL_HINT}"
         ) from exc
     return ray
+
+
+@contextlib.contextmanager
+def _node_on_loopback(ray: Any) -> Iterator[None]:
+    """Within: Ray takes 127.0.0.1 as this machine's node address.
+
+    Ray resolves 127.0.0.1 to the machine's outward address unless its switch for
+    clusters beyond one machine is off; the switch is turned off here, in this
+    process and in the environment the daemons `ray.init` starts inherit, and
+    restored on exit.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    saved_env = os.environ.get(_MULTI_NODE_SWITCH)
+    saved_flag = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_MULTI_NODE_SWITCH] = "0"
+    if saved_flag is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # read at call time by ray's address lookup
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(_MULTI_NODE_SWITCH, None)
+        else:
+            os.environ[_MULTI_NODE_SWITCH] = saved_env
+        if saved_flag is not None:
+            constants.ENABLE_RAY_CLUSTER = saved_flag
+
+
+def start_loopback_cluster(ray: Any, num_cpus: int, **options: Any) -> None:
+    """Starts a fresh single-machine Ray cluster that listens on 127.0.0.1 only.
+
+    Every listener of the cluster binds the loopback address: the GCS, the raylet,
+    the object manager, the agents, the autoscaler's monitor, every worker's and
+    this driver's own gRPC server. There is no dashboard. Nothing on another machine
+    can connect, and no other machine can join it as a node. Another process on this
+    machine joins it with its address, `127.0.0.1:PORT` (`RayBackend(address=...)`
+    does that right; a bare `ray.init` needs `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`).
+
+    Ray takes 127.0.0.1 as the node address only while its switch for clusters beyond
+    one machine is off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`); the switch is off for
+    this call, in this process and in the daemons `ray.init` starts (they inherit the
+    environment), and restored afterwards.
+
+    Args:
+      ray: the `ray` module.
+      num_cpus: CPUs the cluster offers.
+      **options: further `ray.init` options (for example `log_to_driver=False`).
+    """
+    with _node_on_loopback(ray):
+        # "local" starts a fresh cluster even where `ray start` left one running.
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
+            **options,
+        )
+
+
+def _is_loopback_address(address: str) -> bool:
+    """Whether `address` ("host:port", "[v6]:port" or a host) names this machine's loopback."""
+    if address.startswith("["):
+        host = address[1:].split("]", 1)[0]
+    elif address.count(":") == 1:
+        host = address.split(":", 1)[0]
+    else:
+        host = address  # a bare host, an IPv6 address, or "auto"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass
@@ -102,8 +192,10 @@ class RayBackend(Backend):
     Attributes:
       num_workers: number of worker actors.
       address: an existing Ray cluster to join (`"auto"` or `"host:6379"`); None
-        starts a local cluster, unless Ray is already initialised in this
-        process, whose cluster is then used.
+        starts a local cluster that listens on 127.0.0.1 only (see
+        `start_loopback_cluster`), unless Ray is already initialised in this
+        process, whose cluster is then used. A loopback address
+        (`"127.0.0.1:PORT"`) joins such a cluster from another process.
       max_staleness: drop estimates computed on a theta more than this many
         updates old. None: `num_workers`, so that with workers of equal speed
         (staleness `num_workers - 1`) nothing is dropped and a worker that fell
@@ -115,6 +207,13 @@ class RayBackend(Backend):
         with an error instead of replacing them forever (None: `10 * num_workers`).
       startup_timeout_s: how long to wait for the workers to start (importing JAX
         and building their estimator states) before failing with an error.
+      worker_silence_warn_s: when no worker has returned an estimate for this many
+        seconds, warn (a `RuntimeWarning` naming the silent workers and how long
+        each has been computing). An estimate includes the worker's compilation.
+      worker_silence_timeout_s: when no worker has returned an estimate for this
+        many seconds, stop with a `TimeoutError` (the workers are stopped; the last
+        checkpoint stays). Must be greater than `worker_silence_warn_s`; None waits
+        forever.
       worker_options: extra Ray actor options for every worker, for example
         `{"num_gpus": 1}` on GPU nodes, or `{"runtime_env": {"py_modules": [...]}}`
         to ship code the nodes do not have installed.
@@ -131,6 +230,8 @@ class RayBackend(Backend):
     cpus_per_worker: float = 1.0
     max_worker_failures: int | None = None
     startup_timeout_s: float = 600.0
+    worker_silence_warn_s: float = 300.0
+    worker_silence_timeout_s: float | None = 1800.0
     worker_options: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     checkpoint_name: ClassVar[str] = RAY_CHECKPOINT_NAME
@@ -147,7 +248,22 @@ class RayBackend(Backend):
             "startup_timeout_s": float(
                 check_positive(self.startup_timeout_s, owner, "startup_timeout_s")
             ),
+            "worker_silence_warn_s": float(
+                check_positive(self.worker_silence_warn_s, owner, "worker_silence_warn_s")
+            ),
         }
+        if self.worker_silence_timeout_s is not None:
+            timeout = float(
+                check_positive(self.worker_silence_timeout_s, owner, "worker_silence_timeout_s")
+            )
+            if timeout <= fields["worker_silence_warn_s"]:
+                raise ValueError(
+                    f"{owner}: worker_silence_timeout_s ({timeout:g} s) must be greater than "
+                    f"worker_silence_warn_s ({fields['worker_silence_warn_s']:g} s), so the "
+                    "warning comes before the stop; raise worker_silence_timeout_s or lower "
+                    "worker_silence_warn_s."
+                )
+            fields["worker_silence_timeout_s"] = timeout
         if self.max_staleness is not None:
             try:
                 fields["max_staleness"] = check_positive_int(
@@ -205,7 +321,10 @@ class RayBackend(Backend):
         Raises:
           RuntimeError: a worker fails to start, or workers die more than
             `max_worker_failures` times.
-          TimeoutError: the workers do not start within `startup_timeout_s`.
+          TimeoutError: the workers do not start within `startup_timeout_s`, or no
+            worker returns an estimate for `worker_silence_timeout_s`.
+          TypeError: the gradient estimators (their task family, datasets, learned
+            optimizer) cannot be pickled for the workers.
           ValueError: the checkpoint to resume from was written with another seed.
         """
         return self.start(learner, config, callback).run()
@@ -250,6 +369,9 @@ class RayRun:
         self._estimator_init_key: PRNGKey | None = None
         self._generations = [0] * backend.num_workers
         self._in_flight: dict[Any, tuple[int, int, PRNGKey]] = {}
+        # When each slot was handed its estimate, and when any worker last reported.
+        self._handed_out_at: dict[int, float] = {}
+        self._last_report = 0.0
 
     # -- cluster ------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -261,13 +383,19 @@ class RayRun:
             # Ray starts its daemons with fork+exec, which JAX's fork warning does not
             # distinguish from a bare fork; nothing runs JAX in the forked child.
             warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-            if backend.address is not None:
+            if backend.address is not None and _is_loopback_address(backend.address):
+                # A cluster on this machine's loopback (such as one lopt started): this
+                # driver's node address must be 127.0.0.1 too, or Ray looks for its node
+                # under the machine's outward address and waits forever.
+                with _node_on_loopback(ray):
+                    ray.init(address=backend.address)
+            elif backend.address is not None:
+                # Joining a cluster: how it listens is the cluster's own configuration.
                 ray.init(address=backend.address)
             else:
                 need = math.ceil(backend.num_workers * backend.cpus_per_worker)
                 num_cpus = backend.num_cpus or max(need, os.cpu_count() or 1)
-                # "local" starts a fresh cluster even where `ray start` left one running.
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+                start_loopback_cluster(ray, num_cpus)
         return True
 
     def _check_capacity(self) -> None:
@@ -321,7 +449,57 @@ class RayRun:
         k_worker, k_learner = estimate_keys(self.config.seed, self.estimates)
         ref = self.workers[slot].compute.remote(self._weights_ref, k_worker, False)
         self._in_flight[ref] = (slot, step, k_learner)
+        self._handed_out_at[slot] = time.monotonic()
         self.estimates += 1
+
+    def _next_report(self) -> Any:
+        """Waits for the next worker to return its estimate; returns that object ref.
+
+        Raises:
+          TimeoutError: no worker has reported for `worker_silence_timeout_s`.
+        """
+        ray, backend = self._ray, self.backend
+        warned = False
+        while True:
+            silent_s = time.monotonic() - self._last_report
+            deadline = backend.worker_silence_timeout_s if warned else backend.worker_silence_warn_s
+            timeout = None if deadline is None else max(deadline - silent_s, 0.0)
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
+            if ready:
+                self._last_report = time.monotonic()
+                return ready[0]
+            silent_s = time.monotonic() - self._last_report
+            if warned:
+                raise TimeoutError(
+                    f"No Ray worker has returned an estimate for {silent_s:.0f} s "
+                    f"({self._silent_workers()}), more than worker_silence_timeout_s="
+                    f"{backend.worker_silence_timeout_s:g}; the run stops. If estimates "
+                    "legitimately take this long (long unrolls, slow compilation), raise "
+                    "worker_silence_timeout_s (None waits forever); otherwise look for a "
+                    "hung worker in the Ray logs."
+                )
+            stop = (
+                "The run waits for them (worker_silence_timeout_s=None)."
+                if backend.worker_silence_timeout_s is None
+                else "The run stops after worker_silence_timeout_s="
+                f"{backend.worker_silence_timeout_s:g} s of silence."
+            )
+            warnings.warn(
+                f"No Ray worker has returned an estimate for {silent_s:.0f} s "
+                f"(worker_silence_warn_s={backend.worker_silence_warn_s:g}): "
+                f"{self._silent_workers()}. {stop}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            warned = True
+
+    def _silent_workers(self) -> str:
+        """The workers with an estimate in flight and how long each has had it."""
+        now = time.monotonic()
+        slots = sorted(slot for slot, _, _ in self._in_flight.values())
+        return ", ".join(
+            f"worker {slot} computing for {now - self._handed_out_at[slot]:.0f} s" for slot in slots
+        )
 
     def _replace(self, slot: int, exc: Any, step: int) -> None:
         """Starts a new worker in `slot` after its actor died (a `RayActorError`), or raises."""
@@ -411,7 +589,17 @@ class RayRun:
             **(backend.worker_options or {}),
         }
         self._actor = ray.remote(**options)(GradientWorker)
-        self._estimators_ref = ray.put(self.gradient_estimators)
+        try:
+            self._estimators_ref = ray.put(self.gradient_estimators)
+        except TypeError as exc:
+            raise TypeError(
+                "The gradient estimators cannot be sent to the Ray workers: Ray could not "
+                "pickle them (with their truncated step, task family, datasets and learned "
+                "optimizer). Datasets whose splits are generators, open files or locks "
+                "cannot cross processes: keep data in lopt_core.ArraySplit or "
+                "lopt_tasks.LazyArraySplit (with a module-level loader), or give the "
+                f"class __getstate__/__setstate__. Ray's report:\n{exc}"
+            ) from exc
         self._publish()
         self.workers = [
             self._start_worker(slot, saved_workers.get(str(slot)))
@@ -420,10 +608,18 @@ class RayRun:
         self._wait_for_workers()
         for slot in range(backend.num_workers):
             self._dispatch(slot, start)
+        self._last_report = time.monotonic()
 
-        with RunLoop(self.config, start, self._save, self.callback) as loop:
+        with RunLoop(
+            self.config,
+            start,
+            self._save,
+            self.callback,
+            theta_of=self.gradient_learner.get_meta_params,
+            start_state=self.state,
+        ) as loop:
             while loop.running:
-                [ref], _ = ray.wait(list(self._in_flight), num_returns=1)
+                ref = self._next_report()
                 t_ready = time.perf_counter()
                 slot, theta_step, k_learner = self._in_flight.pop(ref)
                 try:
