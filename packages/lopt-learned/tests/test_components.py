@@ -17,12 +17,16 @@ from lopt_core.testing import count_compiles
 from lopt_learned import (
     CATALOG,
     AdafacMLPLOpt,
+    Celo,
+    Celo2,
     HParamControllerLOPT,
+    HyperV2,
     LearnableAdam,
     LearnableSGD,
     LearnableSGDM,
     MetaSGDWD,
     MLPLOpt,
+    MuAdafacMLPLOpt,
     NNAdam,
     PerParamMLP,
     RNNMLPLOpt,
@@ -135,6 +139,11 @@ BAD_ARGUMENTS = [
     (RNNMLPLOpt, {"from_mlp_size": 0}, r"RNNMLPLOpt: from_mlp_size must be a positive integer"),
     (RNNMLPLOpt, {"decays": ()}, r"RNNMLPLOpt: decays must hold at least one decay"),
     (HParamControllerLOPT, {"hidden_size": 0}, r"HParamControllerLOPT: hidden_size must be a positive integer, got 0\."),
+    (MLPLOpt, {"step_bound": 0.0}, r"MLPLOpt: step_bound must be a finite number > 0\.0, got 0\.0"),
+    (Celo2, {"hidden_size": 1}, r"Celo2: hidden_size must be >= 2 \(two units carry the initial Adam direction\), got 1"),
+    (Celo, {"learning_rate": 0.0}, r"Celo: learning_rate must be a finite number > 0\.0, got 0\.0"),
+    (MuAdafacMLPLOpt, {"base_fan_in": 0}, r"MuAdafacMLPLOpt: base_fan_in must be a positive integer, got 0"),
+    (HyperV2, {"param_inits": 0}, r"HyperV2: param_inits must be a positive integer, got 0"),
 ]  # fmt: skip
 
 
@@ -164,7 +173,9 @@ def test_every_architecture_refuses_a_bad_argument():
 
 def test_reprs_show_the_configuration_and_not_theta():
     lopt = MLPLOpt()
-    assert repr(lopt) == "MLPLOpt(exp_mult=0.001, step_mult=0.001, hidden_size=32, hidden_layers=2)"
+    assert repr(lopt) == (
+        "MLPLOpt(exp_mult=0.001, step_mult=0.001, hidden_size=32, hidden_layers=2, step_bound=None)"
+    )
     assert repr(LearnableSGD(0.1)) == "LearnableSGD(initial_learning_rate=0.1)"
     theta = lopt.init(jax.random.PRNGKey(0))
     opt = lopt.opt_fn(theta)
@@ -190,7 +201,8 @@ def test_a_loaded_learned_optimizer_prints_compactly(tmp_path):
     text = repr(load_learned_optimizer(tmp_path / "t.lopt"))
     assert text == (
         "LoadedLearnedOptimizer(lopt=MLPLOpt(exp_mult=0.001, step_mult=0.001, hidden_size=8, "
-        "hidden_layers=2), theta: 250 floats, metadata: {lopt_version, producer, step})"
+        "hidden_layers=2, step_bound=None), theta: 250 floats, metadata: {lopt_version, "
+        "producer, step})"
     )
 
 

@@ -14,7 +14,8 @@ from lopt_core.testing import check_learned_optimizer
 from lopt_learned import CATALOG
 
 PLUGIN = "lopt-learned"
-NEEDS_LOSS = {"RNNMLPLOpt", "HParamControllerLOPT"}
+NEEDS_LOSS = {"RNNMLPLOpt", "HParamControllerLOPT", "HyperV2"}
+NEEDS_HORIZON = {"Celo", "HyperV2"}  # opt.init(params, num_steps=N) is required
 
 
 def registered_names() -> list[str]:
@@ -32,12 +33,16 @@ def test_the_registry_holds_exactly_the_catalog():
 def test_every_architecture_is_registered():
     assert registered_names() == [
         "AdafacMLPLOpt",
+        "Celo",
+        "Celo2",
         "HParamControllerLOPT",
+        "HyperV2",
         "LearnableAdam",
         "LearnableSGD",
         "LearnableSGDM",
         "MLPLOpt",
         "MetaSGDWD",
+        "MuAdafacMLPLOpt",
         "NNAdam",
         "PerParamMLP",
         "RNNMLPLOpt",
@@ -92,7 +97,7 @@ def test_missing_loss_is_a_clear_error(name):
     lopt = lopt_core.get_learned_optimizer(name)
     opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
     assert opt.needs_loss is True
-    state = opt.init({"w": jnp.ones(3)})
+    state = opt.init({"w": jnp.ones(3)}, num_steps=10)
     with pytest.raises(
         ValueError, match=rf"{name} needs the loss at every step \(needs_loss=True\)"
     ):
@@ -104,8 +109,24 @@ def test_loss_is_optional_elsewhere(name):
     lopt = lopt_core.get_learned_optimizer(name)
     opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
     assert getattr(opt, "needs_loss", False) is False
-    state = opt.update(opt.init({"w": jnp.ones(3)}), {"w": jnp.ones(3)})
+    state = opt.update(opt.init({"w": jnp.ones(3)}, num_steps=10), {"w": jnp.ones(3)})
     assert np.all(np.isfinite(np.asarray(opt.get_params(state)["w"])))
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_HORIZON))
+def test_a_missing_horizon_is_a_clear_error(name):
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+    with pytest.raises(ValueError, match=r"num_steps"):
+        opt.init({"w": jnp.ones(3)})
+
+
+@pytest.mark.parametrize("name", sorted(set(registered_names()) - NEEDS_HORIZON))
+def test_the_horizon_is_optional_elsewhere(name):
+    lopt = lopt_core.get_learned_optimizer(name)
+    opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
+    state = opt.update(opt.init({"w": jnp.ones(3)}), {"w": jnp.ones(3)}, loss=1.0)
+    assert int(state.iteration) == 1
 
 
 def test_wrong_grads_and_wrong_theta_are_clear_errors():
@@ -127,7 +148,7 @@ def test_grads_of_another_shape_are_refused(name):
     """A gradient that would broadcast against its parameter must not reshape the params."""
     lopt = lopt_core.get_learned_optimizer(name)
     opt = lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
-    state = opt.init({"w": jnp.ones((3, 1))})
+    state = opt.init({"w": jnp.ones((3, 1))}, num_steps=10)
     with pytest.raises(
         ValueError,
         match=rf"{name}: the gradients do not match .* has shape \(3,\), expected \(3, 1\)",

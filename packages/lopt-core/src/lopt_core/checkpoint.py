@@ -56,11 +56,15 @@ __all__ = [
     "MAX_DEPTH",
     "Checkpoint",
     "CheckpointError",
+    "check_tree",
     "config_of",
+    "leaf_kind",
     "load",
     "load_metadata",
     "metadata_value",
+    "read_file",
     "save",
+    "unpack",
 ]
 
 T = TypeVar("T")
@@ -234,8 +238,13 @@ def _check_size(where: str, size: int, max_bytes: int) -> None:
         )
 
 
-def _read_bytes(path: Path, max_bytes: int) -> memoryview:
-    """The file's bytes, after checking it is a regular file of at most `max_bytes`."""
+def read_file(path: Path, max_bytes: int) -> memoryview:
+    """The file's bytes, after checking it is a regular file of at most `max_bytes`.
+
+    Raises:
+      CheckpointError: the file is missing, not a regular file (a FIFO, a device, a
+        folder), or larger than `max_bytes`.
+    """
     where = repr(str(path))
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < _HEADER:
         raise ValueError(f"max_bytes must be an int >= {_HEADER}, got {max_bytes!r}.")
@@ -343,7 +352,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return _Refused(f"a msgpack extension of type {code}, not an array")
 
 
-def _leaf_kind(value: Any) -> str:
+def leaf_kind(value: Any) -> str:
     """What `value` is, in words, for a message."""
     if isinstance(value, _Refused):
         return value.reason
@@ -377,7 +386,7 @@ def _unchunk(node: dict[str, Any], where: str, path: str) -> np.ndarray:
     chunks = [chunks_d[str(i)] for i in range(len(chunks_d))]
     for i, chunk in enumerate(chunks):
         if not isinstance(chunk, np.ndarray) or chunk.ndim != 1:
-            raise bad(f"chunk {i} is {_leaf_kind(chunk)} (expected a 1-D array)")
+            raise bad(f"chunk {i} is {leaf_kind(chunk)} (expected a 1-D array)")
         if chunk.dtype != chunks[0].dtype:
             raise bad(f"chunk {i} is {chunk.dtype}, chunk 0 {chunks[0].dtype}")
     held = sum(c.size for c in chunks)
@@ -388,8 +397,12 @@ def _unchunk(node: dict[str, Any], where: str, path: str) -> np.ndarray:
     return np.concatenate(chunks).reshape(shape)
 
 
-def _check_tree(node: Any, where: str, path: tuple[str, ...] = ()) -> Any:
-    """`node` with its chunked arrays joined, or a CheckpointError naming a bad leaf."""
+def check_tree(node: Any, where: str, path: tuple[str, ...] = ()) -> Any:
+    """`node` with its chunked arrays joined, or a CheckpointError naming a bad leaf.
+
+    Every leaf must be an array of `ALLOWED_DTYPES` or None, nested at most
+    `MAX_DEPTH` levels.
+    """
     here = _keystr(path)
     if len(path) > MAX_DEPTH:
         raise CheckpointError(
@@ -403,12 +416,12 @@ def _check_tree(node: Any, where: str, path: tuple[str, ...] = ()) -> Any:
         if node.get(_CHUNKED) is True:
             return _unchunk(node, where, here)
         for key, value in node.items():
-            node[key] = _check_tree(value, where, (*path, key))
+            node[key] = check_tree(value, where, (*path, key))
         return node
     if node is None or isinstance(node, (np.ndarray, np.generic)):
         return node  # built by _ext_hook, so of an allowed dtype
     raise CheckpointError(
-        f"{where}: the leaf {here} is {_leaf_kind(node)}; a checkpoint tree holds only "
+        f"{where}: the leaf {here} is {leaf_kind(node)}; a checkpoint tree holds only "
         f"dicts, None and arrays of {_ALLOWED_TEXT} (lopt_core.checkpoint.ALLOWED_DTYPES). "
         "The file was not written by lopt_core.save, or was edited."
     )
@@ -429,10 +442,26 @@ def _check_json_depth(value: Any, where: str) -> None:
             stack.extend((v, depth + 1) for v in item)
 
 
-def _decode(payload: memoryview, where: str) -> Checkpoint:
-    malformed = "the file was not written by lopt_core.save, or was edited"
+def unpack(payload: memoryview, where: str, hint: str) -> Any:
+    """Decodes a flax msgpack document without trusting it.
+
+    msgpack's own limits (no list longer than 64 items: msgpack reserves a list's
+    declared length before reading it; no map, string or binary longer than the
+    payload) and an extension hook that builds an array only once its shape times
+    its item size equals the bytes it holds. Nothing is allocated beyond a small
+    factor of the payload's size.
+
+    Args:
+      payload: the bytes.
+      where: how messages name the file.
+      hint: what the message adds when the bytes are not valid msgpack.
+
+    Raises:
+      CheckpointError: the payload is not a valid msgpack document, or holds an
+        extension that is not a well-formed array.
+    """
     try:
-        doc = msgpack.unpackb(
+        return msgpack.unpackb(
             payload,
             raw=False,
             strict_map_key=True,
@@ -445,11 +474,18 @@ def _decode(payload: memoryview, where: str) -> Checkpoint:
             max_bin_len=len(payload),
             max_ext_len=len(payload),
         )
+    except CheckpointError:
+        raise
     except Exception as exc:  # msgpack's errors are ValueErrors of several kinds
         raise CheckpointError(
             f"{where}: its payload is not a valid msgpack document "
-            f"({type(exc).__name__}: {str(exc)[:200]}); {malformed}."
+            f"({type(exc).__name__}: {str(exc)[:200]}); {hint}."
         ) from exc
+
+
+def _decode(payload: memoryview, where: str) -> Checkpoint:
+    malformed = "the file was not written by lopt_core.save, or was edited"
+    doc = unpack(payload, where, malformed)
     if not isinstance(doc, dict) or set(doc) != {"metadata", "tree"}:
         got = sorted(map(str, doc))[:8] if isinstance(doc, dict) else type(doc).__name__
         raise CheckpointError(
@@ -458,7 +494,7 @@ def _decode(payload: memoryview, where: str) -> Checkpoint:
     meta_json = doc["metadata"]
     if not isinstance(meta_json, str):
         raise CheckpointError(
-            f"{where}: its metadata is {_leaf_kind(meta_json)}, not a JSON string; {malformed}."
+            f"{where}: its metadata is {leaf_kind(meta_json)}, not a JSON string; {malformed}."
         )
     try:
         metadata = json.loads(meta_json)
@@ -476,12 +512,12 @@ def _decode(payload: memoryview, where: str) -> Checkpoint:
             f"{type(metadata).__name__}; {malformed}."
         )
     _check_json_depth(metadata, where)
-    return Checkpoint(_check_tree(doc["tree"], where), metadata)
+    return Checkpoint(check_tree(doc["tree"], where), metadata)
 
 
 def _read(path: Path, max_bytes: int) -> Checkpoint:
     where = repr(str(path))
-    data = _read_bytes(path, max_bytes)
+    data = read_file(path, max_bytes)
     if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:
         raise CheckpointError(
             f"{where} is not a lopt checkpoint (bad header); it may be truncated or "

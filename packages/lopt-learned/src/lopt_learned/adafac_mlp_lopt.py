@@ -24,6 +24,7 @@ from lopt_learned._common import (
 )
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
+from lopt_learned.mlp_lopt import bounded_step, check_step_bound
 
 
 def factored_dims(shape: tuple[int, ...]) -> tuple[int, int] | None:
@@ -128,6 +129,45 @@ def _factored_features(
     return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
 
 
+def factored_tensors(
+    layout: Layout,
+    g: jax.Array,
+    m: jax.Array,
+    state: Any,
+    decay: jax.Array,
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array], list[jax.Array]]:
+    """`_factored_features` for every tensor of `layout`.
+
+    Args:
+      layout: the params' flat layout.
+      g: the flat gradient `(total,)`.
+      m: the flat momenta `(k, total)`.
+      state: holds the per-tensor `fac_rows`, `fac_cols` and `fac_diag` lists.
+      decay: `(k,)` decays.
+
+    Returns:
+      `(rows, cols, diag, features)`: the updated accumulators of each tensor and
+      its `(6k, size)` factored features.
+    """
+    k = m.shape[0]
+    rows, cols, diag, feats = [], [], [], []
+    pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
+    for i, (off, size, shape, gl) in enumerate(pieces):
+        r, c, d, fac = _factored_features(
+            gl,
+            jnp.reshape(m[:, off : off + size], (k, *shape)),
+            state.fac_rows[i],
+            state.fac_cols[i],
+            state.fac_diag[i],
+            decay,
+        )
+        rows.append(r)
+        cols.append(c)
+        diag.append(d)
+        feats.append(jnp.reshape(fac, (fac.shape[0], size)))
+    return rows, cols, diag, feats
+
+
 @CATALOG.learned_optimizer("AdafacMLPLOpt", "per-parameter MLP on Adafactor-style features")
 @lopt_core.declare
 class AdafacMLPLOpt(LearnedArchitecture):
@@ -140,7 +180,14 @@ class AdafacMLPLOpt(LearnedArchitecture):
     and column accumulators, their inverse roots, the factored-preconditioned
     momentum; tensors of rank < 2 use an unfactored accumulator instead). Eleven
     `tanh(t / tau - 1)` time features follow. An MLP 39 -> 4 -> 4 -> 2 gives
-    `p -= direction * exp(magnitude * exp_mult) * step_mult`.
+    `p -= direction * exp(magnitude * exp_mult) * step_mult`. That step is
+    unbounded (untrained, it reaches 200x the initial loss of a small MLP within
+    5,000 steps); `step_bound`, off by default, bounds it (`bounded_step`).
+
+    State: 4 floats per parameter (3 momenta and the second moment), plus per
+    tensor of rank >= 2 three factored row and column accumulators
+    (`3 * (rows + cols)` floats for a matrix), or for a tensor of rank < 2 three
+    unfactored accumulators (7 floats per parameter there).
 
     theta: `{"momentum_decays" (3,), "rms_decays" (1,), "adafactor_decays" (3,),
     "nn": {"~": {"w0", "b0", "w1", "b1", "w2", "b2"}}}`. The decays are offsets
@@ -173,6 +220,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
     initial_momentum_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
     initial_rms_decays: tuple[float, ...] = (0.999,)
     initial_adafactor_decays: tuple[float, ...] = (0.9, 0.99, 0.999)
+    step_bound: float | None = None
     state_class = AdafacMLPLOptState
 
     def __post_init__(self) -> None:
@@ -192,6 +240,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
                 length=len(momentum),
             ),
         )
+        check_step_bound(self)
 
     @property
     def num_features(self) -> int:
@@ -257,6 +306,10 @@ class AdafacMLPLOpt(LearnedArchitecture):
             "fac_diag": tuple(diag),
         }
 
+    def _scale_step(self, step: jax.Array, state: AdafacMLPLOptState, layout: Layout) -> jax.Array:
+        """The step `(total,)` as applied; here unchanged (MuAdafacMLPLOpt scales it)."""
+        return step
+
     def step(
         self, theta: MetaParams, state: AdafacMLPLOptState, inputs: StepInputs
     ) -> AdafacMLPLOptState:
@@ -267,27 +320,15 @@ class AdafacMLPLOpt(LearnedArchitecture):
         mom_d, rms_d = mom_d[:, None], rms_d[:, None]
         m = state.momenta * mom_d + (1.0 - mom_d) * g[None]
         rms = state.rms * rms_d + (1.0 - rms_d) * jnp.square(g)[None]
-        k = m.shape[0]
         rsqrt = jax.lax.rsqrt(rms + 1e-6)
         nn = theta["nn"]["~"]
         layers = [(nn[f"w{i}"], nn[f"b{i}"]) for i in range(self.hidden_layers + 1)]
         w0, b0 = layers[0]
         n_norm = w0.shape[0] - len(TIMESCALES)
-        rows, cols, diag, hidden = [], [], [], []
-        pieces = zip(layout.offsets, layout.sizes, layout.shapes, layout.split(g))
-        for i, (off, size, shape, gl) in enumerate(pieces):
+        rows, cols, diag, facs = factored_tensors(layout, g, m, state, fac_d)
+        hidden = []
+        for off, size, fac in zip(layout.offsets, layout.sizes, facs):
             span = slice(off, off + size)
-            r, c, d, fac = _factored_features(
-                gl,
-                jnp.reshape(m[:, span], (k, *shape)),
-                state.fac_rows[i],
-                state.fac_cols[i],
-                state.fac_diag[i],
-                fac_d,
-            )
-            rows.append(r)
-            cols.append(c)
-            diag.append(d)
             ml, rl, rs = m[:, span], rms[:, span], rsqrt[:, span]
             x = jnp.concatenate(
                 [
@@ -297,7 +338,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
                     rl,
                     ml * rs,
                     rs,
-                    jnp.reshape(fac, (fac.shape[0], size)),
+                    fac,
                 ],
                 0,
             )
@@ -312,6 +353,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
         h = h + time_bias[:, None]
         out = mlp_apply(layers[1:], jax.nn.relu(h)) if len(layers) > 1 else h
         step = out[0] * jnp.exp(out[1] * self.exp_mult) * self.step_mult
+        step = self._scale_step(bounded_step(step, g, self.step_bound), state, layout)
         return state.replace(
             params=layout.unflatten(p - step),
             momenta=m,

