@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import lopt_core
 from lopt_core.typing import MetaParams, Params, PRNGKey
@@ -39,7 +40,9 @@ def _log(x: Any) -> jax.Array:
 
 
 def _log_one_minus(x: float) -> jax.Array:
-    return jnp.log(1.0 - jnp.asarray(x, F32))
+    # In float64, then cast, as the reference computes it: log(1 - 0.999) in float32
+    # is -6.9077682, because 1 - 0.999 rounds to 0.00100004673 there.
+    return jnp.asarray(np.log1p(-np.float64(x)), F32)
 
 
 def _from_log_one_minus(x: jax.Array) -> jax.Array:

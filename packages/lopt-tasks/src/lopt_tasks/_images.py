@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -29,6 +30,28 @@ def as_image_size(image_size: int | Sequence[int] | None, owner: str) -> tuple[i
         )
     h, w = (check_positive_int(s, owner, "image_size") for s in image_size)
     return (h, w)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Bilinear resize of `(N, H, W, C)` images without antialiasing, as the reference does.
+
+    Half-pixel centres (output pixel i samples input position `(i + 0.5) * H / H' - 0.5`)
+    and no low-pass filter when shrinking: `jax.image.resize(..., "linear")` would
+    antialias, which changes what a shrunk image holds (on 28x28 images shrunk to 8x8,
+    pixel std 0.057 instead of 0.179).
+    """
+    h, w = x.shape[1:3]
+    scale = jnp.asarray([size[0] / h, size[1] / w], jnp.float32)
+    return jax.image.scale_and_translate(
+        x,
+        (x.shape[0], *size, x.shape[-1]),
+        spatial_dims=(1, 2),
+        scale=scale,
+        translation=jnp.zeros(2, jnp.float32),
+        method="linear",
+        antialias=False,
+    )
 
 
 @jax.jit
@@ -63,7 +86,7 @@ def prepare_images(
         if black_and_white and x.shape[-1] != 1:
             x = _to_gray(x)
         if image_size is not None and tuple(x.shape[1:3]) != tuple(image_size):
-            x = jax.image.resize(x, (x.shape[0], *image_size, x.shape[-1]), method="linear")
+            x = _bilinear(x, image_size)
         out.append(np.asarray(jnp.clip(x, 0.0, 1.0)))
     if not out:
         h, w = image_size or images.shape[1:3]
