@@ -23,7 +23,8 @@ def test_single_task_training_curves_keys_and_falling_loss():
         eval_batches=2,
         last_eval_batches=4,
     )
-    assert out["train/loss"].shape == (30,) and list(out["train/xs"]) == list(range(30))
+    # As the reference: num_steps + 1 training steps, the last after the last evaluation.
+    assert out["train/loss"].shape == (31,) and list(out["train/xs"]) == list(range(31))
     assert list(out["eval/xs"]) == [0, 10, 20, 30]
     for s in ("train", "outer_valid", "test"):
         assert out[f"eval/{s}/loss"].shape == (4,)

@@ -89,8 +89,14 @@ def single_task_training_curves(
       last_eval_batches: batches for the final evaluation.
       eval_task: task used for evaluation; `task` by default.
 
+    As in the reference, the loop runs `num_steps + 1` training steps: steps 0 ...
+    num_steps, each after the evaluation due at it (every `eval_every`, and at
+    `num_steps` with `last_eval_batches`). So the evaluations see the params after
+    0, `eval_every`, ..., `num_steps` updates, and `train/loss` holds the loss of
+    every step, the one after the last evaluation included.
+
     Returns:
-      `train/xs`, `train/loss` (num_steps,), `eval/xs`, and per split in train,
+      `train/xs` (0 ... num_steps), `train/loss` (num_steps + 1,), `eval/xs`, and per split in train,
       outer_valid, test: `eval/<split>/loss`, `eval/<split>/loss_normalized` and
       `eval/<split>/<aux>`; plus `eval/eval_batches` and `eval/last_eval_batches`.
     """
@@ -141,19 +147,20 @@ def single_task_training_curves(
     step = 0
     while True:
         key, k_eval, k_train = jax.random.split(key, 3)
-        if step == num_steps:
-            run_eval(step, last_eval_batches, k_eval)
-            break
-        run_eval(step, eval_batches, k_eval)
-        n = min(eval_every, num_steps - step)
+        last = step == num_steps
+        run_eval(step, last_eval_batches if last else eval_batches, k_eval)
+        # As the reference: a training step follows every evaluation, the last one too.
+        n = 1 if last else min(eval_every, num_steps - step)
         datas = None if keyed or ds is None else host_batches(ds, "train", (n,))
         opt_state, losses = train_chunk(opt_state, k_train, datas, n)
         train_losses.append(np.asarray(losses))
+        if last:
+            break
         step += n
 
     out: dict[str, np.ndarray] = {
-        "train/xs": np.arange(num_steps),
-        "train/loss": np.concatenate(train_losses) if train_losses else np.zeros((0,)),
+        "train/xs": np.arange(num_steps + 1),
+        "train/loss": np.concatenate(train_losses),
         "eval/xs": np.asarray(eval_xs),
         "eval/last_eval_batches": np.asarray(last_eval_batches),
         "eval/eval_batches": np.asarray(eval_batches),

@@ -77,7 +77,18 @@ class FullUnroll:
                 f"lopt_core.TruncationSchedule, got {type(sched).__name__}."
             )
         super().__post_init__()  # type: ignore[misc]
-        self.length  # noqa: B018 (a schedule without a static length fails here, not later)
+        length = self.length  # a schedule without a static length fails here, not later
+        inner = getattr(self.truncated_step, "trunc_sched", None)
+        inner_max = getattr(inner, "max_length", None)
+        if inner_max is not None and inner_max < length:
+            raise ValueError(
+                f"{type(self).__name__}: the truncated step's schedule "
+                f"({type(inner).__name__}) ends its tasks after at most {inner_max} inner "
+                f"steps, inside this estimator's full unroll of {length}, so tasks would be "
+                "reset in the middle of it. Give the truncated step a schedule of at least "
+                f"{length} steps (e.g. ConstantTruncationSchedule({length})), or a full "
+                f"unroll of at most {inner_max} (unroll_length={inner_max})."
+            )
 
     @functools.cached_property
     def length(self) -> int:

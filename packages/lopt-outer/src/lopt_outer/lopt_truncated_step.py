@@ -383,7 +383,12 @@ class _LOptTruncatedStep(TruncatedStep):
         # One split for every key of every task: each random call site costs compile time.
         flat = jax.random.split(key, self.num_tasks * _NUM_KEYS)
         keys = per_copy(flat.reshape((self.num_tasks, _NUM_KEYS, *flat.shape[1:])))
-        if data is None and self.keyed:
+        evaluate_meta = self.meta_loss_split is not None
+        if self.datasets is None:
+            # A family without data: a meta-loss split means the loss of the updated
+            # params (on no data), as the reference computes it.
+            tr_data = meta_data = None
+        elif data is None and self.keyed:
             tr_data = self._sample_batches("train", keys[:, _K_DATA])
             if self.meta_loss_split in (None, "same_data"):
                 meta_data = tr_data if self.meta_loss_split == "same_data" else None
@@ -400,7 +405,7 @@ class _LOptTruncatedStep(TruncatedStep):
         next_state, ys = self._step_all(
             theta, theta_axis, keys, unroll_state, tr_data, outer_state, override_num_steps
         )
-        if meta_data is not None:
+        if evaluate_meta:
             losses = self._losses(theta, theta_axis, next_state, keys[:, _K_META_LOSS], meta_data)
             ys = ys.replace(loss=jnp.where(ys.mask, losses, 0.0))
         ys = ys.replace(loss=self._normalize(ys.loss, unroll_state.task_param))

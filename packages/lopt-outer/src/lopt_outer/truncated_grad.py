@@ -101,10 +101,20 @@ class TruncatedGrad(UnrollEstimator):
 
     Args:
       truncated_step: the vectorised inner-training step.
-      unroll_length: inner steps per estimate (one jitted call).
+      unroll_length: inner steps per estimate.
+      steps_per_jit: the unroll runs as `unroll_length // steps_per_jit` chunks, each
+        with its own key (`fold_in(key, chunk)`), as in the reference. The gradient
+        flows through every chunk, so the whole estimate stays one jitted call (it
+        cannot be split into separately compiled calls without cutting the
+        backpropagation); None: one chunk. Must divide `unroll_length`.
     """
 
     unroll_length: int = 20
+    steps_per_jit: int | None = None
+
+    @property
+    def _chunked(self) -> bool:
+        return False  # one jitted call whatever steps_per_jit says (see the docstring)
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
         return self.truncated_step.init_step_state(theta, outer_state, key, False)
@@ -112,9 +122,21 @@ class TruncatedGrad(UnrollEstimator):
     def _whole(self, theta, key, state, datas, outer_state, extra):
         step = self.truncated_step
 
+        per_jit = self.steps_per_jit or self.length
+        chunks = self.length // per_jit
+
         def per_task(thetas: Any) -> tuple[jax.Array, tuple[Any, Any]]:
-            end, ys = truncated_unroll(
-                step, thetas, state, key, datas, outer_state, self.length, True
+            end, outs = state, []
+            for i in range(chunks):
+                k = key if chunks == 1 else jax.random.fold_in(key, i)
+                span = slice(i * per_jit, (i + 1) * per_jit)
+                part = jax.tree_util.tree_map(lambda d, span=span: d[span], datas)
+                end, ys = truncated_unroll(step, thetas, end, k, part, outer_state, per_jit, True)
+                outs.append(ys)
+            ys = (
+                outs[0]
+                if chunks == 1
+                else jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
             )
             return _task_losses(ys), (end, ys)
 
