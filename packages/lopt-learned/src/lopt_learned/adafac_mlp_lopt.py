@@ -129,6 +129,30 @@ def _factored_features(
     return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
 
 
+def zero_factored(
+    layout: Layout, k: int
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+    """Zero factored accumulators `(rows, cols, diag)` of every tensor, `k` decays each.
+
+    A matrix-like tensor keeps row and column accumulators (its `diag` is empty); a
+    tensor of rank < 2 keeps a full `diag` (its rows and columns are empty).
+    """
+    rows, cols, diag = [], [], []
+    empty = jnp.zeros((k, 0), F32)
+    for shape in layout.shapes:
+        dims = factored_dims(shape)
+        if dims is None:
+            rows.append(empty)
+            cols.append(empty)
+            diag.append(jnp.zeros((k, *shape), F32))
+        else:
+            d1, d0 = dims
+            rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
+            cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
+            diag.append(empty)
+    return rows, cols, diag
+
+
 def factored_tensors(
     layout: Layout,
     g: jax.Array,
@@ -285,19 +309,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
     ) -> dict[str, Any]:
         """Zero accumulators."""
         k = len(self.initial_adafactor_decays)
-        rows, cols, diag = [], [], []
-        empty = jnp.zeros((k, 0), F32)
-        for shape in layout.shapes:
-            dims = factored_dims(shape)
-            if dims is None:
-                rows.append(empty)
-                cols.append(empty)
-                diag.append(jnp.zeros((k, *shape), F32))
-            else:
-                d1, d0 = dims
-                rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
-                cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
-                diag.append(empty)
+        rows, cols, diag = zero_factored(layout, k)
         return {
             "momenta": jnp.zeros((len(self.initial_momentum_decays), layout.total), F32),
             "rms": jnp.zeros((len(self.initial_rms_decays), layout.total), F32),

@@ -35,7 +35,7 @@ from lopt_learned import _lstm as lstm
 from lopt_learned._common import F32, Layout, check_decays, jitted_init, set_fields
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
-from lopt_learned.adafac_mlp_lopt import factored_dims, factored_tensors
+from lopt_learned.adafac_mlp_lopt import factored_dims, factored_tensors, zero_factored
 from lopt_learned.mlp_lopt import bounded_step, check_step_bound
 
 FRACTION_TIMESCALES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
@@ -331,19 +331,7 @@ class HyperV2(LearnedArchitecture):
         if not is_traced(num_steps):
             check_positive_int(num_steps, "HyperV2", "num_steps")
         k = len(self.initial_adafactor_decays)
-        rows, cols, diag = [], [], []
-        empty = jnp.zeros((k, 0), F32)
-        for shape in layout.shapes:
-            dims = factored_dims(shape)
-            if dims is None:
-                rows.append(empty)
-                cols.append(empty)
-                diag.append(jnp.zeros((k, *shape), F32))
-            else:
-                d1, d0 = dims
-                rows.append(jnp.zeros((k, *np.delete(shape, d0)), F32))
-                cols.append(jnp.zeros((k, *np.delete(shape, d1)), F32))
-                diag.append(empty)
+        rows, cols, diag = zero_factored(layout, k)
         horizon = 10 if self.bugged_loss_features else num_steps
         return {
             "momenta": jnp.zeros((len(self.initial_momentum_decays), layout.total), F32),
