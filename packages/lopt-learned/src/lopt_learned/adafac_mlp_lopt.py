@@ -129,6 +129,27 @@ def _factored_features(
     return v_row, v_col, v_diag, jnp.concatenate(feats, 0)
 
 
+def checked_decays(lopt: Any, owner: str) -> dict[str, tuple[float, ...]]:
+    """The three decay fields of an Adafactor-featured architecture, validated.
+
+    `initial_momentum_decays` (at least one), `initial_rms_decays` (exactly one) and
+    `initial_adafactor_decays` (one per momentum decay), for `set_fields`.
+    """
+    momentum = check_decays(lopt.initial_momentum_decays, owner, "initial_momentum_decays")
+    return {
+        "initial_momentum_decays": momentum,
+        "initial_rms_decays": check_decays(
+            lopt.initial_rms_decays, owner, "initial_rms_decays", length=1
+        ),
+        "initial_adafactor_decays": check_decays(
+            lopt.initial_adafactor_decays,
+            owner,
+            "initial_adafactor_decays",
+            length=len(momentum),
+        ),
+    }
+
+
 def zero_factored(
     layout: Layout, k: int
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
@@ -250,20 +271,7 @@ class AdafacMLPLOpt(LearnedArchitecture):
     def __post_init__(self) -> None:
         owner = "AdafacMLPLOpt"
         check_step_and_mlp(self)
-        momentum = check_decays(self.initial_momentum_decays, owner, "initial_momentum_decays")
-        set_fields(
-            self,
-            initial_momentum_decays=momentum,
-            initial_rms_decays=check_decays(
-                self.initial_rms_decays, owner, "initial_rms_decays", length=1
-            ),
-            initial_adafactor_decays=check_decays(
-                self.initial_adafactor_decays,
-                owner,
-                "initial_adafactor_decays",
-                length=len(momentum),
-            ),
-        )
+        set_fields(self, **checked_decays(self, owner))
         check_step_bound(self)
 
     @property

@@ -32,10 +32,15 @@ from lopt_core.validation import (
     is_traced,
 )
 from lopt_learned import _lstm as lstm
-from lopt_learned._common import F32, Layout, check_decays, jitted_init, set_fields
+from lopt_learned._common import F32, Layout, jitted_init, set_fields
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
-from lopt_learned.adafac_mlp_lopt import factored_dims, factored_tensors, zero_factored
+from lopt_learned.adafac_mlp_lopt import (
+    checked_decays,
+    factored_dims,
+    factored_tensors,
+    zero_factored,
+)
 from lopt_learned.mlp_lopt import bounded_step, check_step_bound
 
 FRACTION_TIMESCALES = (0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.1)
@@ -232,7 +237,6 @@ class HyperV2(LearnedArchitecture):
         check_nonnegative(self.exp_mult, owner, "exp_mult")
         check_positive(self.step_mult, owner, "step_mult")
         check_step_bound(self)
-        momentum = check_decays(self.initial_momentum_decays, owner, "initial_momentum_decays")
         for flag in ("bugged_loss_features", "bugged_next_lstm_state"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(
@@ -246,16 +250,7 @@ class HyperV2(LearnedArchitecture):
                 self.ff_hidden_layers, owner, "ff_hidden_layers", minimum=0
             ),
             param_inits=check_positive_int(self.param_inits, owner, "param_inits"),
-            initial_momentum_decays=momentum,
-            initial_rms_decays=check_decays(
-                self.initial_rms_decays, owner, "initial_rms_decays", length=1
-            ),
-            initial_adafactor_decays=check_decays(
-                self.initial_adafactor_decays,
-                owner,
-                "initial_adafactor_decays",
-                length=len(momentum),
-            ),
+            **checked_decays(self, owner),
         )
 
     @property
