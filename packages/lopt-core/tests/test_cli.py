@@ -1,3 +1,5 @@
+import pytest
+
 import lopt_core
 from lopt_core import cli
 from lopt_core.registry import REGISTRY
@@ -19,7 +21,13 @@ class _Plug:
         register("hello", setup, "Says hello.")
 
 
-REGISTRY.add_plugin(_Plug, "cli-test-plugin", "0.0.1")
+@pytest.fixture(autouse=True)
+def _plugin():
+    """Each test sees the plugin, whatever other test files did to the registry before."""
+    REGISTRY.add_plugin(_Plug, "cli-test-plugin", "0.0.1")
+    yield
+    REGISTRY._extra_plugins[:] = [p for p in REGISTRY._extra_plugins if p[0] is not _Plug]
+    REGISTRY.reload()
 
 
 def test_list_shows_name_kind_plugin_and_description(capsys):

@@ -4,117 +4,79 @@ Example:
   >>> import lopt_core
   >>> lopt_core.list_tasks()  # every task that installed plugins register
   [...]
+
+Names load lazily (`lopt_core.lazy`): `import lopt_core` and the registry do not
+import JAX; `lopt_core.Task`, `lopt_core.save` and the other names that need it
+import it on first use.
 """
 
-from lopt_core import checkpoint, component, testing, tree_utils, typing, validation
-from lopt_core.checkpoint import Checkpoint, CheckpointError, load, load_metadata, save
-from lopt_core.component import ConfigError, config_of, renamed_arguments
-from lopt_core.component import component as declare
-from lopt_core.datasets import SPLITS, ArraySplit, Datasets
-from lopt_core.hookspecs import hookimpl, hookspec
-from lopt_core.interface import Interface
-from lopt_core.optimizers import LearnedOptimizer, Optimizer
-from lopt_core.outer import (
-    GradientEstimator,
-    GradientEstimatorOut,
-    OuterState,
-    TruncatedStep,
-    TruncatedUnrollOut,
-    TruncationSchedule,
-    WorkerWeights,
-)
-from lopt_core.registry import (
-    REGISTRY,
-    Catalog,
-    DuplicateComponentError,
-    Entry,
-    Kind,
-    PluginWarning,
-    Registry,
-    UnknownComponentError,
-    get_learned_optimizer,
-    get_metric_writer,
-    get_optimizer,
-    get_outer_trainer,
-    get_task,
-    get_task_family,
-    list_learned_optimizers,
-    list_metric_writers,
-    list_optimizers,
-    list_outer_trainers,
-    list_task_families,
-    list_tasks,
-)
-from lopt_core.tasks import Task, TaskFamily, single_task_to_family
-from lopt_core.typing import (
-    Batch,
-    MetaParams,
-    ModelState,
-    OptState,
-    Params,
-    PRNGKey,
-    TaskCfg,
-)
+from lopt_core.lazy import attach
 
-__all__ = [
-    "REGISTRY",
-    "SPLITS",
-    "ArraySplit",
-    "Batch",
-    "Catalog",
-    "Checkpoint",
-    "CheckpointError",
-    "ConfigError",
-    "Datasets",
-    "DuplicateComponentError",
-    "Entry",
-    "GradientEstimator",
-    "GradientEstimatorOut",
-    "Interface",
-    "Kind",
-    "LearnedOptimizer",
-    "MetaParams",
-    "ModelState",
-    "OptState",
-    "Optimizer",
-    "OuterState",
-    "PRNGKey",
-    "Params",
-    "PluginWarning",
-    "Registry",
-    "Task",
-    "TaskCfg",
-    "TaskFamily",
-    "TruncatedStep",
-    "TruncatedUnrollOut",
-    "TruncationSchedule",
-    "UnknownComponentError",
-    "WorkerWeights",
-    "checkpoint",
-    "component",
-    "config_of",
-    "declare",
-    "get_learned_optimizer",
-    "get_metric_writer",
-    "get_optimizer",
-    "get_outer_trainer",
-    "get_task",
-    "get_task_family",
-    "hookimpl",
-    "hookspec",
-    "list_learned_optimizers",
-    "list_metric_writers",
-    "list_optimizers",
-    "list_outer_trainers",
-    "list_task_families",
-    "list_tasks",
-    "load",
-    "load_metadata",
-    "renamed_arguments",
-    "save",
-    "single_task_to_family",
-    "testing",
-    "tree_utils",
-    "typing",
-    "validation",
-]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        # checkpoints
+        "Checkpoint": "checkpoint",
+        "CheckpointError": "checkpoint",
+        "load": "checkpoint",
+        "load_metadata": "checkpoint",
+        "save": "checkpoint",
+        # declared components
+        "ConfigError": "component",
+        "config_of": "component",
+        "declare": "component:component",
+        "renamed_arguments": "component",
+        # data
+        "SPLITS": "datasets",
+        "ArraySplit": "datasets",
+        "Datasets": "datasets",
+        # hooks
+        "hookimpl": "hookspecs",
+        "hookspec": "hookspecs",
+        # interfaces
+        "Interface": "interface",
+        "LearnedOptimizer": "optimizers",
+        "Optimizer": "optimizers",
+        "GradientEstimator": "outer",
+        "GradientEstimatorOut": "outer",
+        "OuterState": "outer",
+        "TruncatedStep": "outer",
+        "TruncatedUnrollOut": "outer",
+        "TruncationSchedule": "outer",
+        "WorkerWeights": "outer",
+        "Task": "tasks",
+        "TaskFamily": "tasks",
+        "single_task_to_family": "tasks",
+        # the registry
+        "REGISTRY": "registry",
+        "Catalog": "registry",
+        "CatalogIndex": "registry",
+        "DuplicateComponentError": "registry",
+        "Entry": "registry",
+        "Kind": "registry",
+        "PluginWarning": "registry",
+        "Registry": "registry",
+        "UnknownComponentError": "registry",
+        "get_learned_optimizer": "registry",
+        "get_metric_writer": "registry",
+        "get_optimizer": "registry",
+        "get_outer_trainer": "registry",
+        "get_task": "registry",
+        "get_task_family": "registry",
+        "list_learned_optimizers": "registry",
+        "list_metric_writers": "registry",
+        "list_optimizers": "registry",
+        "list_outer_trainers": "registry",
+        "list_task_families": "registry",
+        "list_tasks": "registry",
+        # type aliases
+        "Batch": "typing",
+        "MetaParams": "typing",
+        "ModelState": "typing",
+        "OptState": "typing",
+        "Params": "typing",
+        "PRNGKey": "typing",
+        "TaskCfg": "typing",
+    },
+    ("checkpoint", "component", "lazy", "testing", "tree_utils", "typing", "validation"),
+)

@@ -8,20 +8,20 @@ command still works.
 from __future__ import annotations
 
 import argparse
-import difflib
-import inspect
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from lopt_core.registry import (
+    BUILTIN_PLUGINS,
     KINDS,
     REGISTRY,
     DuplicateComponentError,
     Entry,
     PluginWarning,
     UnknownComponentError,
+    close_matches,
 )
 
 _LISTABLE = [k for k in KINDS if k != "commands"]
@@ -51,19 +51,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _describe(e: Entry) -> str:
-    try:
-        sig = str(inspect.signature(e.factory))
-    except (TypeError, ValueError):
-        sig = "(...)"
-    doc = inspect.getdoc(e.factory) or "(no docstring)"
+    """What `lopt describe` prints; from the entry alone, so no plugin code is imported."""
+    doc = e.doc or "(no docstring)"
     others = [o.qualified_name for o in REGISTRY.registrations(e.kind, e.name) if o is not e]
     name = next((n for n, o in REGISTRY.entries(e.kind).items() if o is e), e.qualified_name)
     also = f"  also registered by other plugins as: {', '.join(others)}\n" if others else ""
     return (
-        f"{name}{sig}\n  kind: {e.kind}\n  plugin: {e.plugin} {e.version}\n"
+        f"{name}{e.signature}\n  kind: {e.kind}\n  plugin: {e.plugin} {e.version}\n"
         f"  qualified name: {e.qualified_name}\n{also}"
-        f"  factory: {getattr(e.factory, '__module__', '?')}."
-        f"{getattr(e.factory, '__qualname__', repr(e.factory))}\n\n{doc}"
+        f"  factory: {e.target.replace(':', '.')}\n\n{doc}"
     )
 
 
@@ -71,7 +67,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     found = [REGISTRY.entry(args.kind, args.name)] if args.kind else REGISTRY.find(args.name)
     if not found:
         names = {n for k in _LISTABLE for n in REGISTRY.entries(k)}
-        close = difflib.get_close_matches(args.name, sorted(names), n=5, cutoff=0.5)
+        close = close_matches(args.name, names)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         print(
             f"lopt: nothing named {args.name!r} is registered.{hint} It may be misspelled, or "
@@ -89,16 +85,42 @@ def _drop_subparser(sub: Any, name: str) -> None:
     sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != name]
 
 
-def _build(prog: str = "lopt") -> tuple[argparse.ArgumentParser, list[str]]:
-    """The parser and the problems met adding the plugins' subcommands, one line each."""
-    parser = argparse.ArgumentParser(prog=prog, description="Learned optimizers in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list registered components")
-    p.add_argument("kind", nargs="?", choices=_LISTABLE, help="only this kind")
+def _build(
+    prog: str = "lopt", only: str | None = None
+) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser and the problems met adding the plugins' subcommands, one line each.
+
+    With `only`, a command whose module is not imported yet (one read from a
+    catalog index) is set up only if it is `only`, the command being run; the
+    others are listed with their descriptions, so `lopt --help` imports no command.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Learned optimizers in JAX: list and describe what the installed lopt "
+        "packages and plugins register, and run their commands.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action=_Versions,
+        help="print each installed lopt package and plugin with its version, and exit",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("list", help="list registered components", formatter_class=fmt)
+    p.add_argument(
+        "kind", nargs="?", choices=_LISTABLE, help="only this kind (default: every kind)"
+    )
     p.set_defaults(func=_cmd_list)
-    p = sub.add_parser("describe", help="signature, docstring and plugin of a component")
+    p = sub.add_parser(
+        "describe", help="signature, docstring and plugin of a component", formatter_class=fmt
+    )
     p.add_argument("name", help="a bare name, or plugin:name")
-    p.add_argument("--kind", choices=_LISTABLE, help="disambiguate a name used by several kinds")
+    p.add_argument(
+        "--kind",
+        choices=_LISTABLE,
+        help="disambiguate a name used by several kinds (default: every kind that has it)",
+    )
     p.set_defaults(func=_cmd_describe)
     problems: list[str] = []
     for name, e in sorted(REGISTRY.entries("commands").items()):
@@ -112,9 +134,15 @@ def _build(prog: str = "lopt") -> tuple[argparse.ArgumentParser, list[str]]:
             )
         added = False
         try:
-            p = sub.add_parser(name, help=e.description, description=e.description)
+            p = sub.add_parser(
+                name,
+                help=e.description,
+                description=e.description,
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            )
             added = True
-            e.factory(p)
+            if only is None or e.loaded or name == only:
+                e.factory(p)
         except (Exception, SystemExit) as exc:
             if added:
                 _drop_subparser(sub, name)
@@ -125,6 +153,32 @@ def _build(prog: str = "lopt") -> tuple[argparse.ArgumentParser, list[str]]:
                 f"{e.plugin}; the other commands still work."
             )
     return parser, problems
+
+
+class _Versions(argparse.Action):
+    """`lopt --version`: every installed lopt package and plugin, read from its metadata."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        rows = [("lopt-core", _version("lopt-core"), "")]
+        for dist, version in REGISTRY.plugins():
+            if dist != "lopt-core":
+                rows.append((dist, version, "" if dist in BUILTIN_PLUGINS else "plugin"))
+        width = max(len(r[0]) for r in rows)
+        for dist, version, note in rows:
+            print(f"{dist.ljust(width)}  {version}{'  (' + note + ')' if note else ''}".rstrip())
+        parser.exit()
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "(not installed as a distribution)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # loaded before; other warnings raised while loading plugins, one line each.
         warnings.simplefilter("ignore", PluginWarning)
         warnings.showwarning = _show_warning
-        parser, problems = _build()
+        parser, problems = _build(only=_command_in(sys.argv[1:] if argv is None else argv))
         problems = REGISTRY.problems + problems
     for problem in problems:
         print(f"lopt: warning: {problem}", file=sys.stderr)
@@ -167,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UnknownComponentError, DuplicateComponentError) as exc:
         print(f"lopt: {exc}", file=sys.stderr)
         return 2
+
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The subcommand `argv` runs: its first word that is not an option ('' if none)."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _show_warning(

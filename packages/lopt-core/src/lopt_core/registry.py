@@ -7,20 +7,28 @@ packages registers through exactly this path, as a third-party plugin would.
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import inspect
+import json
+import os
 import re
+import stat
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Generic, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import pluggy
 
 from lopt_core import hookspecs
 from lopt_core.hookspecs import hookimpl
-from lopt_core.optimizers import LearnedOptimizer, Optimizer
-from lopt_core.tasks import Task, TaskFamily
+
+if TYPE_CHECKING:  # the registry itself never imports JAX
+    from lopt_core.optimizers import LearnedOptimizer, Optimizer
+    from lopt_core.tasks import Task, TaskFamily
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,26 +100,111 @@ def _singular(kind: str) -> str:
     return "task family" if kind == "task_families" else kind[:-1].replace("_", " ")
 
 
+def target_of(factory: Any) -> str:
+    """The `module:QualName` that names `factory` (a class or function) for an import."""
+    module = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return f"?:{type(factory).__qualname__}"
+    return f"{module}:{qualname}"
+
+
+def resolve_target(target: str) -> Any:
+    """Imports the object that a `module:QualName` string names.
+
+    Raises:
+      ImportError: the module cannot be imported or has no such attribute.
+    """
+    module_name, sep, qualname = target.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ImportError(f"{target!r} is not a 'module:QualName' reference.")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"the module {module_name!r} defines no {qualname!r}") from None
+    return obj
+
+
 @dataclass(frozen=True)
 class Entry:
     """One registered component.
 
+    An entry read from a plugin's catalog index (`CatalogIndex`) holds only the
+    `target` reference, its description, signature and docstring: the factory's
+    module is imported when `factory` is first used, so `lopt list` and `lopt
+    describe` import no plugin code.
+
     Attributes:
       name: the name it is registered under.
       kind: one of `KINDS`.
-      factory: the class or function that builds it.
+      target: `module:QualName` of the factory.
       description: a one-line description.
       plugin: the distribution (pip package) that registered it, or the name
         given to `Registry.add_plugin`.
       version: that distribution's version.
+      signature: the factory's call signature, e.g. `(dim: int = 4)`.
+      doc: the factory's docstring.
     """
 
     name: str
     kind: str
-    factory: Callable[..., Any]
+    target: str
     description: str
     plugin: str
     version: str
+    signature: str = "(...)"
+    doc: str = ""
+    _factory: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(
+        cls, name: str, kind: str, factory: Any, description: str, plugin: str, version: str
+    ) -> Entry:
+        """An entry for an already imported factory."""
+        return cls(
+            name,
+            kind,
+            target_of(factory),
+            description,
+            plugin,
+            version,
+            _signature(factory),
+            inspect.getdoc(factory) or "",
+            factory,
+        )
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The class or function that builds the component (imported on first use).
+
+        Raises:
+          ImportError: the module the plugin's index names cannot be imported, or
+            lacks the factory; the message names the plugin and the fix.
+        """
+        if self._factory is None:
+            try:
+                factory = resolve_target(self.target)
+            except ImportError as exc:
+                raise ImportError(
+                    f"lopt plugin {self.plugin!r} registers the {_singular(self.kind)} "
+                    f"{self.name!r} as {self.target}, which cannot be loaded ({_exc_text(exc)}). "
+                    f"Reinstall {self.plugin}; if you develop it, rewrite its catalog index "
+                    "(python -m lopt_core.registry write-index ENTRY_POINT)."
+                ) from exc
+            if not callable(factory):
+                raise ImportError(
+                    f"lopt plugin {self.plugin!r} registers the {_singular(self.kind)} "
+                    f"{self.name!r} as {self.target}, which is not callable."
+                )
+            object.__setattr__(self, "_factory", factory)
+        return cast(Callable[..., Any], self._factory)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the factory's module has been imported already."""
+        return self._factory is not None
 
     @property
     def qualified_name(self) -> str:
@@ -122,6 +215,30 @@ class Entry:
     def builtin(self) -> bool:
         """Whether one of lopt's own packages (`BUILTIN_PLUGINS`) registered it."""
         return _normalize(self.plugin) in BUILTIN_PLUGINS
+
+
+def _signature(factory: Any) -> str:
+    try:
+        text = str(inspect.signature(factory))
+    except (TypeError, ValueError):
+        return "(...)"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)  # the same text in every process
+
+
+def close_matches(name: str, known: Any, n: int = 5) -> list[str]:
+    """The names in `known` a user most likely meant by `name`, best first.
+
+    Case is ignored; a name that contains `name` (`PES` -> `TruncatedPES`) or that
+    `name` contains counts, then names that are spelled alike (difflib).
+    """
+    names = sorted(set(known))
+    lower = {k.lower(): k for k in names}
+    want = name.lower()
+    found = [lower[want]] if want in lower else []
+    if len(want) >= 2:
+        found += [k for k in names if want in k.lower() or (len(k) >= 3 and k.lower() in want)]
+    found += [lower[k] for k in difflib.get_close_matches(want, list(lower), n=n, cutoff=0.5)]
+    return list(dict.fromkeys(k for k in found if k != name))[:n]
 
 
 def _first_line(obj: Any) -> str:
@@ -190,6 +307,14 @@ class Registry:
         self._problems.append(message)
         warnings.warn(message, PluginWarning, stacklevel=5)
 
+    def plugins(self) -> list[tuple[str, str]]:
+        """(distribution, version) of every installed distribution with `lopt` entry points.
+
+        Read from the installed metadata only: no plugin code is imported.
+        """
+        found = {(dist, version) for _, dist, version in self._entry_points()}
+        return sorted(found, key=lambda item: (_normalize(item[0]) not in BUILTIN_PLUGINS, item))
+
     def _entry_points(self) -> list[tuple[metadata.EntryPoint, str, str]]:
         """(entry point, distribution, version) of every `lopt` entry point.
 
@@ -242,7 +367,13 @@ class Registry:
                 dist, version, f"lopt plugin {dist!r} (entry point `{ep.name} = {ep.value}`)"
             )
             try:
-                module = ep.load()
+                index = CatalogIndex.beside(ep.value)
+            except CatalogIndexError as exc:
+                self.failed_plugins[label] = exc
+                self._report(f"{owner.where} was skipped: {exc}")
+                continue
+            try:
+                module = index or ep.load()
             except (Exception, SystemExit) as exc:
                 self.failed_plugins[label] = exc
                 self._report(
@@ -306,7 +437,7 @@ class Registry:
                     "qualified name)."
                 )
                 return
-            if not callable(factory):
+            if not isinstance(factory, Indexed) and not callable(factory):
                 self._report(
                     f"{owner.where} registered the {singular} {name!r} with a factory that is "
                     f"not callable ({type(factory).__name__}); that entry was skipped and its "
@@ -319,9 +450,21 @@ class Registry:
                     "registration stands and the second was skipped. Register each name once."
                 )
                 return
+            if isinstance(factory, Indexed):
+                staged[name] = Entry(
+                    name,
+                    kind,
+                    factory.target,
+                    _one_line(factory.description),
+                    owner.plugin,
+                    owner.version,
+                    factory.signature,
+                    factory.doc,
+                )
+                return
             if not isinstance(description, str) or not description.strip():
                 description = _first_line(factory)
-            staged[name] = Entry(
+            staged[name] = Entry.of(
                 name, kind, factory, _one_line(description), owner.plugin, owner.version
             )
 
@@ -409,7 +552,7 @@ class Registry:
         known = list(self.entries(kind))
         if qualified:
             known += [e.qualified_name for found in table.values() for e in found]
-        close = difflib.get_close_matches(name, sorted(set(known)), n=5, cutoff=0.5)
+        close = close_matches(name, known)
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise UnknownComponentError(
             f"No {_singular(kind)} named {name!r} is registered.{hint} "
@@ -460,11 +603,12 @@ class Kind(Generic[T]):
     """One kind of component: its registry key, its hook and the class its factories build.
 
     `Kind.get` and `Kind.list` are the typed `get_<kind>` / `list_<kind>s` functions.
+    `base` is the `module:QualName` of that class, imported when a component is built.
     """
 
     name: str
     singular: str
-    base: type[T] | None = None
+    base: str | None = None
 
     def get(self, name: str, **kwargs: Any) -> T:
         """Builds the component registered as `name`, passing `kwargs` to its factory.
@@ -474,12 +618,13 @@ class Kind(Generic[T]):
           TypeError: the factory returned something that is not a `base`.
         """
         obj = REGISTRY.build(self.name, name, **kwargs)
-        if self.base is not None and not isinstance(obj, self.base):
+        base = None if self.base is None else resolve_target(self.base)
+        if base is not None and not isinstance(obj, base):
             entry = REGISTRY.entry(self.name, name)
             raise TypeError(
                 f"The {self.singular.replace('_', ' ')} {name!r} registered by {entry.plugin} "
-                f"built a {type(obj).__name__}, not a {self.base.__name__}; its factory must "
-                f"return a lopt_core.{self.base.__name__}."
+                f"built a {type(obj).__name__}, not a {base.__name__}; its factory must "
+                f"return a lopt_core.{base.__name__}."
             )
         return cast(T, obj)
 
@@ -488,11 +633,11 @@ class Kind(Generic[T]):
         return REGISTRY.names(self.name)
 
 
-TASKS: Kind[Task] = Kind("tasks", "task", Task)
-TASK_FAMILIES: Kind[TaskFamily] = Kind("task_families", "task_family", TaskFamily)
-OPTIMIZERS: Kind[Optimizer] = Kind("optimizers", "optimizer", Optimizer)
+TASKS: Kind[Task] = Kind("tasks", "task", "lopt_core.tasks:Task")
+TASK_FAMILIES: Kind[TaskFamily] = Kind("task_families", "task_family", "lopt_core.tasks:TaskFamily")
+OPTIMIZERS: Kind[Optimizer] = Kind("optimizers", "optimizer", "lopt_core.optimizers:Optimizer")
 LEARNED_OPTIMIZERS: Kind[LearnedOptimizer] = Kind(
-    "learned_optimizers", "learned_optimizer", LearnedOptimizer
+    "learned_optimizers", "learned_optimizer", "lopt_core.optimizers:LearnedOptimizer"
 )
 OUTER_TRAINERS: Kind[Any] = Kind("outer_trainers", "outer_trainer")
 METRIC_WRITERS: Kind[Any] = Kind("metric_writers", "metric_writer")
@@ -511,7 +656,42 @@ get_metric_writer = METRIC_WRITERS.get
 list_metric_writers = METRIC_WRITERS.list
 
 
-class Catalog:
+class _CatalogHooks:
+    """The registration hooks of a catalog: each hands the catalog's entries of one kind over."""
+
+    def _register(self, kind: str, register: Callable[..., None]) -> None:
+        raise NotImplementedError
+
+    @hookimpl
+    def lopt_register_tasks(self, register: Callable[..., None]) -> None:
+        self._register("tasks", register)
+
+    @hookimpl
+    def lopt_register_task_families(self, register: Callable[..., None]) -> None:
+        self._register("task_families", register)
+
+    @hookimpl
+    def lopt_register_optimizers(self, register: Callable[..., None]) -> None:
+        self._register("optimizers", register)
+
+    @hookimpl
+    def lopt_register_learned_optimizers(self, register: Callable[..., None]) -> None:
+        self._register("learned_optimizers", register)
+
+    @hookimpl
+    def lopt_register_outer_trainers(self, register: Callable[..., None]) -> None:
+        self._register("outer_trainers", register)
+
+    @hookimpl
+    def lopt_register_metric_writers(self, register: Callable[..., None]) -> None:
+        self._register("metric_writers", register)
+
+    @hookimpl
+    def lopt_register_commands(self, register: Callable[..., None]) -> None:
+        self._register("commands", register)
+
+
+class Catalog(_CatalogHooks):
     """One package's components, declared once: registration, `__all__` and tests derive from it.
 
     A package makes one `Catalog`, declares each component with a decorator, and
@@ -606,30 +786,216 @@ class Catalog:
         for name, (factory, description) in self._entries[kind].items():
             register(name, factory, description)
 
-    @hookimpl
-    def lopt_register_tasks(self, register: Callable[..., None]) -> None:
-        self._register("tasks", register)
+    def index(self) -> dict[str, Any]:
+        """This catalog as a catalog index (see `CatalogIndex`), ready to be written as JSON.
 
-    @hookimpl
-    def lopt_register_task_families(self, register: Callable[..., None]) -> None:
-        self._register("task_families", register)
+        Raises:
+          ValueError: a factory cannot be named by `module:QualName` (a lambda or a
+            nested function), so an index could not import it again.
+        """
+        entries: dict[str, dict[str, dict[str, str]]] = {}
+        for kind, table in self._entries.items():
+            for name, (factory, description) in table.items():
+                target = target_of(factory)
+                try:
+                    same = resolve_target(target) is factory
+                except ImportError:
+                    same = False
+                if not same:
+                    raise ValueError(
+                        f"The {_singular(kind)} {name!r} cannot go into a catalog index: its "
+                        f"factory {factory!r} is not reachable as {target}. Declare a "
+                        "module-level class or function."
+                    )
+                if not isinstance(description, str) or not description.strip():
+                    description = _first_line(factory)
+                entries.setdefault(kind, {})[name] = {
+                    "target": target,
+                    "description": _one_line(description),
+                    "signature": _signature(factory),
+                    "doc": inspect.getdoc(factory) or "",
+                }
+        return {"lopt_catalog_index": INDEX_FORMAT, "entries": entries}
 
-    @hookimpl
-    def lopt_register_optimizers(self, register: Callable[..., None]) -> None:
-        self._register("optimizers", register)
 
-    @hookimpl
-    def lopt_register_learned_optimizers(self, register: Callable[..., None]) -> None:
-        self._register("learned_optimizers", register)
+#: The version of the catalog index format that `Catalog.index` writes.
+INDEX_FORMAT = 1
+#: An index file beside a plugin's entry-point module: `<module>.lopt-index.json`.
+INDEX_SUFFIX = ".lopt-index.json"
+_INDEX_MAX_BYTES = 16 * 2**20
 
-    @hookimpl
-    def lopt_register_outer_trainers(self, register: Callable[..., None]) -> None:
-        self._register("outer_trainers", register)
 
-    @hookimpl
-    def lopt_register_metric_writers(self, register: Callable[..., None]) -> None:
-        self._register("metric_writers", register)
+class CatalogIndexError(ValueError):
+    """A catalog index file is malformed; the message names the file and the fix."""
 
-    @hookimpl
-    def lopt_register_commands(self, register: Callable[..., None]) -> None:
-        self._register("commands", register)
+
+@dataclass(frozen=True)
+class Indexed:
+    """A factory known by reference only: what a `CatalogIndex` registers.
+
+    The registry keeps the reference, and imports the factory when it is used.
+    """
+
+    target: str
+    description: str
+    signature: str
+    doc: str
+
+
+def index_path(entry_point: str) -> Path | None:
+    """Where the catalog index of the entry point `module:ATTR` lives, found without imports.
+
+    The index of `pkg.sub.mod:CATALOG` is `pkg/sub/mod.lopt-index.json` inside the
+    installed package `pkg` (of `pkg:CATALOG`, `pkg/__init__.lopt-index.json`).
+    None when `pkg` is not a package on the path.
+    """
+    module = entry_point.partition(":")[0].strip()
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return None
+    try:
+        spec = importlib.util.find_spec(parts[0])  # top level: nothing is executed
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        return None
+    stem = parts[1:] if len(parts) > 1 else ["__init__"]
+    return Path(locations[0], *stem[:-1], stem[-1] + INDEX_SUFFIX)
+
+
+class CatalogIndex(_CatalogHooks):
+    """A catalog read from its index file: names, descriptions, signatures, docs; no imports.
+
+    A package that ships `<entry-point module>.lopt-index.json` beside the module
+    its `lopt` entry point names gets registered from that file: `lopt list` and
+    `lopt describe` import none of its code, and each factory is imported when it
+    is first used (`Entry.factory`). Write the file with `write_index`
+    (`python -m lopt_core.registry write-index pkg._plugin:CATALOG`) and check it
+    in the package's tests with `lopt_core.testing.check_catalog_index`. A package
+    without the file is loaded through its entry point, as before.
+    """
+
+    def __init__(self, entries: dict[str, dict[str, Indexed]], source: str) -> None:
+        self.entries = entries
+        self.source = source
+
+    @classmethod
+    def beside(cls, entry_point: str) -> CatalogIndex | None:
+        """The index of the entry point `module:ATTR`, or None when it ships none.
+
+        Raises:
+          CatalogIndexError: the file exists but is malformed, or belongs to another
+            catalog.
+        """
+        path = index_path(entry_point)
+        if path is None:
+            return None
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _INDEX_MAX_BYTES:
+            raise CatalogIndexError(
+                f"{path} is not a regular file under {_INDEX_MAX_BYTES} bytes; reinstall the "
+                "package that ships it."
+            )
+        return cls.parse(path.read_bytes(), str(path))
+
+    @classmethod
+    def parse(cls, data: bytes, source: str) -> CatalogIndex:
+        """Reads an index from the JSON text `Catalog.index` wrote.
+
+        Raises:
+          CatalogIndexError: the text is not such an index (the message names `source`).
+        """
+
+        def bad(why: str) -> CatalogIndexError:
+            return CatalogIndexError(
+                f"The catalog index {source} is malformed: {why}. Rewrite it with "
+                "`python -m lopt_core.registry write-index ENTRY_POINT`, or reinstall its "
+                "package."
+            )
+
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad(f"not JSON ({_exc_text(exc)})") from None
+        if not isinstance(raw, dict) or raw.get("lopt_catalog_index") != INDEX_FORMAT:
+            raise bad(f"it does not start with lopt_catalog_index = {INDEX_FORMAT}")
+        tables = raw.get("entries")
+        if not isinstance(tables, dict):
+            raise bad("'entries' is not an object")
+        entries: dict[str, dict[str, Indexed]] = {}
+        for kind, table in tables.items():
+            if kind not in KINDS or not isinstance(table, dict):
+                raise bad(f"{kind!r} is not one of {', '.join(KINDS)} with an object of entries")
+            for name, item in table.items():
+                fields = ("target", "description", "signature", "doc")
+                if not isinstance(item, dict) or not all(
+                    isinstance(item.get(f), str) for f in fields
+                ):
+                    raise bad(f"the {kind} entry {name!r} lacks one of the strings {fields}")
+                entries.setdefault(kind, {})[name] = Indexed(*(item[f] for f in fields))
+        return cls(entries, source)
+
+    def _register(self, kind: str, register: Callable[..., None]) -> None:
+        for name, item in self.entries.get(kind, {}).items():
+            register(name, item, item.description)
+
+
+def _catalog_of(entry_point: str) -> Catalog:
+    """The complete catalog an entry point names: every submodule of its package imported."""
+    import pkgutil
+
+    module_name, _, attr = entry_point.partition(":")
+    module = importlib.import_module(module_name.strip())
+    top = importlib.import_module(module_name.strip().split(".")[0])
+    for info in pkgutil.walk_packages(top.__path__, prefix=f"{top.__name__}."):
+        try:
+            importlib.import_module(info.name)
+        except ModuleNotFoundError as exc:  # an optional dependency of that module
+            if (exc.name or "").split(".")[0] == top.__name__:
+                raise
+    catalog = getattr(module, attr.strip() or "CATALOG")
+    if not isinstance(catalog, Catalog):
+        raise TypeError(f"{entry_point} is not a lopt_core.Catalog.")
+    return catalog
+
+
+def index_text(entry_point: str) -> str:
+    """The index file text for the catalog that `entry_point` (`module:ATTR`) names."""
+    return json.dumps(_catalog_of(entry_point).index(), indent=1, sort_keys=True) + "\n"
+
+
+def write_index(entry_point: str) -> Path:
+    """Writes the catalog index of `entry_point` beside its module and returns its path."""
+    path = index_path(entry_point)
+    if path is None:
+        raise ValueError(f"{entry_point}: its top-level module is not a package on sys.path.")
+    path.write_text(index_text(entry_point))
+    return path
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lopt_core.registry",
+        description="Write a plugin's catalog index (the file `lopt list` reads without imports).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("write-index", help="write ENTRY_POINT's index beside its module")
+    p.add_argument(
+        "entry_point", nargs="+", help="the entry point's value, e.g. pkg._plugin:CATALOG"
+    )
+    args = parser.parse_args(argv)
+    for entry_point in args.entry_point:
+        print(write_index(entry_point))
+    return 0
+
+
+if __name__ == "__main__":  # run the imported module's copy, whose classes plugins use
+    from lopt_core import registry
+
+    raise SystemExit(registry._main())

@@ -329,3 +329,73 @@ def check_gradient_estimator(
         jax.block_until_ready(out2.grad)
     if c["n"]:
         raise _fail(who, f"a second estimate compiled {c['n']} more time(s)")
+
+
+def check_catalog_index(entry_point: str) -> None:
+    """Checks a plugin's catalog index: current, and enough for `lopt` to start without JAX.
+
+    1. The index file beside the entry point's module is exactly what its catalog
+       writes now (every submodule of the package imported), so no component is
+       missing, renamed or described from an old docstring.
+    2. In a fresh interpreter, `lopt --help`, `lopt list` and `lopt describe` of
+       each registered name import neither JAX nor any of the package's modules
+       other than the package itself and the modules of its commands.
+
+    Args:
+      entry_point: the value of the package's `lopt` entry point, `module:ATTR`.
+
+    Raises:
+      AssertionError: naming what differs and the command that rewrites the index.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from lopt_core.registry import CatalogIndex, index_path, index_text
+
+    path = index_path(entry_point)
+    fix = f"rewrite it: python -m lopt_core.registry write-index {entry_point}"
+    if path is None or not path.is_file():
+        raise AssertionError(f"{entry_point} ships no catalog index (expected {path}); {fix}")
+    expected = index_text(entry_point)
+    if path.read_text() != expected:
+        old = CatalogIndex.parse(path.read_bytes(), str(path)).entries
+        new = CatalogIndex.parse(expected.encode(), "the catalog").entries
+        changed = sorted(
+            f"{kind}:{name}"
+            for kind in set(old) | set(new)
+            for name in set(old.get(kind, {})) | set(new.get(kind, {}))
+            if old.get(kind, {}).get(name) != new.get(kind, {}).get(name)
+        )
+        raise AssertionError(
+            f"The catalog index {path} is stale ({', '.join(changed) or 'formatting'}); {fix}"
+        )
+    names = [n for table in json.loads(expected)["entries"].values() for n in table]
+    top = entry_point.partition(":")[0].split(".")[0]
+    script = (
+        "import sys\n"
+        "from lopt_core import cli\n"
+        "for argv in [['--help'], ['list'], *[['describe', n] for n in NAMES]]:\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith('jax.')"
+        " or (m.startswith(TOP + '.') and not m.endswith(('._plugin', '._cli', '.cli'))))\n"
+        "print('IMPORTED', bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", f"NAMES = {names!r}\nTOP = {top!r}\n{script}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    line = next((x for x in out.stdout.splitlines() if x.startswith("IMPORTED")), None)
+    if line != "IMPORTED []":
+        raise AssertionError(
+            f"`lopt --help`, `lopt list` and `lopt describe` with {top} installed imported "
+            f"{line or out.stderr[-2000:]}; they must read the catalog index only. Keep the "
+            "package's __init__ lazy (lopt_core.lazy.attach) and its command modules free of "
+            "JAX at import."
+        )

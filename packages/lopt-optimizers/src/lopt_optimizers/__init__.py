@@ -16,46 +16,39 @@ Example:
   Array([-9.9999335e-05, -9.9999335e-05], dtype=float32)
 """
 
-from lopt_optimizers import compat
-from lopt_optimizers._plugin import CATALOG
-from lopt_optimizers.optax_optimizer import OptaxBacked, OptaxOptimizer, OptaxState
-from lopt_optimizers.optimizers import (
-    SGD,
-    SGDM,
-    SM3,
-    AdaBelief,
-    Adafactor,
-    AdaGrad,
-    Adam,
-    AdamW,
-    Lamb,
-    Lars,
-    NAdamW,
-    RAdam,
-    RMSProp,
-    Yogi,
-)
-from lopt_optimizers.to_optax import as_optax, needs_loss
-from lopt_optimizers.wrappers import (
-    GradientAccumulator,
-    GradientAccumulatorState,
-    GradientClipOptimizer,
-    GraftedOptimizer,
-    GraftedOptimizerState,
-    WeightDecayWrapper,
-)
+from lopt_core.lazy import attach, indexed_exports
 
-#: The registered optimizers (from the catalog) and the other public names.
-__all__ = sorted(
+__getattr__, __dir__, __all__ = attach(
+    __name__,
     {
-        *CATALOG.exported_names(),
-        "CATALOG",
-        "GradientAccumulatorState",
-        "GraftedOptimizerState",
-        "OptaxBacked",
-        "OptaxState",
-        "as_optax",
-        "compat",
-        "needs_loss",
+        "CATALOG": "_plugin",
+        "OptaxBacked": "optax_optimizer",
+        "OptaxOptimizer": "optax_optimizer",
+        "OptaxState": "optax_optimizer",
+        "AdaBelief": "optimizers",
+        "AdaGrad": "optimizers",
+        "Adafactor": "optimizers",
+        "Adam": "optimizers",
+        "AdamW": "optimizers",
+        "Lamb": "optimizers",
+        "Lars": "optimizers",
+        "NAdamW": "optimizers",
+        "RAdam": "optimizers",
+        "RMSProp": "optimizers",
+        "SGD": "optimizers",
+        "SGDM": "optimizers",
+        "SM3": "optimizers",
+        "Yogi": "optimizers",
+        "as_optax": "to_optax",
+        "needs_loss": "to_optax",
+        "GradientAccumulator": "wrappers",
+        "GradientAccumulatorState": "wrappers",
+        "GradientClipOptimizer": "wrappers",
+        "GraftedOptimizer": "wrappers",
+        "GraftedOptimizerState": "wrappers",
+        "WeightDecayWrapper": "wrappers",
     }
+    | indexed_exports(__name__, "lopt_optimizers._plugin:CATALOG"),
+    ("compat",),
+    catalog="CATALOG",
 )

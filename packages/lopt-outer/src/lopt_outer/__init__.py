@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from lopt_core.lazy import attach
 
 _EXPORTS: dict[str, str] = {
     # truncation schedules
@@ -84,22 +85,9 @@ _SUBMODULES = (
     "truncation_schedule",
 )
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"lopt_outer.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"lopt_outer.{name}")
-    raise AttributeError(f"module 'lopt_outer' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = attach(
+    __name__, {**_EXPORTS, "CATALOG": "_plugin"}, _SUBMODULES, catalog="CATALOG"
+)
 
 
 class _Package(types.ModuleType):

@@ -1,13 +1,14 @@
 """lopt-outer's catalog: every component it registers, declared once.
 
 The `lopt` entry point names `CATALOG` (`outer = "lopt_outer._plugin:CATALOG"`).
-The registry imports this module on its first lookup, never `import lopt_outer`,
-so importing the package stays cheap. The contract tests iterate `CATALOG`.
+lopt reads it from its index, `_plugin.lopt-index.json` beside this module, so
+neither `lopt list` nor a lookup imports this module; each component's module is
+imported when it is first built. After changing a declaration, rewrite the index:
+`python -m lopt_core.registry write-index lopt_outer._plugin:CATALOG` (the
+contract tests check it is current, and iterate `CATALOG`).
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 import lopt_core
 from lopt_outer import (
@@ -44,8 +45,9 @@ for _component in (
     CATALOG.outer_trainer()(_component)
 
 CATALOG.metric_writer("jsonl")(metric_writers.JsonlWriter)
-if importlib.util.find_spec("tensorboardX") is not None:
-    CATALOG.metric_writer("tensorboard")(metric_writers.TensorBoardWriter)
+# Registered whether or not tensorboardX is installed (the catalog index is the same on
+# every machine); building it without tensorboardX raises an ImportError naming the fix.
+CATALOG.metric_writer("tensorboard")(metric_writers.TensorBoardWriter)
 
 CATALOG.command("meta-train", "meta-train a learned optimizer on a task family")(
     cli.setup_meta_train
