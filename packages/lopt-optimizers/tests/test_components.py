@@ -46,10 +46,9 @@ def test_an_equal_new_instance_does_not_recompile_a_jit_taking_it_as_static():
     assert c["n"] == 1
 
 
-def test_repr_shows_the_configuration():
-    assert (
-        repr(Adam(1e-3)) == "Adam(learning_rate=0.001, b1=0.9, b2=0.999, eps=1e-08, eps_root=1e-08)"
-    )
+def test_repr_shows_the_configuration_changed_from_the_defaults():
+    assert repr(Adam(1e-3)) == "Adam(learning_rate=0.001)"
+    assert repr(Adam()) == "Adam()"
     assert repr(GradientClipOptimizer(SGD(0.1), 2.0)) == (
         "GradientClipOptimizer(opt=SGD(learning_rate=0.1), grad_clip=2.0)"
     )

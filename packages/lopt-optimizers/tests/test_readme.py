@@ -19,7 +19,7 @@ def test_readme_examples_run():
     ns: dict = {}
     exec(compile(declared, "README.md", "exec"), ns)
     np.testing.assert_allclose(np.asarray(ns["opt"].get_params(ns["state"])["w"]), [-0.1, 0.1])
-    assert repr(ns["opt"]) == "SignMomentum(learning_rate=0.1, momentum=0.9)"
+    assert repr(ns["opt"]) == "SignMomentum(learning_rate=0.1)"
     assert ns["opt"] == ns["SignMomentum"](0.1)
     ns = {}
     exec(compile(first, "README.md", "exec"), ns)

@@ -45,6 +45,29 @@ _FAMILY = QuadraticFamily()
 _TASK = QuadraticTask(jnp.ones(3))
 
 
+def _is_default(value, field):
+    if field.default is not dataclasses.MISSING:
+        return value is field.default or value == field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return value == field.default_factory()
+    return False
+
+
+def _top_level_names(text):
+    """The argument names of the outermost call in a repr: `A(x=B(y=1), z=2)` -> [x, z]."""
+    names, depth, start = [], 0, text.index("(") + 1
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if depth == 1 and ch in "(,":
+            start = i + 1
+        if depth == 1 and ch == "=":
+            names.append(text[start:i].strip())
+    return names
+
+
 def _example(name):
     """An example configuration of every outer trainer the catalog declares."""
     sched = ConstantTruncationSchedule(4)
@@ -76,13 +99,17 @@ def test_every_outer_trainer_is_a_declared_component_with_an_example():
         a, b = _example(name), _example(name)
         assert type(a) is CATALOG.factories("outer_trainers")[name]
         assert dataclasses.is_dataclass(a), name
-        # Equal configurations are equal and hash equal; repr shows the configuration.
+        # Equal configurations are equal and hash equal; repr shows the configuration
+        # changed from the defaults, in declaration order.
         assert a == b and hash(a) == hash(b), name
         text = repr(a)
         assert text.startswith(f"{name}("), text
-        for field in dataclasses.fields(a):
-            if field.repr:
-                assert f"{field.name}=" in text, (name, field.name)
+        changed = [
+            f.name
+            for f in dataclasses.fields(a)
+            if f.repr and f.init and not _is_default(getattr(a, f.name), f)
+        ]
+        assert _top_level_names(text) == changed, (name, text)
         with pytest.raises(dataclasses.FrozenInstanceError):
             a.num_tasks = 5
 

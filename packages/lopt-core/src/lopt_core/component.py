@@ -2,17 +2,21 @@
 
 `@component` turns a class into a frozen dataclass, so equal configurations
 compare and hash equal (they can be static `jit` arguments and cache keys),
-`repr` shows the configuration, and `config_of` reads the configuration back
-from the fields, so checkpoint provenance never drops an argument silently.
+`repr` shows the configuration compactly (only the fields that differ from their
+defaults, see `compact_repr`), and `config_of` reads the configuration back from
+the fields, so checkpoint provenance never drops an argument silently.
 
 Example:
   >>> @component
   ... class Scale:
   ...     factor: float = 2.0
+  ...     offset: float = 0.0
   >>> Scale(3.0) == Scale(3.0), hash(Scale(3.0)) == hash(Scale(3.0))
   (True, True)
+  >>> Scale(), Scale(3.0)
+  (Scale(), Scale(factor=3.0))
   >>> config_of(Scale(3.0))
-  {'factor': 3.0}
+  {'factor': 3.0, 'offset': 0.0}
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import dataclasses
 import functools
 import inspect
 import math
+import reprlib
 from collections.abc import Callable
 from typing import Any, TypeVar, dataclass_transform
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -37,12 +44,183 @@ def component(cls: type[T] | None = None, /, **kwargs: Any) -> Any:
 
     Validation belongs in `__post_init__`; derived values (an optax transform, say)
     in methods or `functools.cached_property`, never in extra fields.
+
+    Its `repr` is `compact_repr` unless the class writes its own `__repr__` (or
+    passes `repr=False`); equality and hashing are the dataclass's, over all fields.
     """
 
     def wrap(c: type[T]) -> type[T]:
-        return dataclasses.dataclass(frozen=True, **kwargs)(c)
+        own_repr = "__repr__" in c.__dict__
+        out = dataclasses.dataclass(frozen=True, **kwargs)(c)
+        if not own_repr and kwargs.get("repr", True):
+            out.__repr__ = _component_repr  # type: ignore[method-assign]
+        return out
 
     return wrap if cls is None else wrap(cls)
+
+
+#: Sequences and dicts with more items than this show the first three, "..." and the last.
+_MAX_ITEMS = 8
+#: A repr of a non-component value longer than this is cut, ending in "...".
+_MAX_TEXT = 80
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    """The field's default (calling its factory), or MISSING when it has none or it fails."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        try:
+            return f.default_factory()
+        except Exception:
+            return dataclasses.MISSING
+    return dataclasses.MISSING
+
+
+def _is_array(value: Any) -> bool:
+    """True for numpy and JAX arrays, tracers and shape structs (numpy scalars are numbers)."""
+    return (
+        hasattr(value, "shape")
+        and hasattr(value, "dtype")
+        and not isinstance(value, (type, np.generic))
+    )
+
+
+def _same_as_default(value: Any, default: Any) -> bool:
+    """True when `value` surely equals `default` (an array never does: `==` is ambiguous)."""
+    if value is default:
+        return True
+    if default is dataclasses.MISSING or _is_array(value) or _is_array(default):
+        return False
+    if isinstance(value, bool) != isinstance(default, bool):
+        return False  # True == 1, but a flag is not a count
+    if isinstance(value, float) and isinstance(default, float) and math.isnan(value):
+        return math.isnan(default)
+    try:
+        return bool(value == default)
+    except Exception:
+        return False
+
+
+def _dtype_text(dtype: Any) -> str:
+    """`f32`, `bf16`, `i32`, `u8`, `c64`, `bool`; other dtypes by their name."""
+    name = getattr(dtype, "name", None) or str(dtype)
+    for long, short in (("bfloat", "bf"), ("float", "f"), ("uint", "u"), ("int", "i")):
+        if name.startswith(long) and name[len(long) :].isdigit():
+            return short + name[len(long) :]
+    if name.startswith("complex") and name[len("complex") :].isdigit():
+        return "c" + name[len("complex") :]
+    return name
+
+
+def _callable_text(fn: Any) -> str:
+    """A function by its public path (`optax.adam`), a closure by its maker (`optax.chain(...)`)."""
+    if isinstance(fn, functools.partial):
+        return f"partial({_callable_text(fn.func)}, ...)"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(qualname, str):
+        return f"<{type(fn).__name__}>"
+    if qualname.endswith("<lambda>"):
+        return "<lambda>"
+    module = getattr(fn, "__module__", None)
+    path: list[str] = []
+    for part in module.split(".") if isinstance(module, str) else ():
+        if part.startswith("_"):
+            break  # optax._src.alias.adam is optax.adam; __main__.f is f
+        path.append(part)
+    maker, closure, _ = qualname.partition(".<locals>.")
+    return ".".join([*path, maker]) + ("(...)" if closure else "")
+
+
+def _items_text(items: list[Any], fmt: Callable[[Any], str], open_: str, close: str) -> str:
+    """`(a, b)`; more than `_MAX_ITEMS` items as `(a, b, c, ..., z)`; a 1-tuple as `(a,)`."""
+    if len(items) > _MAX_ITEMS:
+        texts = [*(fmt(i) for i in items[:3]), "...", fmt(items[-1])]
+    else:
+        texts = [fmt(i) for i in items]
+    comma = "," if open_ == "(" and len(items) == 1 else ""
+    return f"{open_}{', '.join(texts)}{comma}{close}"
+
+
+def _has_generated_repr(obj: Any) -> bool:
+    """True for a dataclass whose `repr` is the one `dataclasses` writes (every field)."""
+    wrapped = getattr(type(obj).__repr__, "__wrapped__", None)
+    return "__create_fn__" in getattr(wrapped, "__qualname__", "")
+
+
+def _value_text(value: Any) -> str:
+    """A field's value for `compact_repr`: short, and never the values of an array."""
+    cls_repr: Any = type(value).__repr__
+    if cls_repr is _component_repr:
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return repr(value)
+    if _is_array(value):
+        return f"{_dtype_text(value.dtype)}[{','.join(str(d) for d in value.shape)}]"
+    if is_component(value) and _has_generated_repr(value):
+        return compact_repr(value)
+    if (
+        isinstance(value, tuple)
+        and hasattr(value, "_fields")
+        and getattr(type(value).__repr__, "__module__", None) == "collections"
+    ):  # a NamedTuple with the repr namedtuple writes
+        if len(value) and all(callable(v) for v in value):
+            # An optax GradientTransformation (init, update): named by what made it,
+            # read off the first of its functions that is a closure.
+            texts = [_callable_text(v) for v in value]
+            return next((t for t in texts if t.endswith("(...)")), texts[0])
+        pairs = list(zip(value._fields, value))
+        text = _items_text(pairs, lambda kv: f"{kv[0]}={_value_text(kv[1])}", "[", "]")
+        return f"{type(value).__name__}({text[1:-1]})"
+    if isinstance(value, tuple):
+        return _items_text(list(value), _value_text, "(", ")")
+    if isinstance(value, list):
+        return _items_text(value, _value_text, "[", "]")
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        return _items_text(pairs, lambda kv: f"{kv[0]!r}: {_value_text(kv[1])}", "{", "}")
+    if callable(value) and not is_component(value):
+        return _callable_text(value)
+    if cls_repr is object.__repr__:
+        return f"<{type(value).__name__}>"  # without the address
+    text = repr(value)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
+
+
+def compact_repr(obj: Any) -> str:
+    """`Class(field=value, ...)` with only the fields that differ from their defaults.
+
+    In the style of scikit-learn's `print_changed_only`: fields without a default
+    always show, in declaration order; values show by `repr`, nested components
+    compactly too, arrays as their dtype and shape (`f32[3,4]`), functions by
+    name (closures by their maker, `optax.chain(...)`), long sequences and dicts
+    by their first items and "...".
+
+    Example:
+      >>> @component
+      ... class Clip:
+      ...     inner: Any
+      ...     limit: float = 1.0
+      >>> compact_repr(Clip(Clip(0.5), limit=2.0))
+      'Clip(inner=Clip(inner=0.5), limit=2.0)'
+    """
+    parts = []
+    for f in dataclasses.fields(obj):
+        if not (f.init and f.repr):
+            continue
+        value = getattr(obj, f.name)
+        if _same_as_default(value, _field_default(f)):
+            continue
+        parts.append(f"{f.name}={_value_text(value)}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+@reprlib.recursive_repr()
+def _component_repr(self: Any) -> str:
+    return compact_repr(self)
+
+
+_component_repr.__name__ = _component_repr.__qualname__ = "__repr__"
 
 
 def is_component(obj: Any) -> bool:

@@ -116,11 +116,31 @@ class LoadedLearnedOptimizer(NamedTuple):
     metadata: dict[str, Any]
 
     def __repr__(self) -> str:
-        keys = ", ".join(sorted(self.metadata))
-        return (
-            f"LoadedLearnedOptimizer(lopt={self.lopt!r}, theta: {theta_size(self.theta)} "
-            f"floats, metadata: {{{keys}}})"
-        )
+        """One line: `LoadedLearnedOptimizer(MLPLOpt(), theta=1,762 params, metadata={...})`.
+
+        The learned optimizer prints compactly, theta as its number of floats, the
+        source file (`source_file` in the metadata) as `from=`, and the other
+        metadata keys (not their values) unless they are many; `producer` and
+        `lopt_version`, which every saved file has, are left out.
+        """
+        parts = [repr(self.lopt), f"theta={theta_size(self.theta):,} params"]
+        meta = self.metadata if isinstance(self.metadata, dict) else {}
+        source = meta.get("source_file")
+        if isinstance(source, str):
+            parts.append(f"from={source!r}")
+        keys = [str(k) for k in meta if k not in _UNSHOWN_METADATA]
+        if keys:
+            text = ", ".join(keys)
+            if len(keys) > _MAX_SHOWN_KEYS or len(text) > _MAX_KEYS_TEXT:
+                text = ", ".join(keys[: _MAX_SHOWN_KEYS - 1]) + f", ... ({len(keys)} keys)"
+            parts.append(f"metadata={{{text}}}")
+        return f"LoadedLearnedOptimizer({', '.join(parts)})"
+
+
+#: Metadata every saved file has (or that `LoadedLearnedOptimizer`'s repr shows otherwise).
+_UNSHOWN_METADATA = frozenset({"producer", "lopt_version", "source_file"})
+_MAX_SHOWN_KEYS = 5
+_MAX_KEYS_TEXT = 60
 
 
 def save_learned_optimizer(

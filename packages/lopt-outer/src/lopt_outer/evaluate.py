@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from lopt_outer.eval_training import multi_task_training_curves
 __all__ = [
     "FixedOptimizer",
     "compare_with_adam",
+    "curves_figure",
     "format_table",
     "plot_curves",
     "summarize",
@@ -63,15 +65,26 @@ def _adam(lr: float) -> Optimizer:
 
 
 def summarize(curves: dict[str, np.ndarray], split: str = "test") -> dict[str, float]:
-    """Scalars of one `multi_task_training_curves` result: final and mean losses over tasks."""
-    ev = curves[f"eval/{split}/loss"]
-    return {
-        f"final_{split}_loss": float(np.mean(ev[:, -1])),
-        f"final_{split}_loss_std": float(np.std(ev[:, -1])),
-        f"mean_{split}_loss": float(np.mean(ev)),
-        "final_train_loss": float(np.mean(curves["train/loss"][:, -10:])),
-        "mean_train_loss": float(np.mean(curves["train/loss"])),
+    """Scalars of one `multi_task_training_curves` result: final and mean losses over tasks.
+
+    Each `<name>` (the mean over tasks) comes with `<name>_std`, the standard
+    deviation over tasks of the per-task value: `final_<split>_loss` (last
+    evaluation), `mean_<split>_loss` (mean over evaluations), `final_train_loss`
+    (mean of the last 10 training losses) and `mean_train_loss`.
+    """
+    ev = np.asarray(curves[f"eval/{split}/loss"])
+    train = np.asarray(curves["train/loss"])
+    per_task = {
+        f"final_{split}_loss": ev[:, -1],
+        f"mean_{split}_loss": np.mean(ev, axis=1),
+        "final_train_loss": np.mean(train[:, -10:], axis=1),
+        "mean_train_loss": np.mean(train, axis=1),
     }
+    out: dict[str, float] = {}
+    for name, values in per_task.items():
+        out[name] = float(np.mean(values))
+        out[f"{name}_std"] = float(np.std(values))
+    return out
 
 
 def compare_with_adam(
@@ -110,22 +123,29 @@ def compare_with_adam(
 
     Returns:
       `{"curves": {label: curves}, "summary": {label: scalars}, "best_adam": label,
-      "learned": label, "baseline": label}`.
+      "learned": label, "baseline": label, "split": split, "n_tasks": n_tasks,
+      "learning_rates": {label: lr}}`: `curves` holds every task's curves (a
+      leading `n_tasks` axis, see `multi_task_training_curves`), `summary` the
+      means over tasks and their standard deviations (see `summarize`), and
+      `learning_rates` Adam's learning rate of each Adam label (None for the
+      learned optimizer).
     """
     key = jax.random.PRNGKey(10_000) if key is None else key
     splits = ("train", split) if split != "train" else ("train",)
     common = {"n_tasks": n_tasks, "key": key, "steps": steps, "eval_every": eval_every}
     common |= {"steps_per_jit": steps_per_jit, "n_eval_batches_vec": n_eval_batches_vec}
     common["splits"] = splits
-    labels: dict[str, tuple[LearnedOptimizer, MetaParams]] = {
-        f"learned ({learned_opt.name})": (learned_opt, theta)
-    }
+    learned = f"learned ({learned_opt.name})"
+    labels: dict[str, tuple[LearnedOptimizer, MetaParams]] = {learned: (learned_opt, theta)}
+    learning_rates: dict[str, float | None] = {learned: None}
     baseline = f"Adam(lr={baseline_lr:g})"
     labels[baseline] = (FixedOptimizer(_adam(baseline_lr)), {})
+    learning_rates[baseline] = float(baseline_lr)
     for lr in adam_lrs:
         label = f"Adam(lr={lr:g})"
         if label not in labels:
             labels[label] = (FixedOptimizer(_adam(lr)), {})
+            learning_rates[label] = float(lr)
     curves = {
         label: multi_task_training_curves(task_family, lopt, th, **common)
         for label, (lopt, th) in labels.items()
@@ -137,9 +157,11 @@ def compare_with_adam(
         "curves": curves,
         "summary": summary,
         "best_adam": best_adam,
-        "learned": next(iter(labels)),
+        "learned": learned,
         "baseline": baseline,
         "split": split,
+        "n_tasks": n_tasks,
+        "learning_rates": learning_rates,
     }
 
 
@@ -166,43 +188,118 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(result: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
-    """Writes a PNG of train and evaluation loss curves (mean over tasks) for every optimizer.
+def _label_lr(result: dict[str, Any], label: str) -> float:
+    """Adam's learning rate of `label`: from `learning_rates`, else read off `Adam(lr=...)`."""
+    lr = result.get("learning_rates", {}).get(label)
+    if lr is None and label.startswith("Adam(lr=") and label.endswith(")"):
+        try:
+            lr = float(label[len("Adam(lr=") : -1])
+        except ValueError:
+            lr = None
+    return math.inf if lr is None else float(lr)
+
+
+def _legend_order(result: dict[str, Any]) -> list[str]:
+    """The labels of `result["curves"]`: learned, baseline, then the rest by learning rate."""
+    first = [result.get("learned"), result.get("baseline")]
+    first = [label for label in dict.fromkeys(first) if label in result["curves"]]
+    rest = [label for label in result["curves"] if label not in first]
+    return first + sorted(rest, key=lambda label: _label_lr(result, label))
+
+
+def _n_tasks(result: dict[str, Any]) -> int:
+    if result.get("n_tasks") is not None:
+        return int(result["n_tasks"])
+    for c in result["curves"].values():
+        return int(np.shape(c["train/loss"])[0])
+    return 0
+
+
+def _band(ax: Any, xs: np.ndarray, per_task: np.ndarray, **style: Any) -> tuple[Any, Any]:
+    """The mean over tasks (rows of `per_task`) as a line, and mean +- std as a band."""
+    mean, std = np.mean(per_task, axis=0), np.std(per_task, axis=0)
+    (line,) = ax.plot(xs, mean, **style)
+    band = ax.fill_between(
+        xs, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0
+    )
+    return line, band
+
+
+def curves_figure(result: dict[str, Any], title: str = "") -> Any:
+    """The figure `plot_curves` writes: train and evaluation losses of every optimizer.
+
+    Two panels (train loss, smoothed; the evaluation split's loss), each curve the
+    mean over the evaluated tasks with a band of one standard deviation over
+    tasks. The legend, right of the panels, lists the learned optimizer, the
+    untuned baseline, then the Adam sweep by increasing learning rate.
+
+    Args:
+      result: what `compare_with_adam` returns.
+      title: the figure's title (`lopt eval` passes the task family and theta file).
+
+    Returns:
+      A `matplotlib.figure.Figure` (not registered with pyplot: no need to close it).
 
     Raises:
       ImportError: matplotlib is missing; install `lopt-outer[plot]`.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401 (first: matplotlib.figure may be cached without it)
+        from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError(
             "Plotting needs matplotlib: pip install 'lopt-outer[plot]' (or pip install matplotlib)."
         ) from exc
     split = result["split"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for label, c in result["curves"].items():
-        lw = 2.5 if label == result["learned"] else 1.2
-        ls = "-" if label in (result["learned"], result["baseline"]) else ":"
-        train = np.mean(c["train/loss"], axis=0)
-        window = max(1, len(train) // 50)
-        smooth = np.convolve(train, np.ones(window) / window, mode="valid")
-        axes[0].plot(np.arange(len(smooth)) + window - 1, smooth, ls, lw=lw, label=label)
-        axes[1].plot(
-            c["eval/xs"][0], np.mean(c[f"eval/{split}/loss"], axis=0), ls, lw=lw, label=label
-        )
-    axes[0].set(xlabel="inner step", ylabel="train loss (smoothed)", yscale="log")
-    axes[1].set(xlabel="inner step", ylabel=f"{split} loss", yscale="log")
-    axes[1].legend(fontsize=8)
+    n = _n_tasks(result)
+    over = f"mean ± std over {n} task{'s' if n != 1 else ''}"
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    positive = True
+    for i, label in enumerate(_legend_order(result)):
+        c = result["curves"][label]
+        style = {
+            "color": f"C{i % 10}",
+            "lw": 2.5 if label == result.get("learned") else 1.2,
+            "ls": "-" if label in (result.get("learned"), result.get("baseline")) else ":",
+        }
+        notes = [
+            note
+            for note, key in (("untuned baseline", "baseline"), ("best Adam", "best_adam"))
+            if label == result.get(key)
+        ]
+        shown = f"{label} ({', '.join(notes)})" if notes else label
+        train = np.asarray(c["train/loss"], dtype=np.float64)
+        window = max(1, train.shape[1] // 50)
+        kernel = np.ones(window) / window
+        smooth = np.stack([np.convolve(row, kernel, mode="valid") for row in train])
+        _band(axes[0], np.arange(smooth.shape[1]) + window - 1, smooth, **style)
+        ev = np.asarray(c[f"eval/{split}/loss"], dtype=np.float64)
+        _band(axes[1], np.asarray(c["eval/xs"])[0], ev, label=shown, **style)
+        positive &= bool(np.all(np.mean(smooth, axis=0) > 0) and np.all(np.mean(ev, axis=0) > 0))
+    yscale = "log" if positive else "linear"
+    axes[0].set(xlabel="inner step", ylabel=f"train loss, smoothed ({over})", yscale=yscale)
+    axes[1].set(xlabel="inner step", ylabel=f"{split} loss ({over})", yscale=yscale)
+    for ax in axes:
+        ax.grid(True, which="major", alpha=0.3)
+    axes[1].legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False
+    )
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    return fig
+
+
+def plot_curves(result: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
+    """Writes `curves_figure(result, title)` as a PNG and returns its path.
+
+    Raises:
+      ImportError: matplotlib is missing; install `lopt-outer[plot]`.
+    """
+    fig = curves_figure(result, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
@@ -213,6 +310,7 @@ def write_summary(result: dict[str, Any], path: str | os.PathLike, **extra: Any)
         "learned": result["learned"],
         "baseline": result["baseline"],
         "best_adam": result["best_adam"],
+        **({"n_tasks": result["n_tasks"]} if "n_tasks" in result else {}),
         "summary": result["summary"],
         **extra,
     }
