@@ -104,3 +104,7 @@ def test_the_learned_optimizer_steps_at_its_learned_rate():
     opt = lopt.opt_fn(theta)
     state = opt.update(opt.init({"x": jnp.zeros(2)}), {"x": jnp.asarray([3.0, -1.0])})
     np.testing.assert_allclose(opt.get_params(state)["x"], [-0.5, 0.5], rtol=1e-6)
+
+
+def test_the_catalog_index_is_current_so_lopt_list_imports_no_plugin_code():
+    testing.check_catalog_index("lopt_plugin_example:CATALOG")
