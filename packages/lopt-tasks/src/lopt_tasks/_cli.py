@@ -37,14 +37,18 @@ def _status(args: argparse.Namespace) -> int:
 def _setup_data_command(parser: argparse.ArgumentParser) -> None:
     """Sets up `lopt data prepare NAME` and `lopt data status NAME` on `parser`."""
     sub = parser.add_subparsers(dest="data_command", required=True)
+    where = (
+        "the TFDS data folder (default: $LOPT_DATA_DIR, else $TFDS_DATA_DIR, else "
+        "~/tensorflow_datasets)"
+    )
     p = sub.add_parser(
         "prepare",
         help="download a TFDS dataset and write it as array_record (needs lopt-tasks[prepare])",
     )
     p.add_argument("name", help="TFDS dataset name, e.g. mnist, fashion_mnist, cifar10")
-    p.add_argument("--data-dir", default=None, help="where to write ($LOPT_DATA_DIR by default)")
+    p.add_argument("--data-dir", default=None, help=f"where to write it: {where}")
     p.set_defaults(func=_prepare)
     p = sub.add_parser("status", help="say whether a TFDS dataset is prepared and readable")
-    p.add_argument("name")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("name", help="TFDS dataset name, e.g. mnist")
+    p.add_argument("--data-dir", default=None, help=f"where to look: {where}")
     p.set_defaults(func=_status)
