@@ -34,12 +34,12 @@ from lopt_outer import (
     SingleMachineGradientLearner,
     TruncatedPES,
     VectorizedLOptTruncatedStep,
-    compare_with_adam,
     format_table,
     meta_train,
     plot_curves,
     write_summary,
 )
+from lopt_outer.cli import compare_with_progress
 
 FAMILY = "ImageMLPFamily_Digits8"
 
@@ -98,6 +98,14 @@ def main() -> int:
     )
     result = meta_train(learner, config)
     t_meta = time.perf_counter() - t_start
+    why = {
+        "time_budget": f"the time budget ({args.budget:.0f} s) was spent",
+        "num_steps": f"the step limit ({args.max_outer_steps}) was reached",
+    }.get(result.stopped_by, result.stopped_by)
+    print(
+        f"Meta-training stopped after {result.steps} outer steps ({t_meta:.0f} s): {why}."
+        + (f" It resumed from step {result.resumed_from}." if result.resumed_from else "")
+    )
     theta_path = lopt_core.save(
         out / "mlp_lopt_digits8.lopt",
         result.theta,
@@ -105,18 +113,18 @@ def main() -> int:
         producer=lopt,
     )
 
-    print(
-        f"\nEvaluating on {args.eval_tasks} held-out {FAMILY} samples, {args.horizon} steps each."
-    )
-    comparison = compare_with_adam(
-        family,
-        lopt,
-        result.theta,
+    adam_lrs = (1e-4, 3e-4, 3e-3, 1e-2, 3e-2)
+    # Says what it trains (optimizers x held-out tasks x steps), which optimizer it is
+    # at, and the time taken (on stderr).
+    comparison = compare_with_progress(
+        task_family=family,
+        learned_opt=lopt,
+        theta=result.theta,
         n_tasks=args.eval_tasks,
         steps=args.horizon,
         key=jax.random.PRNGKey(10_000 + args.seed),
         baseline_lr=1e-3,
-        adam_lrs=(1e-4, 3e-4, 3e-3, 1e-2, 3e-2),
+        adam_lrs=adam_lrs,
         eval_every=args.horizon // 10,
         steps_per_jit=args.horizon // 10,
         n_eval_batches_vec=8,

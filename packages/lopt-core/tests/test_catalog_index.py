@@ -299,3 +299,22 @@ def test_lazy_attach_catalog_imports_every_declaring_module_first(tmp_path, monk
 def test_lazy_attach_refuses_an_export_without_a_module():
     with pytest.raises(ValueError, match="the export 'X' must name its submodule"):
         lazy.attach("pkg", {"X": ":X"})
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["nope"], "lopt: error: argument COMMAND: invalid choice: 'nope'"),
+        (["list", "widgets"], "lopt list: error: argument kind: invalid choice: 'widgets'"),
+        (["describe"], "lopt describe: error: the following arguments are required: name"),
+        (["list", "--bogus"], "lopt: error: unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_on_stderr_and_exit_status_2(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), captured.err
+    assert lines[0].endswith("--help)") and captured.out == ""

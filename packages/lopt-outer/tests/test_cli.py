@@ -58,21 +58,24 @@ def test_lopt_meta_train_then_eval(tmp_path, capsys):
 
 
 def test_unknown_estimator_name_is_a_clean_error(tmp_path, capsys):
-    rc = main(
-        [
-            "meta-train",
-            "--task-family",
-            "FixedDimQuadraticFamily",
-            "--learned-optimizer",
-            "LearnableSGD",
-            "--estimator",
-            "TruncatedPESS",
-            "--output-dir",
-            str(tmp_path),
-        ]
-    )
-    assert rc == 2
-    assert "Close matches: TruncatedPES" in capsys.readouterr().err
+    # Checked with the other flags, before anything is built: one line naming the flag.
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "meta-train",
+                "--task-family",
+                "FixedDimQuadraticFamily",
+                "--learned-optimizer",
+                "LearnableSGD",
+                "--estimator",
+                "TruncatedPESS",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--estimator TruncatedPESS" in err and "Close matches: TruncatedPES" in err
 
 
 def _meta_train_args(out, *extra):

@@ -11,7 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from lopt_core.registry import (
     BUILTIN_PLUGINS,
@@ -85,6 +85,19 @@ def _drop_subparser(sub: Any, name: str) -> None:
     sub._choices_actions[:] = [a for a in sub._choices_actions if a.dest != name]
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, then exit status 2.
+
+    `lopt` and every subcommand's parser (plugins' included) are of this class:
+    `lopt meta-train: error: argument --num-steps: ... (see lopt meta-train --help)`
+    instead of argparse's usage block and a second line.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def _build(
     prog: str = "lopt", only: str | None = None
 ) -> tuple[argparse.ArgumentParser, list[str]]:
@@ -94,7 +107,7 @@ def _build(
     catalog index) is set up only if it is `only`, the command being run; the
     others are listed with their descriptions, so `lopt --help` imports no command.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description="Learned optimizers in JAX: list and describe what the installed lopt "
         "packages and plugins register, and run their commands.",
@@ -105,7 +118,9 @@ def _build(
         action=_Versions,
         help="print each installed lopt package and plugin with its version, and exit",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser("list", help="list registered components", formatter_class=fmt)
     p.add_argument(

@@ -1,21 +1,214 @@
-"""`lopt meta-train` and `lopt eval`: meta-train and evaluate from the command line."""
+"""`lopt meta-train` and `lopt eval`: meta-train and evaluate from the command line.
+
+`lopt --help` builds the parser of every command, so this module imports nothing
+heavy when it loads: JAX, the learners, the backends and checkpoints are imported
+inside the functions that run a command. Every flag is checked before anything is
+built or compiled; a bad one ends the command with one line on stderr (naming the
+flag and the fix) and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
+import math
+import os
+import shlex
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import jax
+from lopt_core.registry import REGISTRY, DuplicateComponentError, UnknownComponentError
 
-import lopt_core
-from lopt_core import GradientEstimator, TruncatedStep, TruncationSchedule
+if TYPE_CHECKING:
+    from lopt_core import GradientEstimator, TruncatedStep, TruncationSchedule
 
-__all__ = ["build_estimator", "build_learner", "build_run", "setup_eval", "setup_meta_train"]
+__all__ = [
+    "BACKEND_NAMES",
+    "META_LOSS_HELP",
+    "build_estimator",
+    "build_learner",
+    "build_run",
+    "compare_with_progress",
+    "progress_printer",
+    "setup_eval",
+    "setup_meta_train",
+]
+
+BACKEND_NAMES = ("inprocess", "ray")
+"""The names `--backend` takes: those of `lopt_outer.backends.BACKENDS`, spelled out here
+so that building the parser imports no backend."""
+
+_SEED_LIMIT = 2**32  # lopt_outer.run.SEED_LIMIT, without importing the run layer
+
+META_LOSS_HELP = """\
+What meta_loss means (the progress bar, metrics.jsonl, the last line): for every one
+of the --num-tasks task samples, the loss at each inner step of the estimate's
+unroll, averaged over those steps (the step right after a task's reset is left out),
+then over the tasks (and over both antithetic copies of ES estimators; FullES follows
+its loss_type). With --meta-loss-split none that loss is the training loss of each
+inner step on its own training batch, before the step's update; with same_data, the
+updated parameters on that same batch; with train, inner_valid, outer_valid or test,
+the updated parameters on a fresh batch of that split.
+
+It is raw only when the family's tasks define no normalizer; most map the loss onto a
+common scale first, so compare meta-losses within one family and split only. The
+sampled classification families (ImageMLPFamily_Digits8, ImageConvFamily_Digits8,
+Sampled*Family, LMRNNFamily_EmbeddedText) clip the log-loss to [0, log 2K] for K
+classes and map it affinely, log(K/5) to 0 and each log K of loss to 10 units (raw =
+meta_loss * log(K) / 10 + log(K / 5)): for 10 classes chance (log 10) is 7.0, a loss
+of 0 is -3.0, so 7.5 is a little worse than chance (log-loss 2.42) and -1.8 is a
+log-loss of 0.28. Single image classifiers clip the log-loss to [0, 1.5 log K];
+FixedDimQuadraticFamily clips to [0, 1000]; NoisyQuadraticFamily is raw."""
 
 
+# -- help and errors ------------------------------------------------------------------
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option shows its default; descriptions and epilogs keep their paragraphs."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.required
+            or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        return "\n\n".join(fill(p, width, indent) for p in text.split("\n\n"))
+
+
+def _setup_parser(parser: argparse.ArgumentParser) -> None:
+    # Errors are one line already: lopt_core.cli.Parser, the class of every subcommand.
+    parser.formatter_class = _HelpFormatter
+
+
+def _fail(message: str, command: str = "meta-train") -> NoReturn:
+    """Ends `lopt COMMAND` with one line on stderr and exit status 2."""
+    print(f"lopt {command}: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _int_at_least(minimum: int, example: int) -> Callable[[str], int]:
+    """An argparse `type=`: a whole number >= `minimum`; the error suggests `example`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {minimum}, got {text!r}; pass one such as {example}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= {minimum}, got {value}; pass one such as {example}"
+            )
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_above_zero(example: str, unit: str = "") -> Callable[[str], float]:
+    """An argparse `type=`: a finite number > 0; the error suggests `example`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number > 0{unit}, got {text!r}; pass one such as {example}"
+            ) from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a number > 0{unit}, got {text}; pass one such as {example}"
+            )
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _seed(text: str) -> int:
+    """An argparse `type=`: a seed in [0, 2**32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"seed must be an integer >= 0, got {text!r}; pass one such as 0"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"seed must be an integer >= 0, got {value}; pass one such as 0"
+        )
+    if value >= _SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"seed must be below 2**32 = {_SEED_LIMIT}, got {value} (larger seeds would "
+            "silently repeat smaller ones); pick a seed in [0, 2**32)"
+        )
+    return value
+
+
+def _learning_rates(text: str) -> tuple[float, ...]:
+    """An argparse `type=`: comma-separated learning rates > 0, such as `1e-4,3e-4`."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    hint = "pass comma-separated numbers > 0 without spaces, e.g. 1e-4,3e-4,3e-3"
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected at least one learning rate; {hint}")
+    out = []
+    for p in parts:
+        try:
+            value = float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{p!r} is not a number; {hint}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"learning rate {p} is not > 0; {hint}")
+        out.append(value)
+    return tuple(out)
+
+
+def _check_name(kind: str, name: str, flag: str, command: str) -> Any:
+    """The registry entry `name` of `kind`, or a one-line error naming `flag`."""
+    try:
+        return REGISTRY.entry(kind, name)
+    except (UnknownComponentError, DuplicateComponentError) as exc:
+        _fail(f"{flag} {name}: {exc}", command)
+
+
+def _check_output_dir(path: str, command: str) -> None:
+    """Refuses an --output-dir that is a file or cannot be written, creating nothing."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        _fail(f"--output-dir {out} is a file, not a folder; pick a folder (--output-dir).", command)
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        _fail(
+            f"--output-dir {out} cannot be created: {probe} is a file, not a folder; pick "
+            "another --output-dir.",
+            command,
+        )
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".lopt-write-probe."):
+            pass
+    except OSError as exc:
+        _fail(
+            f"--output-dir {out} cannot be written ({exc.strerror or exc} in {probe}); pick a "
+            "folder you can write to (--output-dir).",
+            command,
+        )
+
+
+# -- meta-train -----------------------------------------------------------------------
 def build_estimator(
     name: str,
     truncated_step: TruncatedStep,
@@ -30,7 +223,9 @@ def build_estimator(
     get the truncation schedule. Works for third-party estimators that follow the
     same argument names.
     """
-    factory = lopt_core.REGISTRY.entry("outer_trainers", name).factory
+    from lopt_core import GradientEstimator
+
+    factory = REGISTRY.entry("outer_trainers", name).factory
     params = inspect.signature(factory).parameters
     offered = {
         "trunc_length": trunc_length,
@@ -49,6 +244,7 @@ def build_estimator(
 
 def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """The task family, learned optimizer and SingleMachineGradientLearner that `args` describe."""
+    import lopt_core
     from lopt_outer.gradient_learner import SingleMachineGradientLearner
     from lopt_outer.lopt_truncated_step import VectorizedLOptTruncatedStep
     from lopt_outer.truncation_schedule import (
@@ -81,10 +277,13 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 _RAY_FLAGS = {"workers": "--workers", "address": "--address", "max_staleness": "--max-staleness"}
 
 
-def _fail(message: str) -> NoReturn:
-    """Ends `lopt meta-train` with one line on stderr and exit status 2."""
-    print(f"lopt meta-train: {' '.join(message.split())}", file=sys.stderr)
-    raise SystemExit(2)
+def _ray_only_flags(args: argparse.Namespace) -> None:
+    ray_given = [flag for dest, flag in _RAY_FLAGS.items() if getattr(args, dest) is not None]
+    if args.backend != "ray" and ray_given:
+        raise ValueError(
+            f"{', '.join(ray_given)} only apply to the Ray backend; add --backend ray or drop "
+            f"{'them' if len(ray_given) > 1 else 'it'}."
+        )
 
 
 def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -97,12 +296,7 @@ def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
     from lopt_outer.backends import backend_named
     from lopt_outer.run import RunConfig
 
-    ray_given = [flag for dest, flag in _RAY_FLAGS.items() if getattr(args, dest) is not None]
-    if args.backend != "ray" and ray_given:
-        raise ValueError(
-            f"{', '.join(ray_given)} only apply to the Ray backend; add --backend ray or drop "
-            f"{'them' if len(ray_given) > 1 else 'it'}."
-        )
+    _ray_only_flags(args)
     override = [o.strip() for item in args.override or () for o in item.split(",") if o.strip()]
     config = RunConfig(
         num_steps=args.num_steps,
@@ -125,17 +319,162 @@ def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
     return config, backend_named(args.backend, **options)
 
 
+def _check_meta_train(args: argparse.Namespace) -> None:
+    """Every check that needs no learner: flags together, names, Ray, the output folder."""
+    if args.resume and args.no_resume:
+        _fail("--resume and --no-resume contradict each other; pass one of them.")
+    if args.overwrite and args.resume:
+        _fail("--overwrite deletes the run that --resume would continue; pass one of them.")
+    try:
+        _ray_only_flags(args)
+    except ValueError as exc:
+        _fail(str(exc))
+    if args.min_length > args.max_length:
+        _fail(
+            f"--min-length {args.min_length} is above --max-length {args.max_length}; pass "
+            "--min-length <= --max-length, or --min-length 0 for unrolls of --max-length."
+        )
+    if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+        _fail(
+            "--backend ray needs Ray, which is not installed; pip install 'lopt-outer[ray]', "
+            "or drop --backend ray to meta-train in this process."
+        )
+    _check_name("task_families", args.task_family, "--task-family", "meta-train")
+    _check_name("learned_optimizers", args.learned_optimizer, "--learned-optimizer", "meta-train")
+    entry = _check_name("outer_trainers", args.estimator, "--estimator", "meta-train")
+    factory = entry.factory
+    if isinstance(factory, type):
+        from lopt_core import GradientEstimator
+
+        if not issubclass(factory, GradientEstimator):
+            _fail(
+                f"--estimator {args.estimator} is a {factory.__name__}, not a gradient "
+                "estimator; pick one of TruncatedPES, TruncatedES, FullES, TruncatedGrad, "
+                "FullGrad (`lopt list outer_trainers`)."
+            )
+    _check_output_dir(args.output_dir, "meta-train")
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that continues this run: the flags given, less --overwrite and --no-resume."""
+    parser: argparse.ArgumentParser = args._lopt_parser
+    parts = shlex.split(parser.prog) if parser.prog else ["lopt", "meta-train"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "overwrite", "no_resume"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default and not action.required:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:
+            if value:
+                parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _interrupted(args: argparse.Namespace, step: int, ckpt: Path | None, signal_name: str) -> int:
+    where = f"checkpoint at step {step} in {args.output_dir}" if ckpt else "no checkpoint yet"
+    verb = "resume" if ckpt else "start again"
+    print(
+        f"lopt meta-train: interrupted ({signal_name}) after step {step}; {where}; {verb} "
+        f"with: {_resume_command(args)}",
+        file=sys.stderr,
+    )
+    return 130 if signal_name == "SIGINT" else 143
+
+
+def _stop_reason(args: argparse.Namespace, result: Any) -> str:
+    if result.stopped_by == "time_budget":
+        return f"stopped when the time budget was spent (--time-budget {args.time_budget:g} s)"
+    return f"stopped at the step limit (--num-steps {args.num_steps})"
+
+
+def _meta_loss_words(split: str) -> str:
+    if split == "none":
+        return "the tasks' normalised training loss per inner step; see --help"
+    if split == "same_data":
+        return "the tasks' normalised loss after each inner step, same batch; see --help"
+    return f"the tasks' normalised {split} loss after each inner step; see --help"
+
+
+def _last_recorded_meta_loss(out: Path) -> tuple[float, int] | None:
+    """`(meta_loss, step)` of the last row of the run's metrics file, or None."""
+    from lopt_outer.metric_writers import METRICS_FILE
+
+    path = out / METRICS_FILE
+    if not path.is_file():
+        return None
+    import json
+
+    last = None
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            last = (float(row["meta_loss"]), int(row["step"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return last
+
+
 def _run_meta_train(args: argparse.Namespace) -> int:
+    try:
+        code = _meta_train(args)
+    except KeyboardInterrupt:
+        # Outside meta_train's own handling: while checking, building or saving theta.
+        point = None
+        try:
+            from lopt_outer.run import resume_point
+
+            config, backend = build_run(args)
+            point = resume_point(config, backend)
+        except Exception:
+            point = None
+        step, path = (point.step, point.path) if point else (0, None)
+        code = _interrupted(args, step, path, "SIGINT")
+    if code in (130, 143):
+        _exit_now_if_still_compiling(code)
+    return code
+
+
+_PRECOMPILE_THREAD = "lopt-outer-precompile"  # SingleMachineGradientLearner's
+
+
+def _exit_now_if_still_compiling(code: int) -> None:
+    """Ends the `lopt` process at once when a background compile is still running.
+
+    Interrupted while `SingleMachineGradientLearner.init` waits for its precompile
+    thread, the interpreter would exit with that daemon thread inside XLA, and
+    abort ("terminate called ...", SIGABRT) instead of exiting with `code`. The
+    run's files are closed and its lock released by then; only the compile is
+    lost. Only in the `lopt` process itself: a caller of `lopt_core.cli.main` keeps
+    running.
+    """
+    import threading
+
+    if not any(t.name == _PRECOMPILE_THREAD and t.is_alive() for t in threading.enumerate()):
+        return
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if not (getattr(spec, "name", None) == "lopt_core.cli" or Path(sys.argv[0]).name == "lopt"):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _meta_train(args: argparse.Namespace) -> int:
+    _check_meta_train(args)  # before anything is built, so a wrong flag fails at once
+    import lopt_core
     from lopt_outer.meta_train import meta_train
     from lopt_outer.metric_writers import METRICS_FILE
     from lopt_outer.run import RunInterrupted
     from lopt_outer.rundir import RunDirectoryError
 
-    # Checked before the learner is built, so a wrong flag fails at once.
-    if args.resume and args.no_resume:
-        _fail("--resume and --no-resume contradict each other; pass one of them.")
-    if args.overwrite and args.resume:
-        _fail("--overwrite deletes the run that --resume would continue; pass one of them.")
     try:
         config, backend = build_run(args)
     except (TypeError, ValueError) as exc:
@@ -148,19 +487,18 @@ def _run_meta_train(args: argparse.Namespace) -> int:
             f"--resume given but {out} holds no {' or '.join(resumable)} to resume from with "
             f"backend {args.backend!r}; drop --resume to start a new run there."
         )
-    _, lopt, learner = build_learner(args)
+    try:
+        _, lopt, learner = build_learner(args)
+    except (UnknownComponentError, DuplicateComponentError):
+        raise
+    except (TypeError, ValueError) as exc:
+        _fail(str(exc))
     try:
         result = meta_train(learner, config, backend)
-    except RunDirectoryError as exc:
+    except (RunDirectoryError, lopt_core.CheckpointError) as exc:
         _fail(str(exc))
     except RunInterrupted as exc:
-        where = f"checkpoint at step {exc.step} in {out}" if exc.checkpoint else "no checkpoint"
-        print(
-            f"lopt meta-train: interrupted ({exc.signal_name}) after step {exc.step}; {where}. "
-            "Run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 130 if exc.signal_name == "SIGINT" else 143
+        return _interrupted(args, exc.step, exc.checkpoint, exc.signal_name)
     theta_path = lopt_core.save(
         out / "theta.lopt",
         result.theta,
@@ -172,15 +510,31 @@ def _run_meta_train(args: argparse.Namespace) -> int:
         },
         producer=lopt,
     )
-    last = result.history[-1]["meta_loss"] if result.history else float("nan")
     ran = result.steps - result.resumed_from
+    files = f"theta: {theta_path}\nmetrics: {out / METRICS_FILE}"
+    if not ran:
+        recorded = _last_recorded_meta_loss(out)
+        last = (
+            f"last meta-loss {recorded[0]:.4f} (step {recorded[1]}, from {METRICS_FILE})"
+            if recorded
+            else f"no meta-loss recorded in {METRICS_FILE}"
+        )
+        print(
+            f"{out} is already done: {result.steps} steps, and --num-steps is "
+            f"{args.num_steps}; nothing trained (raise --num-steps to continue it); {last}\n"
+            f"{files}"
+        )
+        return 0
+    last_loss = result.history[-1]["meta_loss"] if result.history else float("nan")
+    resumed = f"; resumed from step {result.resumed_from}" if result.resumed_from else ""
     print(
-        f"meta-trained {result.steps} steps ({result.stopped_by}); last meta-loss {last:.4f}\n"
+        f"meta-trained {result.steps} steps ({result.stopped_by}): "
+        f"{_stop_reason(args, result)}{resumed}; last meta-loss {last_loss:.4f} "
+        f"({_meta_loss_words(args.meta_loss_split)})\n"
         f"dropped steps: {result.dropped_steps} of {ran} (no finite meta-gradient); "
-        f"diverged task estimates masked out: {result.masked_tasks}\n"
-        f"theta: {theta_path}\nmetrics: {out / METRICS_FILE}"
+        f"diverged task estimates masked out: {result.masked_tasks}\n{files}"
     )
-    if ran and result.dropped_steps == ran:
+    if result.dropped_steps == ran:
         print(
             f"lopt meta-train: every one of the {ran} outer steps was dropped (every "
             "meta-gradient was NaN or infinite), so theta did not move; lower --outer-lr or "
@@ -188,7 +542,7 @@ def _run_meta_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if ran and result.theta_changed is False:
+    if result.theta_changed is False:
         print(
             f"lopt meta-train: theta did not change in {ran} outer steps (every meta-gradient "
             "was zero); check that the learned optimizer's theta reaches the meta-loss.",
@@ -200,105 +554,349 @@ def _run_meta_train(args: argparse.Namespace) -> int:
 
 def setup_meta_train(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lopt meta-train`."""
-    parser.add_argument("--task-family", required=True, help="registered task family name")
-    parser.add_argument("--learned-optimizer", default="MLPLOpt")
-    parser.add_argument("--estimator", default="TruncatedPES", help="registered estimator name")
-    parser.add_argument("--num-tasks", type=int, default=8)
-    parser.add_argument("--trunc-length", type=int, default=20, help="inner steps per estimate")
-    parser.add_argument("--max-length", type=int, default=200, help="inner steps before a reset")
-    parser.add_argument(
-        "--min-length", type=int, default=0, help="if set, lengths are log-uniform in [min, max)"
+    _setup_parser(parser)
+    parser.epilog = META_LOSS_HELP
+    add = parser.add_argument
+    add(
+        "--task-family",
+        required=True,
+        metavar="NAME",
+        help="registered task family to meta-train on (`lopt list task_families`); required",
     )
-    parser.add_argument("--std", type=float, default=0.01, help="ES perturbation std")
-    parser.add_argument(
+    add(
+        "--learned-optimizer",
+        default="MLPLOpt",
+        metavar="NAME",
+        help="registered learned optimizer to meta-train (`lopt list learned_optimizers`)",
+    )
+    add(
+        "--estimator",
+        default="TruncatedPES",
+        metavar="NAME",
+        help="registered gradient estimator: TruncatedPES, TruncatedES, FullES, TruncatedGrad "
+        "or FullGrad (`lopt list outer_trainers`)",
+    )
+    add(
+        "--num-tasks",
+        type=_int_at_least(1, 8),
+        default=8,
+        metavar="N",
+        help="task samples trained side by side in each gradient estimate",
+    )
+    add(
+        "--trunc-length",
+        type=_int_at_least(1, 20),
+        default=20,
+        metavar="N",
+        help="inner steps each truncated estimate unrolls (TruncatedPES/ES/Grad)",
+    )
+    add(
+        "--max-length",
+        type=_int_at_least(1, 200),
+        default=200,
+        metavar="N",
+        help="inner steps a task trains before it is reset with a fresh sample",
+    )
+    add(
+        "--min-length",
+        type=_int_at_least(0, 50),
+        default=0,
+        metavar="N",
+        help="if > 0, each task's length is drawn log-uniformly in [--min-length, "
+        "--max-length); 0: every task trains --max-length steps",
+    )
+    add(
+        "--std",
+        type=_float_above_zero("0.01"),
+        default=0.01,
+        help="standard deviation of the ES perturbations of theta (ES estimators)",
+    )
+    add(
         "--meta-loss-split",
         default="none",
         choices=["none", "same_data", "train", "inner_valid", "outer_valid", "test"],
-        help="data the meta-loss is measured on ('none': each step's training loss)",
+        help="data the meta-loss is measured on: 'none', each inner step's training loss on "
+        "its training batch; 'same_data', the updated parameters on that batch; a split "
+        "name, the updated parameters on a fresh batch of it (see below)",
     )
-    parser.add_argument("--outer-lr", type=float, default=1e-3, help="Adam lr on theta")
-    parser.add_argument("--num-steps", type=int, default=1000, help="outer steps")
-    parser.add_argument("--time-budget", type=float, default=None, help="seconds")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument(
+    add(
+        "--outer-lr",
+        type=_float_above_zero("1e-3"),
+        default=1e-3,
+        metavar="LR",
+        help="learning rate of the Adam meta-optimizer on theta",
+    )
+    add(
+        "--num-steps",
+        type=_int_at_least(1, 1000),
+        default=1000,
+        metavar="N",
+        help="outer steps (meta-gradient updates) in all, counting those before a resume",
+    )
+    add(
+        "--time-budget",
+        type=_float_above_zero("600", " seconds"),
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds of meta-training (compiling not counted), with a "
+        "checkpoint; the progress bar then counts the budget's seconds (default: none, "
+        "train until --num-steps)",
+    )
+    add(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="the run's seed, in [0, 2**32); with the step number it fixes every random key, "
+        "so a resumed run ends where an uninterrupted one would",
+    )
+    add(
+        "--output-dir",
+        required=True,
+        metavar="DIR",
+        help="folder for checkpoint.lopt, metrics.jsonl and theta.lopt; a run in it is "
+        "resumed; required",
+    )
+    add(
+        "--checkpoint-every",
+        type=_int_at_least(1, 100),
+        default=100,
+        metavar="N",
+        help="outer steps between checkpoints (one is also written at the end and on Ctrl-C)",
+    )
+    add(
         "--no-resume",
         action="store_true",
-        help="never continue a run; refused when --output-dir holds one (see --overwrite)",
+        help="never continue a run; refused when --output-dir holds one (see --overwrite) "
+        "(default: resume when --output-dir holds a checkpoint)",
     )
-    parser.add_argument(
+    add(
         "--overwrite",
         action="store_true",
         help="delete the run already in --output-dir (its checkpoints, metrics and theta) and "
-        "start afresh",
+        "start afresh (default: off)",
     )
-    parser.add_argument(
+    add(
         "--override",
         action="append",
         metavar="FIELD[,FIELD]",
         help="resume although these configuration fields differ from the checkpoint's "
         "(dotted paths such as estimators.0.std or theta_opt.learning_rate, as the error "
-        "for a differing field names them)",
+        "for a differing field names them; comma-separated or repeated) (default: none)",
     )
-    parser.add_argument(
+    add(
         "--resume",
         action="store_true",
-        help="require a checkpoint in --output-dir and continue from it (a run resumes "
-        "automatically when one exists)",
+        help="require a checkpoint in --output-dir and continue from it (default: off; a run "
+        "resumes anyway when a checkpoint exists)",
     )
-    parser.add_argument("--no-progress", action="store_true")
-    from lopt_outer.backends import BACKENDS
-
-    parser.add_argument(
+    add(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar and no progress messages (resuming, compiling) on stderr "
+        "(default: show them)",
+    )
+    add(
         "--backend",
-        choices=list(BACKENDS),
+        choices=list(BACKEND_NAMES),
         default="inprocess",
         help="where gradient estimates are computed ('ray' needs lopt-outer[ray])",
     )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="Ray worker actors (--backend ray; default 1)"
+    add(
+        "--workers",
+        type=_int_at_least(1, 4),
+        default=None,
+        metavar="N",
+        help="Ray worker actors (--backend ray; default: 1)",
     )
-    parser.add_argument(
+    add(
         "--address",
         default=None,
-        help="join this Ray cluster ('auto' or HOST:PORT; --backend ray)",
+        help="join this Ray cluster, 'auto' or HOST:PORT (--backend ray; default: start a "
+        "local cluster listening on 127.0.0.1)",
     )
-    parser.add_argument(
+    add(
         "--max-staleness",
-        type=int,
+        type=_int_at_least(0, 2),
         default=None,
+        metavar="N",
         help="drop Ray estimates more than this many updates old (--backend ray; default: "
         "--workers)",
     )
-    parser.set_defaults(func=_run_meta_train)
+    parser.set_defaults(func=_run_meta_train, _lopt_parser=parser)
+
+
+# -- eval -----------------------------------------------------------------------------
+def _registered_class(name: str) -> type:
+    entry = REGISTRY.entry("learned_optimizers", name)
+    factory = entry.factory
+    return factory if isinstance(factory, type) else type(factory())
+
+
+def _eval_optimizer(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The learned optimizer and theta to evaluate: the --theta file's architecture, or
+    --learned-optimizer (MLPLOpt by default) at its initial theta. One-line errors."""
+    import lopt_core
+
+    name = args.learned_optimizer
+    if args.theta is None:
+        import jax
+
+        lopt = lopt_core.get_learned_optimizer(name or "MLPLOpt")
+        return lopt, lopt.init(jax.random.PRNGKey(0))
+    path = Path(args.theta)
+    try:
+        from lopt_learned import load_learned_optimizer
+    except ImportError:
+        load_learned_optimizer = None
+    if load_learned_optimizer is None:
+        if name is None:
+            _fail(
+                f"--theta {path}: reading the learned optimizer's architecture from the file "
+                "needs lopt-learned, which is not installed; pip install lopt-learned, or name "
+                "the architecture with --learned-optimizer.",
+                "eval",
+            )
+        return _load_theta_as(name, path)
+    try:
+        loaded = load_learned_optimizer(path)
+    except lopt_core.CheckpointError as exc:
+        _fail(f"--theta {path}: {exc}", "eval")
+    if name is not None:
+        want = _registered_class(name)
+        got = type(loaded.lopt)
+        if got is not want:
+            named = name if name == want.__name__ else f"{name} ({want.__name__})"
+            _fail(
+                f"--theta {path} holds a {got.__name__} theta, but --learned-optimizer is "
+                f"{named}; drop --learned-optimizer to evaluate the file's "
+                f"{got.__name__}, or pass the theta file of a {want.__name__}.",
+                "eval",
+            )
+    return loaded.lopt, loaded.theta
+
+
+def _load_theta_as(name: str, path: Path) -> tuple[Any, Any]:
+    """Without lopt-learned: theta loaded into `name`'s default configuration, if it fits."""
+    import jax
+
+    import lopt_core
+
+    lopt = lopt_core.get_learned_optimizer(name)
+    cls = type(lopt)
+    try:
+        recorded = (lopt_core.load_metadata(path).get("producer") or {}).get("class")
+    except lopt_core.CheckpointError as exc:
+        _fail(f"--theta {path}: {exc}", "eval")
+    if recorded and recorded != f"{cls.__module__}:{cls.__qualname__}":
+        _fail(
+            f"--theta {path} holds a theta of {recorded}, but --learned-optimizer is {name} "
+            f"({cls.__name__}); pass the theta file of a {cls.__name__}, or name its "
+            "architecture with --learned-optimizer.",
+            "eval",
+        )
+    like = lopt.init(jax.random.PRNGKey(0))
+    try:
+        return lopt, lopt_core.load(path, like=like).tree
+    except lopt_core.CheckpointError as exc:
+        _fail(f"--theta {path}: {exc}", "eval")
+
+
+def _check_eval(args: argparse.Namespace) -> None:
+    _check_name("task_families", args.task_family, "--task-family", "eval")
+    if args.learned_optimizer is not None:
+        _check_name("learned_optimizers", args.learned_optimizer, "--learned-optimizer", "eval")
+    if args.eval_every > args.steps or args.steps % args.eval_every:
+        _fail(
+            f"--steps {args.steps} is not a multiple of --eval-every {args.eval_every}; pass "
+            "--eval-every dividing --steps (such as --steps 500 --eval-every 50).",
+            "eval",
+        )
+    if args.theta is not None:
+        path = Path(args.theta)
+        if not path.exists():
+            _fail(
+                f"--theta {path} does not exist; pass the theta.lopt that lopt meta-train "
+                "wrote into its --output-dir, or drop --theta to evaluate the initial theta.",
+                "eval",
+            )
+        if not path.is_file():
+            _fail(f"--theta {path} is not a file; pass a theta.lopt file.", "eval")
+    _check_output_dir(args.output_dir, "eval")
+
+
+def progress_printer(
+    n_tasks: int, steps: int, file: Any = None
+) -> Callable[[list[str], int], None]:
+    """A `compare_with_adam(progress=...)` callback: what is evaluated, then `[i/n] label`."""
+    t0 = time.perf_counter()
+
+    def progress(labels: list[str], index: int) -> None:
+        out = file or sys.stderr
+        if index == 0:
+            print(
+                f"evaluating {len(labels)} optimizers, {n_tasks} held-out tasks x {steps} "
+                f"inner steps each: {', '.join(labels)} (each compiles first) ...",
+                file=out,
+                flush=True,
+            )
+        print(
+            f"  [{index + 1}/{len(labels)}] {labels[index]} (at {time.perf_counter() - t0:.0f} s)",
+            file=out,
+            flush=True,
+        )
+
+    return progress
+
+
+def compare_with_progress(**kwargs: Any) -> Any:
+    """`lopt_outer.evaluate.compare_with_adam(**kwargs)`, saying on stderr what it
+    evaluates, which optimizer it trains, and how long it took."""
+    from lopt_outer import evaluate
+
+    t0 = time.perf_counter()
+    progress = progress_printer(kwargs["n_tasks"], kwargs["steps"])
+    result = evaluate.compare_with_adam(progress=progress, **kwargs)
+    print(f"evaluated in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return result
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from lopt_outer.evaluate import compare_with_adam, format_table, plot_curves, write_summary
+    try:
+        return _eval(args)
+    except KeyboardInterrupt:
+        print("lopt eval: interrupted (SIGINT); no summary or plot written.", file=sys.stderr)
+        return 130
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _check_eval(args)
+    lopt, theta = _eval_optimizer(args)
+
+    import jax
+
+    import lopt_core
+    from lopt_outer.evaluate import format_table, plot_curves, write_summary
 
     family = lopt_core.get_task_family(args.task_family)
-    lopt = lopt_core.get_learned_optimizer(args.learned_optimizer)
-    like = lopt.init(jax.random.PRNGKey(0))
-    theta = lopt_core.load(args.theta, like=like).tree if args.theta else like
-    lrs = [float(x) for x in args.adam_lrs.split(",") if x.strip()]
-    result = compare_with_adam(
-        family,
-        lopt,
-        theta,
+    result = compare_with_progress(
+        task_family=family,
+        learned_opt=lopt,
+        theta=theta,
         n_tasks=args.n_tasks,
         steps=args.steps,
         key=jax.random.PRNGKey(args.seed),
         baseline_lr=args.baseline_lr,
-        adam_lrs=lrs,
+        adam_lrs=list(args.adam_lrs),
         eval_every=args.eval_every,
         steps_per_jit=args.eval_every,
     )
     print(format_table(result))
     out = Path(args.output_dir)
     summary = write_summary(result, out / "eval_summary.json", theta=args.theta)
+    theta_text = args.theta or "initial theta"
+    title = f"{args.task_family}: {lopt.name} ({theta_text}) vs Adam"
     try:
-        plot = plot_curves(result, out / "eval_curves.png", title=args.task_family)
+        plot = plot_curves(result, out / "eval_curves.png", title=title)
     except ImportError as exc:
         print(f"lopt eval: no plot written: {exc}", file=sys.stderr)
         plot = None
@@ -308,14 +906,75 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def setup_eval(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lopt eval`."""
-    parser.add_argument("--task-family", required=True)
-    parser.add_argument("--learned-optimizer", default="MLPLOpt")
-    parser.add_argument("--theta", help="theta checkpoint (from lopt meta-train); default: init")
-    parser.add_argument("--n-tasks", type=int, default=4, help="held-out task samples")
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=10_000, help="seed of the held-out samples")
-    parser.add_argument("--baseline-lr", type=float, default=1e-3)
-    parser.add_argument("--adam-lrs", default="1e-4,3e-4,3e-3,1e-2,3e-2")
-    parser.add_argument("--output-dir", default="lopt_eval_out")
+    _setup_parser(parser)
+    add = parser.add_argument
+    add(
+        "--task-family",
+        required=True,
+        metavar="NAME",
+        help="registered task family to sample held-out tasks from; required",
+    )
+    add(
+        "--learned-optimizer",
+        default=None,
+        metavar="NAME",
+        help="registered learned optimizer; with --theta it must be the file's architecture "
+        "(default: the architecture and configuration recorded in --theta; MLPLOpt without "
+        "--theta)",
+    )
+    add(
+        "--theta",
+        metavar="FILE",
+        help="theta file to evaluate (theta.lopt from lopt meta-train, or any file "
+        "lopt_learned.save_learned_optimizer wrote) (default: none, the learned optimizer's "
+        "initial theta)",
+    )
+    add(
+        "--n-tasks",
+        type=_int_at_least(1, 4),
+        default=4,
+        metavar="N",
+        help="held-out task samples each optimizer trains",
+    )
+    add(
+        "--steps",
+        type=_int_at_least(1, 500),
+        default=500,
+        metavar="N",
+        help="inner steps each task trains; a multiple of --eval-every",
+    )
+    add(
+        "--eval-every",
+        type=_int_at_least(1, 50),
+        default=50,
+        metavar="N",
+        help="inner steps between evaluations of the test loss",
+    )
+    add(
+        "--seed",
+        type=_seed,
+        default=10_000,
+        help="seed of the held-out samples (meta-training's seeds are small; keep this apart)",
+    )
+    add(
+        "--baseline-lr",
+        type=_float_above_zero("1e-3"),
+        default=1e-3,
+        metavar="LR",
+        help="learning rate of the untuned Adam baseline",
+    )
+    add(
+        "--adam-lrs",
+        type=_learning_rates,
+        default=(1e-4, 3e-4, 3e-3, 1e-2, 3e-2),
+        metavar="LR[,LR...]",
+        help="learning rates of the Adam sweep, comma-separated numbers, e.g. 1e-4,3e-4 "
+        "(default: 1e-4,3e-4,3e-3,1e-2,3e-2)",
+    )
+    add(
+        "--output-dir",
+        default="lopt_eval_out",
+        metavar="DIR",
+        help="folder for eval_summary.json and eval_curves.png",
+    )
     parser.set_defaults(func=_run_eval)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ def compare_with_adam(
     steps_per_jit: int = 50,
     n_eval_batches_vec: int = 4,
     split: str = "test",
+    progress: Callable[[list[str], int], None] | None = None,
 ) -> dict[str, Any]:
     """Trains the same held-out task samples with the learned optimizer and with Adam.
 
@@ -120,6 +121,8 @@ def compare_with_adam(
       steps_per_jit: steps per jitted call.
       n_eval_batches_vec: batches per evaluation.
       split: split the table reports.
+      progress: called as `progress(labels, i)` before the i-th of the optimizers
+        `labels` trains (the learned optimizer, the baseline, then the sweep).
 
     Returns:
       `{"curves": {label: curves}, "summary": {label: scalars}, "best_adam": label,
@@ -146,10 +149,11 @@ def compare_with_adam(
         if label not in labels:
             labels[label] = (FixedOptimizer(_adam(lr)), {})
             learning_rates[label] = float(lr)
-    curves = {
-        label: multi_task_training_curves(task_family, lopt, th, **common)
-        for label, (lopt, th) in labels.items()
-    }
+    curves = {}
+    for i, (label, (lopt, th)) in enumerate(labels.items()):
+        if progress is not None:
+            progress(list(labels), i)
+        curves[label] = multi_task_training_curves(task_family, lopt, th, **common)
     summary = {label: summarize(c, split) for label, c in curves.items()}
     adam_labels = [label for label in labels if label.startswith("Adam(")]
     best_adam = min(adam_labels, key=lambda label: summary[label][f"final_{split}_loss"])

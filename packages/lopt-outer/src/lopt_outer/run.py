@@ -30,6 +30,7 @@ import functools
 import inspect
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -59,6 +60,7 @@ __all__ = [
     "RunConfig",
     "RunCounters",
     "RunInterrupted",
+    "ResumePoint",
     "RunLoop",
     "SavedRun",
     "estimate_keys",
@@ -66,7 +68,9 @@ __all__ = [
     "init_keys",
     "metrics_row",
     "restore",
+    "resume_point",
     "save_checkpoint",
+    "status",
     "step_key",
     "worker_init_key",
 ]
@@ -446,18 +450,56 @@ def find_checkpoint(config: RunConfig, backend: Backend) -> SavedRun | None:
     Raises:
       ValueError: the checkpoint was written with another seed.
     """
+    point = resume_point(config, backend)
+    return None if point is None else _read_checkpoint(point.path, config.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """Where a run would resume, read from a checkpoint's metadata only (nothing restored).
+
+    Attributes:
+      path: the checkpoint `find_checkpoint` would resume from.
+      step: the outer step it was written at.
+      seed: the seed it records (None when it records none).
+      num_steps: the `num_steps` of the run that wrote it (None when not recorded).
+    """
+
+    path: Path
+    step: int
+    seed: int | None
+    num_steps: int | None
+
+
+def resume_point(config: RunConfig, backend: Backend) -> ResumePoint | None:
+    """The checkpoint `find_checkpoint` would pick, from metadata alone; None for a fresh run.
+
+    Cheap (no state is restored, nothing compiles), so it can say "resuming from
+    step N" or "already done" before a backend starts.
+
+    Raises:
+      CheckpointError: a candidate checkpoint is malformed (its `step`, say).
+    """
     if not config.resume or config.output_dir is None:
         return None
     found = [config.output_dir / n for n in backend.resumes_from]
     found = [p for p in found if p.exists()]
     if not found:
         return None
+    metas = {p: checkpoint.load_metadata(p, max_bytes=RESUME_MAX_BYTES) for p in found}
 
     def rank(path: Path) -> tuple[int, bool]:
-        step = _counter(checkpoint.load_metadata(path, max_bytes=RESUME_MAX_BYTES), "step", path)
-        return step, path.name == backend.checkpoint_name
+        return _counter(metas[path], "step", path), path.name == backend.checkpoint_name
 
-    return _read_checkpoint(max(found, key=rank), config.seed)
+    best = max(found, key=rank)
+    meta = metas[best]
+    seed, num_steps = meta.get("seed"), meta.get("num_steps")
+    return ResumePoint(
+        best,
+        _counter(meta, "step", best),
+        seed if isinstance(seed, int) else None,
+        num_steps if isinstance(num_steps, int) else None,
+    )
 
 
 def restore(template: Any, raw: Any, what: str) -> Any:
@@ -545,6 +587,35 @@ def _writers(names: Sequence[Any] | None, run_dir: Path, start: int = 0) -> list
                 stacklevel=4,
             )
     return out
+
+
+def _progress_bar(config: RunConfig, start: int) -> Any:
+    """The run's tqdm bar: outer steps, or the seconds of the time budget when one is set.
+
+    With a budget the run usually ends when the budget is spent, not at
+    `num_steps`, so the bar's total and ETA are the budget's (seconds); the
+    steps done show in its postfix.
+    """
+    from tqdm.auto import tqdm
+
+    if config.time_budget_s is None:
+        return tqdm(
+            total=config.num_steps, initial=start, unit="step", desc="meta-train",
+            dynamic_ncols=True,
+        )  # fmt: skip
+    return tqdm(
+        total=config.time_budget_s, unit="s", desc="meta-train (time budget)",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+        "[{elapsed}<{remaining}{postfix}]",
+        dynamic_ncols=True,
+    )  # fmt: skip
+
+
+def status(message: str) -> None:
+    """Writes one progress message to stderr without breaking a progress bar on screen."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -644,12 +715,8 @@ class RunLoop:
             self._writers = [jsonl, *_writers(config.metric_writers, run_dir, start)]
         self._bar = None
         if config.progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(
-                total=config.num_steps, initial=start, unit="step", desc="meta-train",
-                dynamic_ncols=True,
-            )  # fmt: skip
+            self._bar = _progress_bar(config, start)
+        self._meta_loss_text = ""
         self._t0 = self._last_t = time.perf_counter()
         self._last_step = self.step
         self._signals = _sigterm_interrupts()
@@ -725,20 +792,27 @@ class RunLoop:
             self.history.append({"step": step, **row})
             for w in self._writers:
                 w.write(step, row)
-            if self._bar is not None:
-                post = {"meta_loss": f"{row['meta_loss']:.4f}"}
-                if config.time_budget_s is not None:
-                    # The bar's ETA assumes num_steps; the budget may end the run first.
-                    left = max(0.0, config.time_budget_s - row["elapsed_s"])
-                    post["budget_left"] = f"{left:.0f}s"
-                self._bar.set_postfix(post, refresh=False)
+            self._meta_loss_text = f"{row['meta_loss']:.4f}"
         if self._bar is not None:
-            self._bar.update(1)
+            self._advance_bar(step)
         if self._callback is not None:
             self._callback(step, state, self.history[-1] if self.history else {})
         budget = config.time_budget_s
         if budget is not None and time.perf_counter() - self._t0 >= budget:
             self.stopped_by = "time_budget"
+
+    def _advance_bar(self, step: int) -> None:
+        bar, budget = self._bar, self.config.time_budget_s
+        post = {"meta_loss": self._meta_loss_text} if self._meta_loss_text else {}
+        if budget is None:
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
+            return
+        # The bar counts seconds of the budget, so its total and ETA are the budget's;
+        # the step count goes in the postfix.
+        bar.set_postfix({"step": f"{step}/{self.config.num_steps}", **post}, refresh=False)
+        spent = min(time.perf_counter() - self._t0, budget)
+        bar.update(max(0.0, spent - bar.n))
 
     def _count_nonfinite(self, metrics: Mapping[str, Any]) -> None:
         loss = metrics.get("mean_loss")
