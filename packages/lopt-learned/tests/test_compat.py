@@ -60,9 +60,9 @@ def test_the_old_spelling_builds_the_same_configuration(cls, old, new):
 
 
 def test_every_renamed_class_is_tested_here():
-    assert {cls for cls, _, _ in OLD_SPELLINGS} == set(compat.RENAMED)
+    assert {cls.__name__ for cls, _, _ in OLD_SPELLINGS} == set(compat.RENAMED)
     for cls, old, new in OLD_SPELLINGS:
-        renamed = compat.RENAMED[cls]
+        renamed = compat.RENAMED[cls.__name__]
         assert {renamed.get(k, k) for k in old} == set(new)
 
 

@@ -3,13 +3,14 @@
 import jax.numpy as jnp
 import pytest
 
+import lopt_optimizers
 from lopt_optimizers import SGD, Adam, GraftedOptimizer, NAdamW, compat
 
 
 @pytest.mark.parametrize(
     ("cls", "old", "new", "value"),
     [
-        (cls, old, new, value)
+        (getattr(lopt_optimizers, cls), old, new, value)
         for cls, names in compat.RENAMED.items()
         for (old, new), value in zip(names.items(), (0.8, 0.95, 1e-6, 1e-7))
     ],

@@ -26,7 +26,7 @@ import functools
 import inspect
 import math
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, dataclass_transform
 
 import numpy as np
@@ -350,3 +350,32 @@ def renamed_arguments(**old_to_new: str) -> Callable[[type[T]], type[T]]:
         return cls
 
     return wrap
+
+
+def old_spellings(
+    table: Mapping[str, Mapping[str, str]], *, readers: bool = False
+) -> Callable[[type[T]], type[T]]:
+    """A class decorator applying `table[cls.__name__]`'s older spellings where `cls` is defined.
+
+    A package's `compat` module holds the table (class name -> {old: new}) and
+    exports the decorator; each class that has old spellings is decorated in its
+    own module, so the spellings hold however the class is imported. With
+    `readers`, each old name is also readable as an attribute (`opt.beta1`).
+
+    Raises:
+      KeyError: `cls` has no entry in `table` (nothing to alias).
+    """
+
+    def wrap(cls: type[T]) -> type[T]:
+        names = dict(table[cls.__name__])
+        renamed_arguments(**names)(cls)
+        if readers:
+            for old, new in names.items():
+                setattr(cls, old, _reader(new))
+        return cls
+
+    return wrap
+
+
+def _reader(new: str) -> property:
+    return property(lambda self: getattr(self, new), doc=f"The older spelling of `{new}`.")

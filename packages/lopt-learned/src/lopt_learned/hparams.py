@@ -21,6 +21,7 @@ from lopt_core.validation import check_positive, check_unit_interval
 from lopt_learned._common import F32, Layout
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
+from lopt_learned.compat import with_old_spellings
 
 
 def _f32_tree(tree: Any) -> Any:
@@ -100,6 +101,7 @@ class _HParamArchitecture(LearnedArchitecture):
 
 
 @CATALOG.learned_optimizer("LearnableSGD", "SGD with a meta-learned learning rate")
+@with_old_spellings
 @lopt_core.declare
 class LearnableSGD(_HParamArchitecture):
     """SGD with a meta-learned learning rate: `p -= exp(theta["log_lr"]) * g`.
@@ -132,6 +134,7 @@ class LearnableSGD(_HParamArchitecture):
 
 
 @CATALOG.learned_optimizer("LearnableSGDM", "SGD with momentum, lr and momentum meta-learned")
+@with_old_spellings
 @lopt_core.declare
 class LearnableSGDM(_HParamArchitecture):
     """SGD with heavy-ball momentum; learning rate and momentum are meta-learned.
@@ -171,6 +174,7 @@ class LearnableSGDM(_HParamArchitecture):
 
 
 @CATALOG.learned_optimizer("LearnableAdam", "Adam with its four hyperparameters meta-learned")
+@with_old_spellings
 @lopt_core.declare
 class LearnableAdam(_HParamArchitecture):
     """Adam whose four hyperparameters are meta-learned.
@@ -239,6 +243,7 @@ class LearnableAdam(_HParamArchitecture):
 
 
 @CATALOG.learned_optimizer("MetaSGDWD", "SGD with meta-learned learning rate and weight decay")
+@with_old_spellings
 @lopt_core.declare
 class MetaSGDWD(_HParamArchitecture):
     """SGD with a meta-learned learning rate and weight decay (Part 6's first example).

@@ -30,6 +30,7 @@ from lopt_learned._common import (
 )
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
+from lopt_learned.compat import with_old_spellings
 
 NUM_LSTM_FEATURES = 19
 LSTM_HIDDEN_SIZE = 32
@@ -83,6 +84,7 @@ class NNAdamState(LearnedOptimizerState):
 
 
 @CATALOG.learned_optimizer("NNAdam", "Adam whose per-tensor hyperparameters a per-tensor LSTM sets")
+@with_old_spellings
 @lopt_core.declare
 class NNAdam(LearnedArchitecture):
     """Adam with per-tensor hyperparameters that a per-tensor LSTM adjusts every step.

@@ -36,6 +36,7 @@ from lopt_learned._common import (
 )
 from lopt_learned._driver import LearnedArchitecture, LearnedOptimizerState, StepInputs
 from lopt_learned._plugin import CATALOG
+from lopt_learned.compat import with_old_spellings
 from lopt_learned.mlp_lopt import bounded_step, check_step_bound
 
 NUM_TENSOR_FEATURES = 18
@@ -114,6 +115,7 @@ class RNNMLPLOptState(LearnedOptimizerState):
 
 
 @CATALOG.learned_optimizer("RNNMLPLOpt", "per-tensor LSTM feeding a per-parameter MLP")
+@with_old_spellings
 @lopt_core.declare
 class RNNMLPLOpt(LearnedArchitecture):
     """A hierarchical learned optimizer: a per-tensor LSTM feeding a per-parameter MLP.

@@ -14,8 +14,10 @@ from lopt_core.typing import ModelState, Params
 from lopt_core.validation import check_learning_rate, check_loss_given
 from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
+from lopt_optimizers.compat import model_state_as_state
 
 
+@model_state_as_state
 @flax.struct.dataclass
 class OptaxState:
     """The state of every optax-backed optimizer.

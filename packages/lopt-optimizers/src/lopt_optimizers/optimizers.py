@@ -27,6 +27,7 @@ from lopt_core.validation import (
     check_unit_interval,
 )
 from lopt_optimizers._plugin import CATALOG
+from lopt_optimizers.compat import with_old_spellings
 from lopt_optimizers.optax_optimizer import OptaxBacked
 
 ScalarOrSchedule = Any
@@ -144,6 +145,7 @@ class SGDM(_OptaxFunction):
 
 
 @CATALOG.optimizer("Adam", "Adam with eps_root, the reference's defaults (optax.adam).")
+@with_old_spellings
 @lopt_core.declare
 class Adam(_OptaxFunction):
     """Adam, with `eps_root` inside the square root as in the reference library.
@@ -215,6 +217,7 @@ class AdamW(_OptaxFunction):
 
 
 @CATALOG.optimizer("NAdamW", "Nesterov Adam with decoupled and L2 weight decay.")
+@with_old_spellings
 @lopt_core.declare
 class NAdamW(_OptaxFunction):
     """Nesterov Adam with decoupled (AdamW) and L2 weight decay.
@@ -266,6 +269,7 @@ class NAdamW(_OptaxFunction):
 
 
 @CATALOG.optimizer("RMSProp", "RMSProp with optional momentum (optax.rmsprop).")
+@with_old_spellings
 @lopt_core.declare
 class RMSProp(_OptaxFunction):
     """RMSProp, optionally with (Nesterov) momentum.

@@ -26,6 +26,7 @@ from lopt_core.validation import (
 )
 from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
+from lopt_optimizers.compat import model_state_as_state
 
 
 def _global_norm(tree: Any) -> jax.Array:
@@ -174,6 +175,7 @@ class WeightDecayWrapper(_Delegating):
         return f"WeightDecay{self.weight_decay}_{self.opt.name}"
 
 
+@model_state_as_state
 @flax.struct.dataclass
 class GraftedOptimizerState:
     """The state of a `GraftedOptimizer`.

@@ -32,6 +32,7 @@ from lopt_tasks._common import (
     ones_like_abstract,
     softmax_cross_entropy,
 )
+from lopt_tasks.compat import with_old_spellings
 
 LossFn = Callable[[Any, Batch], jax.Array]
 Inputs = str | Callable[[Batch], Any]
@@ -119,6 +120,7 @@ class _AdapterTask(RebuiltOnUnpickle, Task):
             )
 
 
+@with_old_spellings
 class HaikuTask(_AdapterTask):
     """A Task from a haiku `hk.transform` or `hk.transform_with_state` of the model.
 
@@ -158,6 +160,7 @@ class HaikuTask(_AdapterTask):
         return self.loss_fn(self._mod.apply(params, key, self._inputs(data)), data), None
 
 
+@with_old_spellings
 class LinenTask(_AdapterTask):
     """A Task from a `flax.linen` module.
 

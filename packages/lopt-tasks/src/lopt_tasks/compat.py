@@ -11,18 +11,24 @@ spellings, and this package's earlier ones, still work:
 | `HaikuTask` | `transformed` | `model` |
 | `LinenTask` | `module` | `model` |
 
-Importing `lopt_tasks` applies them.
+Each class applies its own where it is defined (`with_old_spellings`).
 """
 
 from __future__ import annotations
 
-from lopt_core import renamed_arguments
-from lopt_tasks.adapters import HaikuTask, LinenTask
-from lopt_tasks.conv import ConvTask
-from lopt_tasks.parametric import ParametricImageConv, ParametricImageMLP
+from lopt_core.component import old_spellings
 
-renamed_arguments(hidden_layers="hidden_sizes")(ParametricImageMLP)
-renamed_arguments(hidden_units="hidden_sizes")(ParametricImageConv)
-renamed_arguments(hidden_units="hidden_sizes")(ConvTask)
-renamed_arguments(transformed="model")(HaikuTask)
-renamed_arguments(module="model")(LinenTask)
+__all__ = ["RENAMED", "with_old_spellings"]
+
+#: class name -> {old argument name: new argument name}.
+RENAMED: dict[str, dict[str, str]] = {
+    "ParametricImageMLP": {"hidden_layers": "hidden_sizes"},
+    "ParametricImageConv": {"hidden_units": "hidden_sizes"},
+    "ConvTask": {"hidden_units": "hidden_sizes"},
+    "HaikuTask": {"transformed": "model"},
+    "LinenTask": {"module": "model"},
+}
+
+#: Class decorator applying `RENAMED`, where each class is defined, so the aliases hold
+#: however the class is imported.
+with_old_spellings = old_spellings(RENAMED)

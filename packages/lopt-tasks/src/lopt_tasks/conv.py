@@ -14,9 +14,11 @@ from lopt_tasks import tfds_data
 from lopt_tasks._common import activation, check_sizes
 from lopt_tasks._network import ImageClassifier
 from lopt_tasks._plugin import CATALOG
+from lopt_tasks.compat import with_old_spellings
 from lopt_tasks.digits import digits_datasets
 
 
+@with_old_spellings
 class ConvTask(ImageClassifier):
     """A convnet: 3x3 convolutions (the first with stride 2), pooling, a linear head.
 

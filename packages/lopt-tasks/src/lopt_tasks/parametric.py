@@ -34,6 +34,7 @@ from lopt_tasks._sampling import (
     switched_activation,
 )
 from lopt_tasks.adapters import LossFn, cross_entropy_loss
+from lopt_tasks.compat import with_old_spellings
 from lopt_tasks.digits import digits_datasets
 
 
@@ -155,6 +156,7 @@ class _ImageFamily(_HaikuFamily):
         return {"activation": sample_activation(k_act), "initializer": sample_initializer(k_init)}
 
 
+@with_old_spellings
 class ParametricImageMLP(_ImageFamily):
     """Image MLPs with a sampled activation and a sampled weight initializer.
 
@@ -183,6 +185,7 @@ class ParametricImageMLP(_ImageFamily):
         return mlp(x)
 
 
+@with_old_spellings
 class ParametricImageConv(_ImageFamily):
     """Image convnets (3x3 convs, first with stride 2, mean pooling, linear head) with a
     sampled activation and initializer, as `ParametricImageMLP`.
