@@ -89,12 +89,16 @@ def _example(name):
             _TASK, LearnableSGD(0.1), 3, unroll_length=2
         ),
         "SimpleLOptTruncatedStep": lambda: SimpleLOptTruncatedStep(_TASK, LearnableSGD(0.1), 2),
+        "GrowingLogUniformSchedule": lambda: lopt_outer.GrowingLogUniformSchedule(2, 4, 8, 10),
+        "MixtureEstimator": lambda: lopt_outer.MixtureEstimator(
+            (TruncatedPES(step, 2), TruncatedES(step, 2)), weights=(1.0, 2.0)
+        ),
     }[name]()
 
 
 def test_every_outer_trainer_is_a_declared_component_with_an_example():
     names = CATALOG.names("outer_trainers")
-    assert len(names) == 12
+    assert len(names) == 14
     for name in names:
         a, b = _example(name), _example(name)
         assert type(a) is CATALOG.factories("outer_trainers")[name]

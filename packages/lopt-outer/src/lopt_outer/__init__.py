@@ -20,6 +20,7 @@ from lopt_core.lazy import attach
 _EXPORTS: dict[str, str] = {
     # truncation schedules
     "ConstantTruncationSchedule": "truncation_schedule",
+    "GrowingLogUniformSchedule": "truncation_schedule",
     "LogUniformLengthSchedule": "truncation_schedule",
     "NeverEndingTruncationSchedule": "truncation_schedule",
     "ScheduledTruncationSchedule": "truncation_schedule",
@@ -38,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "PESWorkerState": "truncated_pes",
     "TruncatedGrad": "truncated_grad",
     "FullGrad": "truncated_grad",
+    "MixtureEstimator": "mixture",
+    "MixtureWorkerState": "mixture",
+    "mixture_estimator": "mixture",
     # learners
     "AggregatedGradient": "gradient_learner",
     "GradientLearner": "gradient_learner",
@@ -63,6 +67,11 @@ _EXPORTS: dict[str, str] = {
     "format_table": "evaluate",
     "plot_curves": "evaluate",
     "write_summary": "evaluate",
+    # recipes: one TOML file describes a run
+    "Recipe": "recipe",
+    "RecipeError": "recipe",
+    "load_recipe": "recipe",
+    "build_recipe": "recipe",
     "JsonlWriter": "metric_writers",
     "TensorBoardWriter": "metric_writers",
 }
@@ -77,6 +86,7 @@ _SUBMODULES = (
     "inprocess",
     "lopt_truncated_step",
     "metric_writers",
+    "mixture",
     "run",
     "truncated_es",
     "truncated_grad",

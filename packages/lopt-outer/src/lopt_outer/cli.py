@@ -252,26 +252,42 @@ def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         LogUniformLengthSchedule,
     )
 
-    family = lopt_core.get_task_family(args.task_family)
+    names = _family_names(args.task_family)
+    families = [lopt_core.get_task_family(name) for name in names]
     lopt = lopt_core.get_learned_optimizer(args.learned_optimizer)
     if args.min_length:
         sched = LogUniformLengthSchedule(args.min_length, args.max_length)
     else:
         sched = ConstantTruncationSchedule(args.max_length)
     split = args.meta_loss_split
-    step = VectorizedLOptTruncatedStep(
-        family,
-        lopt,
-        sched,
-        args.num_tasks,
-        meta_loss_split=None if split == "none" else split,
-        random_initial_iteration_offset=args.max_length,
-    )
-    est = build_estimator(
-        args.estimator, step, trunc_length=args.trunc_length, std=args.std, schedule=sched
-    )
+
+    def make_estimator(family: Any) -> Any:
+        step = VectorizedLOptTruncatedStep(
+            family,
+            lopt,
+            sched,
+            args.num_tasks,
+            meta_loss_split=None if split == "none" else split,
+            random_initial_iteration_offset=args.max_length,
+        )
+        return build_estimator(
+            args.estimator, step, trunc_length=args.trunc_length, std=args.std, schedule=sched
+        )
+
+    if len(families) == 1:
+        est = make_estimator(families[0])
+    else:
+        from lopt_outer.mixture import mixture_estimator
+
+        est = mixture_estimator(families, make_estimator)
     theta_opt = lopt_core.get_optimizer("Adam", learning_rate=args.outer_lr)
+    family = families[0] if len(families) == 1 else tuple(families)
     return family, lopt, SingleMachineGradientLearner(lopt, [est], theta_opt)
+
+
+def _family_names(text: str) -> list[str]:
+    """`--task-family A,B` as its names (several: a mixture, one family per outer step)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 _RAY_FLAGS = {"workers": "--workers", "address": "--address", "max_staleness": "--max-staleness"}
@@ -339,7 +355,34 @@ def _check_meta_train(args: argparse.Namespace) -> None:
             "--backend ray needs Ray, which is not installed; pip install 'lopt-outer[ray]', "
             "or drop --backend ray to meta-train in this process."
         )
-    _check_name("task_families", args.task_family, "--task-family", "meta-train")
+    if args.recipe is not None:
+        _apply_recipe(args)
+    elif args.task_family is None:
+        _fail(
+            "the following arguments are required: --task-family (or --recipe FILE, a recipe "
+            "that names its families)."
+        )
+    if args.output_dir is None:
+        _fail(
+            "the following arguments are required: --output-dir (or output_dir in the "
+            "[run] table of the --recipe)."
+        )
+    _check_output_dir(args.output_dir, "meta-train")
+    if args.recipe is not None:
+        return  # the recipe's components were checked when it was loaded
+    names = _family_names(args.task_family)
+    if not names:
+        _fail(
+            f"--task-family {args.task_family!r} names no family; pass one such as "
+            "FixedDimQuadraticFamily, or several comma-separated (A,B: a mixture)."
+        )
+    if len(names) > 1 and importlib.util.find_spec("lopt_outer.mixture") is None:
+        _fail(
+            f"--task-family {args.task_family}: several families need lopt_outer.mixture, "
+            "which is not installed; pass one family."
+        )
+    for name in names:
+        _check_name("task_families", name, "--task-family", "meta-train")
     _check_name("learned_optimizers", args.learned_optimizer, "--learned-optimizer", "meta-train")
     entry = _check_name("outer_trainers", args.estimator, "--estimator", "meta-train")
     factory = entry.factory
@@ -352,15 +395,79 @@ def _check_meta_train(args: argparse.Namespace) -> None:
                 "estimator; pick one of TruncatedPES, TruncatedES, FullES, TruncatedGrad, "
                 "FullGrad (`lopt list outer_trainers`)."
             )
-    _check_output_dir(args.output_dir, "meta-train")
+
+
+# Flags that describe the learner: the recipe says them, so giving one with --recipe is
+# refused (the saved recipe would not say how theta was made). The run flags
+# (_RECIPE_RUN_FLAGS) override the recipe's [run] values instead.
+_RECIPE_CONFLICTS = {
+    "task_family": "--task-family",
+    "learned_optimizer": "--learned-optimizer",
+    "estimator": "--estimator",
+    "num_tasks": "--num-tasks",
+    "trunc_length": "--trunc-length",
+    "max_length": "--max-length",
+    "min_length": "--min-length",
+    "std": "--std",
+    "meta_loss_split": "--meta-loss-split",
+    "outer_lr": "--outer-lr",
+}
+_RECIPE_RUN_FLAGS = {
+    "num_steps": "num_steps",
+    "seed": "seed",
+    "time_budget": "time_budget_s",
+    "checkpoint_every": "checkpoint_every",
+    "output_dir": "output_dir",
+}
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Loads --recipe (one-line errors), refuses conflicting flags, fills the run's values.
+
+    Sets `args._recipe` (the `Recipe`), and `args.num_steps`, `seed`, `time_budget`,
+    `checkpoint_every` and `output_dir` from the recipe unless given as flags.
+    """
+    from lopt_outer.recipe import RecipeError, load_recipe
+
+    explicit = getattr(args, "_explicit", set())
+    conflicts = [flag for dest, flag in _RECIPE_CONFLICTS.items() if dest in explicit]
+    if conflicts:
+        _fail(
+            f"{', '.join(conflicts)} conflict{'s' if len(conflicts) == 1 else ''} with --recipe "
+            f"{args.recipe}, which describes the learner; drop "
+            f"{'it' if len(conflicts) == 1 else 'them'} and edit the recipe instead (only "
+            "--num-steps, --time-budget, --seed, --checkpoint-every and --output-dir override "
+            "a recipe)."
+        )
+    try:
+        recipe = load_recipe(args.recipe)
+    except RecipeError as exc:
+        _fail(f"--recipe {exc}")
+    args._recipe = recipe
+    overridden = {}
+    for dest, field in _RECIPE_RUN_FLAGS.items():
+        value = getattr(recipe, field)
+        if dest in explicit:
+            if getattr(args, dest) != value and not (dest == "output_dir" and value is None):
+                overridden[field] = getattr(args, dest)
+        else:
+            setattr(args, dest, value)
+    args._recipe_overrides = overridden
+    args.task_family = recipe.family_names
+    args.estimator = recipe.estimator.name
+    args.meta_loss_split = recipe.meta_loss_split
 
 
 def _resume_command(args: argparse.Namespace) -> str:
     """The command that continues this run: the flags given, less --overwrite and --no-resume."""
     parser: argparse.ArgumentParser = args._lopt_parser
     parts = shlex.split(parser.prog) if parser.prog else ["lopt", "meta-train"]
+    # With --recipe, the flags given only: the others hold the recipe's values.
+    given = getattr(args, "_explicit", set()) if args.recipe is not None else None
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "overwrite", "no_resume"):
+            continue
+        if given is not None and action.dest not in given:
             continue
         value = getattr(args, action.dest, None)
         if value == action.default and not action.required:
@@ -487,14 +594,27 @@ def _meta_train(args: argparse.Namespace) -> int:
             f"--resume given but {out} holds no {' or '.join(resumable)} to resume from with "
             f"backend {args.backend!r}; drop --resume to start a new run there."
         )
+    recipe = getattr(args, "_recipe", None)
+    callback = None
     try:
-        _, lopt, learner = build_learner(args)
+        if recipe is None:
+            _, lopt, learner = build_learner(args)
+        else:
+            from lopt_outer.recipe import RecipeError, build_recipe
+
+            try:
+                built = build_recipe(recipe)
+            except RecipeError as exc:
+                _fail(f"--recipe {exc}")
+            lopt, learner = built.learned_opt, built.learner
+            callback = _recipe_writer(out, recipe.text)
     except (UnknownComponentError, DuplicateComponentError):
         raise
     except (TypeError, ValueError) as exc:
         _fail(str(exc))
     try:
-        result = meta_train(learner, config, backend)
+        extra = {} if callback is None else {"callback": callback}
+        result = meta_train(learner, config, backend, **extra)
     except (RunDirectoryError, lopt_core.CheckpointError) as exc:
         _fail(str(exc))
     except RunInterrupted as exc:
@@ -507,6 +627,7 @@ def _meta_train(args: argparse.Namespace) -> int:
             "estimator": args.estimator,
             "outer_steps": result.steps,
             "seed": config.seed,
+            **_recipe_metadata(args, out),
         },
         producer=lopt,
     )
@@ -552,16 +673,93 @@ def _meta_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_writer(out: Path, text: str) -> Callable[..., None]:
+    """A `meta_train` callback that saves the recipe's text as `<out>/recipe.toml`, once.
+
+    Written after the first step, when the run owns its directory (a folder
+    holding another run is refused before any step, and keeps its own recipe).
+    """
+    done = []
+
+    def write(step: int, state: Any, row: Any) -> None:
+        if not done:
+            _write_recipe(out, text)
+            done.append(True)
+
+    return write
+
+
+def _write_recipe(out: Path, text: str) -> None:
+    from lopt_outer.recipe import RECIPE_FILE
+
+    path = out / RECIPE_FILE
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(f".{RECIPE_FILE}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _recipe_metadata(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The theta file's `recipe` (the TOML text) and `recipe_overrides` (flags over it)."""
+    recipe = getattr(args, "_recipe", None)
+    if recipe is None:
+        return {}
+    _write_recipe(out, recipe.text)  # also when no step ran in this process
+    meta: dict[str, Any] = {"recipe": recipe.text}
+    overrides = {k: str(v) for k, v in getattr(args, "_recipe_overrides", {}).items()}
+    if overrides:
+        meta["recipe_overrides"] = overrides
+    return meta
+
+
+class _Recorded:
+    """Mixed into a flag's action: records that the flag was given (`args._explicit`)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None):
+        explicit = set(getattr(namespace, "_explicit", ()))
+        explicit.add(self.dest)  # type: ignore[attr-defined]
+        namespace._explicit = explicit
+        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
+
+
+_RECORDED_CLASSES: dict[type, type] = {}
+
+
+def _record_given_flags(parser: argparse.ArgumentParser) -> None:
+    """Makes every option of `parser` record when it is given, so --recipe can tell a
+    flag given explicitly (even at its default value) from one left at its default."""
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        cls = type(action)
+        if cls not in _RECORDED_CLASSES:
+            _RECORDED_CLASSES[cls] = type(f"Recorded{cls.__name__}", (_Recorded, cls), {})
+        action.__class__ = _RECORDED_CLASSES[cls]
+
+
 def setup_meta_train(parser: argparse.ArgumentParser) -> None:
     """Arguments of `lopt meta-train`."""
     _setup_parser(parser)
     parser.epilog = META_LOSS_HELP
     add = parser.add_argument
     add(
+        "--recipe",
+        default=None,
+        metavar="FILE",
+        help="a TOML recipe describing the run (families, learned optimizer, schedule, "
+        "estimator, meta-loss, outer optimizer, steps, seed; see lopt-outer's README, "
+        "Recipes); saved as recipe.toml in --output-dir and in theta.lopt's metadata. Flags "
+        "that describe the learner are refused with it; --num-steps, --time-budget, --seed, "
+        "--checkpoint-every and --output-dir override its [run] values (default: none)",
+    )
+    add(
         "--task-family",
-        required=True,
-        metavar="NAME",
-        help="registered task family to meta-train on (`lopt list task_families`); required",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="registered task family to meta-train on (`lopt list task_families`); several, "
+        "comma-separated, make a mixture (one family's estimate per outer step); required "
+        "unless --recipe names the families (default: none)",
     )
     add(
         "--learned-optimizer",
@@ -651,10 +849,10 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--output-dir",
-        required=True,
+        default=None,
         metavar="DIR",
         help="folder for checkpoint.lopt, metrics.jsonl and theta.lopt; a run in it is "
-        "resumed; required",
+        "resumed; required unless the --recipe's [run] names output_dir (default: none)",
     )
     add(
         "--checkpoint-every",
@@ -722,6 +920,7 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         help="drop Ray estimates more than this many updates old (--backend ray; default: "
         "--workers)",
     )
+    _record_given_flags(parser)
     parser.set_defaults(func=_run_meta_train, _lopt_parser=parser)
 
 

@@ -52,6 +52,9 @@ __all__ = [
     "VectorizedLOptTruncatedStep",
 ]
 
+META_LOSS_TYPES = ("mean", "final")
+"""`meta_loss_type`s: the mean over every inner step of an unroll, or its final loss only."""
+
 
 @flax.struct.dataclass
 class TruncatedUnrollState:
@@ -89,8 +92,8 @@ class _LOptTruncatedStep(TruncatedStep):
     """The inner-training machinery the learned-optimizer steps share.
 
     A subclass is a declared component that provides `task_family`, `learned_opt`,
-    `trunc_sched`, `num_tasks`, `meta_loss_split`, `random_initial_iteration_offset`
-    and `outer_data_split`, as fields or derived from its fields, and names in
+    `trunc_sched`, `num_tasks`, `meta_loss_split`, `random_initial_iteration_offset`,
+    `outer_data_split`, `meta_loss_type` and `meta_loss_clip`, as fields or derived from its fields, and names in
     `_kinds` the fields that must be instances of a lopt interface.
     """
 
@@ -100,6 +103,8 @@ class _LOptTruncatedStep(TruncatedStep):
     meta_loss_split: str | None
     random_initial_iteration_offset: int
     outer_data_split: str
+    meta_loss_type: str
+    meta_loss_clip: float | None
     _kinds: tuple[tuple[str, type], ...] = ()
 
     def __post_init__(self) -> None:
@@ -120,6 +125,12 @@ class _LOptTruncatedStep(TruncatedStep):
         check_choice(self.outer_data_split, owner, "outer_data_split", SPLITS)
         offset = self.random_initial_iteration_offset
         check_positive_int(offset, owner, "random_initial_iteration_offset", minimum=0)
+        check_choice(self.meta_loss_type, owner, "meta_loss_type", META_LOSS_TYPES)
+        clip = self.meta_loss_clip
+        if clip is not None:
+            if isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip != clip:
+                raise TypeError(f"{owner}: meta_loss_clip must be a number or None, got {clip!r}.")
+            set_field(self, "meta_loss_clip", float(clip))
 
     @property
     def datasets(self) -> Datasets | None:  # type: ignore[override]
@@ -409,6 +420,11 @@ class _LOptTruncatedStep(TruncatedStep):
             losses = self._losses(theta, theta_axis, next_state, keys[:, _K_META_LOSS], meta_data)
             ys = ys.replace(loss=jnp.where(ys.mask, losses, 0.0))
         ys = ys.replace(loss=self._normalize(ys.loss, unroll_state.task_param))
+        if self.meta_loss_clip is not None:
+            ys = ys.replace(loss=jnp.minimum(ys.loss, self.meta_loss_clip))
+        if self.meta_loss_type == "final":
+            # Only the step that ends a task's unroll counts toward the meta-loss.
+            ys = ys.replace(mask=ys.mask & ys.is_done)
         return next_state, ys
 
     def meta_loss_batch(
@@ -456,10 +472,20 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
         `[0, offset)` so tasks do not all reset in lockstep; set it to the schedule
         length.
       outer_data_split: split used by `meta_loss_batch` / `get_outer_batch`.
+      meta_loss_type: "mean" (every inner step of an unroll counts: the estimators
+        average the per-step losses) or "final" (only the step that ends a task's
+        unroll, the step after which its truncation schedule resets it, counts;
+        every other step is masked out, so a truncation in which no task finishes
+        contributes nothing). With `meta_loss_split` None the final step's loss is
+        its training loss before its update; otherwise the loss after its update.
+      meta_loss_clip: None, or clip each per-step normalised loss to at most this
+        value before it is averaged, so that a diverging task cannot dominate the
+        meta-loss (as VeLO's meta-training clips exploding losses).
 
     Raises:
-      TypeError: a component of the wrong kind.
-      ValueError: a bad split name, a non-positive `num_tasks` or a negative offset.
+      TypeError: a component of the wrong kind, or a meta_loss_clip that is not a number.
+      ValueError: a bad split name or meta_loss_type, a non-positive `num_tasks` or a
+        negative offset.
     """
 
     task_family: TaskFamily
@@ -470,6 +496,8 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
     meta_loss_split: str | None = None
     random_initial_iteration_offset: int = 0
     outer_data_split: str = "train"
+    meta_loss_type: str = "mean"
+    meta_loss_clip: float | None = None
 
     _kinds = (
         ("task_family", TaskFamily),
@@ -502,6 +530,8 @@ class SimpleVecLOptTruncatedStep(_LOptTruncatedStep):
     meta_loss_split = None
     random_initial_iteration_offset = 0
     outer_data_split = "train"
+    meta_loss_type = "mean"
+    meta_loss_clip = None
 
     _kinds = (("task", Task), ("learned_opt", LearnedOptimizer))
 

@@ -27,6 +27,7 @@ from lopt_outer._common import set_field
 
 __all__ = [
     "ConstantTruncationSchedule",
+    "GrowingLogUniformSchedule",
     "LogUniformLengthSchedule",
     "NeverEndingTruncationSchedule",
     "ScheduledTruncationSchedule",
@@ -139,6 +140,77 @@ class LogUniformLengthSchedule(_RenewedLengthSchedule):
             maxval=jnp.log(float(self.max_length)),
         )
         return TruncationState(length=_length(jnp.exp(log_len)))
+
+
+@lopt_core.declare
+class GrowingLogUniformSchedule(_RenewedLengthSchedule):
+    """A horizon curriculum: log-uniform lengths whose upper bound grows with the outer iteration.
+
+    Each new unroll's length is drawn log-uniformly in `[min_length, max(t))`, where
+    `t` is the outer iteration and `max(t)` rises log-linearly from
+    `start_max_length` (at `t = 0`) to `end_max_length` (at `t >= growth_steps`):
+
+        max(t) = exp(log(start) + min(t / growth_steps, 1) * (log(end) - log(start)))
+        length = int(exp(uniform(key, log(min_length), log(max(t)))))
+
+    Every field is a plain number, so the schedule is recorded in checkpoints
+    (`lopt_core.config_of`) and a resumed run draws the same lengths.
+
+    Args:
+      min_length: shortest unroll.
+      start_max_length: the upper bound at outer iteration 0 (at least `min_length`).
+      end_max_length: the upper bound from `growth_steps` on (at least
+        `start_max_length`); also the static `max_length`.
+      growth_steps: outer iterations over which the bound grows (>= 1).
+
+    Example:
+      >>> sched = GrowingLogUniformSchedule(10, 200, 5000, growth_steps=1000)
+
+    Raises:
+      ValueError: a field is not a positive integer, or the lengths are not ordered
+        `min_length <= start_max_length <= end_max_length`.
+    """
+
+    min_length: int
+    start_max_length: int
+    end_max_length: int
+    growth_steps: int
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("min_length", "start_max_length", "end_max_length", "growth_steps"):
+            set_field(self, name, check_positive_int(getattr(self, name), owner, name))
+        if not self.min_length <= self.start_max_length <= self.end_max_length:
+            raise ValueError(
+                f"{owner}: need min_length ({self.min_length}) <= start_max_length "
+                f"({self.start_max_length}) <= end_max_length ({self.end_max_length}); "
+                "reorder them."
+            )
+
+    @property
+    def max_length(self) -> int:  # type: ignore[override]
+        """The longest unroll this schedule ever produces: `end_max_length`."""
+        return self.end_max_length
+
+    def current_max_length(self, outer_iteration: Any) -> jax.Array:
+        """`max(t)`: the (float32) upper bound of lengths drawn at `outer_iteration`."""
+        t = jnp.asarray(outer_iteration, jnp.float32)
+        frac = jnp.clip(t / float(self.growth_steps), 0.0, 1.0)
+        lo, hi = jnp.log(float(self.start_max_length)), jnp.log(float(self.end_max_length))
+        return jnp.exp(lo + frac * (hi - lo))
+
+    def init(self, key: PRNGKey, outer_state: OuterState | None) -> TruncationState:
+        """Draws a length log-uniformly below the bound of the current outer iteration."""
+        it = 0 if outer_state is None else outer_state.outer_iteration
+        log_len = jax.random.uniform(
+            key,
+            (),
+            jnp.float32,
+            minval=jnp.log(float(self.min_length)),
+            maxval=jnp.log(self.current_max_length(it)),
+        )
+        length = jnp.clip(_length(jnp.exp(log_len)), self.min_length, self.end_max_length)
+        return TruncationState(length=length)
 
 
 @lopt_core.declare

@@ -63,6 +63,15 @@ class QuadraticTask(_VectorTask):
         del key, data
         return jnp.sum(jnp.square(params))
 
+    def normalizer(self, loss: Any) -> jax.Array:
+        """`lopt_tasks.mixture.log_relative_normalizer` against the expected initial loss `dim`.
+
+        7 at the initial loss, -2 per 10x reduction, clipped to [-3, 10] (NaN: 10).
+        """
+        from lopt_tasks.mixture import log_relative_normalizer
+
+        return log_relative_normalizer(loss, float(self.dim))
+
 
 @CATALOG.task()
 class BatchQuadraticTask(QuadraticTask):
@@ -110,6 +119,15 @@ class NoisyMeanQuadraticTask(_VectorTask):
         del key
         return jnp.sum(jnp.square(params - jnp.mean(data["x"], axis=0)))
 
+    def normalizer(self, loss: Any) -> jax.Array:
+        """`log_relative_normalizer` against the expected initial loss `|target|^2 + dim`.
+
+        7 at the initial loss, -2 per 10x reduction, clipped to [-3, 10] (NaN: 10).
+        """
+        from lopt_tasks.mixture import log_relative_normalizer
+
+        return log_relative_normalizer(loss, float(np.sum(np.square(self.target))) + self.dim)
+
 
 class _TargetQuadratic(_VectorTask):
     def __init__(self, target: jax.Array, dim: int) -> None:
@@ -119,6 +137,16 @@ class _TargetQuadratic(_VectorTask):
     def loss(self, params: Params, key: PRNGKey, data: Batch) -> jax.Array:
         del key, data
         return jnp.sum(jnp.square(self.target - params))
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        """`log_relative_normalizer` against the expected initial loss `|target|^2 + dim`.
+
+        The params start standard normal, so that is `E sum((target - p)**2)`: 7
+        there, -2 per 10x reduction, clipped to [-3, 10] (NaN: 10).
+        """
+        from lopt_tasks.mixture import log_relative_normalizer
+
+        return log_relative_normalizer(loss, jnp.sum(jnp.square(self.target)) + self.dim)
 
 
 @CATALOG.task_family()
@@ -190,6 +218,18 @@ class _NoisyQuadratic(_VectorTask):
         # Zero in value, `noise / params` in gradient: only the gradient is noisy.
         grad_noise = noise - jax.lax.stop_gradient(noise)
         return jnp.sum(jnp.square(self.scale * (self.center - params)) + grad_noise)
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        """`log_relative_normalizer` against `sum(scale**2 * (center**2 + 1))`.
+
+        That is the expected loss at the standard-normal init: 7 there, -2 per 10x
+        reduction, clipped to [-3, 10] (NaN: 10). Raw losses of this family reach
+        thousands (scale up to 25), which swamped mixtures with image families.
+        """
+        from lopt_tasks.mixture import log_relative_normalizer
+
+        initial = jnp.sum(jnp.square(self.scale) * (jnp.square(self.center) + 1.0))
+        return log_relative_normalizer(loss, initial)
 
 
 @CATALOG.task_family()
