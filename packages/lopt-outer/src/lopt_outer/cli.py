@@ -544,27 +544,20 @@ def _run_meta_train(args: argparse.Namespace) -> int:
         step, path = (point.step, point.path) if point else (0, None)
         code = _interrupted(args, step, path, "SIGINT")
     if code in (130, 143):
-        _exit_now_if_still_compiling(code)
+        _exit_now_after_interrupt(code)
     return code
 
 
-_PRECOMPILE_THREAD = "lopt-outer-precompile"  # SingleMachineGradientLearner's
+def _exit_now_after_interrupt(code: int) -> None:
+    """Ends the `lopt` process at once after an interrupt, once the run's files are safe.
 
-
-def _exit_now_if_still_compiling(code: int) -> None:
-    """Ends the `lopt` process at once when a background compile is still running.
-
-    Interrupted while `SingleMachineGradientLearner.init` waits for its precompile
-    thread, the interpreter would exit with that daemon thread inside XLA, and
-    abort ("terminate called ...", SIGABRT) instead of exiting with `code`. The
-    run's files are closed and its lock released by then; only the compile is
-    lost. Only in the `lopt` process itself: a caller of `lopt_core.cli.main` keeps
-    running.
+    By then the checkpoint is written, the run's files are closed and its lock is
+    released. A normal interpreter exit could still hang or abort: a background
+    compile (`SingleMachineGradientLearner.init`'s precompile thread) inside XLA
+    aborts it ("terminate called ...", SIGABRT), and other background threads
+    (metric writers' flush threads) can keep it waiting after a SIGTERM. Only in
+    the `lopt` process itself: a caller of `lopt_core.cli.main` keeps running.
     """
-    import threading
-
-    if not any(t.name == _PRECOMPILE_THREAD and t.is_alive() for t in threading.enumerate()):
-        return
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if not (getattr(spec, "name", None) == "lopt_core.cli" or Path(sys.argv[0]).name == "lopt"):
