@@ -383,7 +383,8 @@ def test_eval_without_lopt_learned_loads_a_named_architecture(tmp_path, monkeypa
             return {"log_lr": jnp.asarray(-2.0)}
 
         def opt_fn(self, theta, is_training=False):
-            raise NotImplementedError
+            # SGD with lr exp(log_lr): the architecture of LearnableSGD, another class.
+            return lopt_learned.LearnableSGD().opt_fn(theta, is_training)
 
     class Plug:
         @staticmethod

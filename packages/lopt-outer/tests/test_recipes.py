@@ -12,6 +12,7 @@ import pytest
 
 import lopt_core
 import lopt_learned
+import lopt_tasks
 from lopt_core.cli import main
 from lopt_core.testing import count_compiles
 from lopt_outer import cli
@@ -428,9 +429,6 @@ def test_the_resume_command_of_a_recipe_run_repeats_only_the_flags_given(tmp_pat
 
 
 def test_an_augmented_family_is_built_and_meta_trained(tmp_path):
-    lopt_tasks = pytest.importorskip("lopt_tasks")
-    if not hasattr(lopt_tasks, "ScaleLossFamily"):
-        pytest.skip("lopt_tasks has no augmentation wrappers")
     # "mean": with "final", no task of a one-step run may finish its unroll.
     text = SINGLE.replace('meta_loss_type = "final"', 'meta_loss_type = "mean"').replace(
         "kwargs = { dim = 3 }\n",

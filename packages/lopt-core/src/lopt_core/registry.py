@@ -6,6 +6,7 @@ packages registers through exactly this path, as a third-party plugin would.
 
 from __future__ import annotations
 
+import abc
 import difflib
 import importlib
 import importlib.util
@@ -656,11 +657,12 @@ get_metric_writer = METRIC_WRITERS.get
 list_metric_writers = METRIC_WRITERS.list
 
 
-class _CatalogHooks:
+class _CatalogHooks(abc.ABC):
     """The registration hooks of a catalog: each hands the catalog's entries of one kind over."""
 
+    @abc.abstractmethod
     def _register(self, kind: str, register: Callable[..., None]) -> None:
-        raise NotImplementedError
+        """Calls `register(name, factory, description)` for each entry of `kind`."""
 
     @hookimpl
     def lopt_register_tasks(self, register: Callable[..., None]) -> None:

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -124,8 +125,9 @@ class _FamilyWrapper(TaskFamily):
         del key
         return {}
 
+    @abc.abstractmethod
     def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
-        raise NotImplementedError
+        """The augmented task of `task` with the sampled augmentation parameters `aug`."""
 
     def sample(self, key: PRNGKey) -> TaskCfg:
         k_base, k_aug = jax.random.split(key)
@@ -441,8 +443,9 @@ _GRAD_KEY = 0x6A7D
 class _GradientTransform(_TaskWrapper):
     """The base loss in value; `jax.grad` gives `transform(base grad, key)` (custom_vjp)."""
 
+    @abc.abstractmethod
     def transform(self, grads: Params, key: PRNGKey) -> Params:
-        raise NotImplementedError
+        """The gradient the optimizer sees, from the base gradient and the loss key."""
 
     def loss_with_state(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
