@@ -108,6 +108,8 @@ def plugin_example(session: nox.Session) -> None:
         env=_ENV,
     )
     out = session.run("lopt", "list", silent=True, env=_ENV)
+    if out is None:  # `nox --install-only`: nothing ran
+        return
     for needle in ("example_quadratic", "example_signsgd", "example_learnable_signsgd"):
         if needle not in out or "lopt-plugin-example" not in out:
             session.error(f"`lopt list` does not show {needle} from lopt-plugin-example:\n{out}")

@@ -159,6 +159,43 @@ def check_choice(value: Any, owner: str, argument: str, choices: tuple[Any, ...]
     return value
 
 
+def check_members(
+    members: Any, weights: Any, owner: str, what: str, kind: type, example: str
+) -> tuple[tuple[Any, ...], tuple[float, ...] | None]:
+    """Checks the members of a mixture and their weights; returns them as tuples.
+
+    Args:
+      members: the mixture's members (families, estimators), at least one.
+      weights: None (uniform), or one positive finite weight per member.
+      owner: the mixture's name, for messages.
+      what: the argument's name ("families", "estimators").
+      kind: the class every member must be an instance of.
+      example: how to spell the class in the message ("lopt_core.TaskFamily").
+
+    Raises:
+      ValueError: no members, or weights of the wrong length, not positive or not finite.
+      TypeError: a member is not an instance of `kind`.
+    """
+    members = tuple(members)
+    if not members:
+        raise ValueError(f"{owner}: {what} is empty; pass at least one {example}.")
+    for i, member in enumerate(members):
+        if not isinstance(member, kind):
+            raise TypeError(
+                f"{owner}: {what}[{i}] must be a {example}, got {type(member).__name__}."
+            )
+    if weights is None:
+        return members, None
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != len(members):
+        raise ValueError(
+            f"{owner}: got {len(weights)} weights for {len(members)} {what}; pass one each."
+        )
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"{owner}: weights must be positive and finite, got {weights}.")
+    return members, weights
+
+
 def check_tree_match(expected: Any, got: Any, owner: str, what: str = "gradients") -> None:
     """Checks that `got` has the structure and leaf shapes of `expected` (the params).
 

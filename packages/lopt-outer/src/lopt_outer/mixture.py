@@ -38,7 +38,7 @@ import numpy as np
 import lopt_core
 from lopt_core import GradientEstimator, GradientEstimatorOut, TaskFamily, WorkerWeights
 from lopt_core.typing import PRNGKey
-from lopt_core.validation import check_positive_int
+from lopt_core.validation import check_members, check_positive_int
 from lopt_outer._common import set_field, strong
 
 __all__ = ["MixtureEstimator", "MixtureWorkerState", "mixture_estimator"]
@@ -110,25 +110,12 @@ class MixtureEstimator(GradientEstimator):
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        ests = tuple(self.estimators)
-        if not ests:
-            raise ValueError(f"{owner}: estimators is empty; pass at least one estimator.")
-        for i, est in enumerate(ests):
-            if not isinstance(est, GradientEstimator):
-                raise TypeError(
-                    f"{owner}: estimators[{i}] must be a lopt_core.GradientEstimator, got "
-                    f"{type(est).__name__}."
-                )
+        ests, weights = check_members(
+            self.estimators, self.weights, owner, "estimators", GradientEstimator,
+            "lopt_core.GradientEstimator",
+        )
         set_field(self, "estimators", ests)
-        if self.weights is not None:
-            w = tuple(float(x) for x in self.weights)
-            if len(w) != len(ests):
-                raise ValueError(
-                    f"{owner}: got {len(w)} weights for {len(ests)} estimators; pass one each."
-                )
-            if not all(np.isfinite(x) and x > 0 for x in w):
-                raise ValueError(f"{owner}: weights must be positive and finite, got {w}.")
-            set_field(self, "weights", w)
+        set_field(self, "weights", weights)
         set_field(
             self, "resample_every", check_positive_int(self.resample_every, owner, "resample_every")
         )

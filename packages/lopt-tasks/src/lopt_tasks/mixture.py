@@ -33,6 +33,7 @@ import numpy as np
 
 from lopt_core import SPLITS, Datasets, Task, TaskFamily
 from lopt_core.typing import Batch, ModelState, Params, PRNGKey, TaskCfg
+from lopt_core.validation import check_members
 from lopt_tasks._plugin import CATALOG
 
 __all__ = ["MixtureTaskFamily", "log_relative_normalizer"]
@@ -203,23 +204,10 @@ class MixtureTaskFamily(TaskFamily):
         weights: Sequence[float] | None = None,
         name: str | None = None,
     ) -> None:
-        owner = type(self).__name__
-        families = tuple(families)
-        if not families:
-            raise ValueError(f"{owner}: families is empty; pass at least one TaskFamily.")
-        for i, f in enumerate(families):
-            if not isinstance(f, TaskFamily):
-                raise TypeError(
-                    f"{owner}: families[{i}] must be a lopt_core.TaskFamily, got {type(f).__name__}."
-                )
-        if weights is not None:
-            weights = tuple(float(w) for w in weights)
-            if len(weights) != len(families):
-                raise ValueError(
-                    f"{owner}: got {len(weights)} weights for {len(families)} families."
-                )
-            if not all(np.isfinite(w) and w > 0 for w in weights):
-                raise ValueError(f"{owner}: weights must be positive and finite, got {weights}.")
+        families, weights = check_members(
+            families, weights, type(self).__name__, "families", TaskFamily,
+            "lopt_core.TaskFamily",
+        )
         self.families = families
         self.weights = weights
         self.datasets = _mixture_datasets(families)
