@@ -111,7 +111,11 @@ class MixtureEstimator(GradientEstimator):
     def __post_init__(self) -> None:
         owner = type(self).__name__
         ests, weights = check_members(
-            self.estimators, self.weights, owner, "estimators", GradientEstimator,
+            self.estimators,
+            self.weights,
+            owner,
+            "estimators",
+            GradientEstimator,
             "lopt_core.GradientEstimator",
         )
         set_field(self, "estimators", ests)

@@ -205,7 +205,11 @@ class MixtureTaskFamily(TaskFamily):
         name: str | None = None,
     ) -> None:
         families, weights = check_members(
-            families, weights, type(self).__name__, "families", TaskFamily,
+            families,
+            weights,
+            type(self).__name__,
+            "families",
+            TaskFamily,
             "lopt_core.TaskFamily",
         )
         self.families = families
