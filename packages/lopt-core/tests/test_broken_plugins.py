@@ -100,6 +100,17 @@ def warning_lines(err, needle):
     ]
 
 
+def plugins_only():
+    """A Registry of only the plugins a test adds: installed distributions are not read.
+
+    The tests that use it count exact names, which must not depend on which lopt
+    packages share the environment (lopt-outer's env has them all).
+    """
+    reg = Registry()
+    reg._entry_points = list
+    return reg
+
+
 @pytest.fixture
 def global_plugins():
     """`add(plugin, name)` adds a plugin to the global REGISTRY; all are removed afterwards."""
@@ -240,7 +251,7 @@ def test_a_command_that_sets_no_function_is_an_error_naming_the_fix(global_plugi
 def test_a_factory_that_is_not_callable_is_refused_and_the_plugins_other_entries_register(
     kind, hook, singular
 ):
-    reg = Registry()
+    reg = plugins_only()
     reg.add_plugin(
         make_plugin(**{hook: registering(("not_callable", 42), ("fine", Writer))}),
         "writer-plugin",
@@ -273,7 +284,7 @@ def test_a_non_callable_metric_writer_is_one_line_on_stderr_and_lopt_list_still_
 
 
 def test_invalid_names_and_a_repeated_name_are_skipped_one_entry_at_a_time():
-    reg = Registry()
+    reg = plugins_only()
     reg.add_plugin(
         make_plugin(
             lopt_register_tasks=registering(
@@ -304,7 +315,7 @@ def test_a_hook_that_raises_registers_nothing_of_that_hook_and_other_plugins_wor
         register("half_registered", ToyTask)
         raise error
 
-    reg = Registry()
+    reg = plugins_only()
     reg.add_plugin(
         make_plugin(
             lopt_register_tasks=hook,
@@ -325,7 +336,7 @@ def test_a_plugin_whose_hook_has_the_wrong_signature_is_reported_and_skipped():
     def wrong(reg):  # the hook argument must be called `register`
         reg("never", ToyTask)
 
-    reg = Registry()
+    reg = plugins_only()
     reg.add_plugin(make_plugin(lopt_register_tasks=wrong), "wrong-signature-plugin")
     reg.add_plugin(make_plugin(lopt_register_tasks=registering(("ok", ToyTask))), "fine")
     with pytest.warns(PluginWarning, match=r"'wrong-signature-plugin' could not be registered"):

@@ -11,7 +11,11 @@ from lopt_core.testing import check_task, check_task_family
 from lopt_tasks import augmentation as aug
 from lopt_tasks.digits import digits_datasets
 from lopt_tasks.image_mlp import ImageMLPTask
-from lopt_tasks.quadratics import FixedDimQuadraticFamily, QuadraticTask
+from lopt_tasks.quadratics import (
+    FixedDimQuadraticFamily,
+    FixedDimQuadraticFamilyData,
+    QuadraticTask,
+)
 
 KEY = jax.random.PRNGKey(0)
 CENTER = {"a": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array([[3.0, -1.0], [0.0, 2.0]])}
@@ -394,3 +398,202 @@ def test_wrappers_need_a_task_and_a_family():
         aug.ScaleLoss(FixedDimQuadraticFamily(), 2.0)
     with pytest.raises(TypeError, match="family must be a lopt TaskFamily"):
         aug.ScaleLossFamily(QuadraticTask())
+
+
+# -- aux through every wrapper ----------------------------------------------------------------
+
+
+class AuxProbe(Task):
+    """A batch-mean loss whose aux reads the params and the batch (labels, features)."""
+
+    num_classes = 10
+
+    def init(self, key):
+        return jax.random.normal(key, (3,))
+
+    def loss(self, params, key, data):
+        del key
+        pred = data["x"] @ params
+        return jnp.mean((pred - data["label"]) ** 2)
+
+    def loss_and_aux(self, params, key, data):
+        return self.loss(params, key, data), {
+            "p_sq": jnp.sum(params**2),
+            "mean_label": jnp.mean(data["label"].astype(jnp.float32)),
+            "mean_x": jnp.mean(data["x"], axis=0),  # a (3,) aux: the masked mean is per entry
+        }
+
+
+def _aux_batch():
+    x = jax.random.normal(jax.random.PRNGKey(5), (8, 3))
+    return {"x": x, "label": jnp.arange(8, dtype=jnp.int32)}
+
+
+def _quadratic_data_task():
+    # Target and params from different keys, so the gradient is not zero.
+    return FixedDimQuadraticFamilyData(4).sample_task(jax.random.PRNGKey(11))
+
+
+def _assert_aux_equal(aux, want, **kw):
+    assert set(aux) == set(want)
+    for k in want:
+        np.testing.assert_allclose(np.asarray(aux[k]), np.asarray(want[k]), **kw)
+
+
+def _same_loss_and_grad(task, params, key, data):
+    # loss_and_aux gives exactly the loss (and gradient) of loss().
+    (loss, aux), g = jax.value_and_grad(task.loss_and_aux, has_aux=True)(params, key, data)
+    want, g_want = jax.value_and_grad(task.loss)(params, key, data)
+    assert float(loss) == float(want)
+    _tree_allclose(g, g_want, rtol=0, atol=0)
+    return aux
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.25])
+def test_reparam_aux_is_the_base_aux_at_theta_times_scale(scale):
+    base = _quadratic_data_task()
+    task = aug.ReparamWeights(base, scale)
+    theta = task.init(KEY)
+    aux = _same_loss_and_grad(task, theta, KEY, jnp.float32(0.3))
+    p = theta * scale
+    _assert_aux_equal(aux, {"l2": jnp.mean(p**2), "l1": jnp.mean(jnp.abs(p))}, rtol=1e-6)
+    # The state path gives the same aux.
+    _, state, aux2 = task.loss_with_state_and_aux(theta, None, KEY, jnp.float32(0.3))
+    assert state is None
+    _assert_aux_equal(aux2, aux, rtol=0)
+
+
+def test_convert_float_dtype_aux_is_the_base_aux_on_the_cast_params_as_float32():
+    base = _quadratic_data_task()
+    task = aug.ConvertFloatDType(base)
+    params = task.init(KEY)
+    aux = _same_loss_and_grad(task, params, KEY, jnp.float32(0.3))
+    assert {a.dtype for a in aux.values()} == {jnp.dtype(jnp.float32)}
+    _, want = base.loss_and_aux(params, KEY, jnp.bfloat16(0.3))  # params are bfloat16
+    _assert_aux_equal(aux, {k: v.astype(jnp.float32) for k, v in want.items()}, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        aug.NormalizeGradients,
+        lambda t: aug.SubsampleDirections(t, 0.5),
+        lambda t: aug.ScaleLoss(t, 7.5),
+    ],
+    ids=["NormalizeGradients", "SubsampleDirections", "ScaleLoss"],
+)
+def test_gradient_transforms_and_scale_loss_return_the_base_aux(wrap):
+    base = _quadratic_data_task()
+    task = wrap(base)
+    params = task.init(KEY)
+    aux = _same_loss_and_grad(task, params, KEY, jnp.float32(0.3))
+    _assert_aux_equal(jax.jit(task.loss_and_aux)(params, KEY, jnp.float32(0.3))[1], aux, rtol=1e-6)
+    _assert_aux_equal(aux, {"l2": jnp.mean(params**2), "l1": jnp.mean(jnp.abs(params))}, rtol=1e-6)
+
+
+def test_gradient_transform_aux_survives_grad_of_loss_with_state_and_aux():
+    task = aug.SubsampleDirections(_quadratic_data_task(), 0.5)
+    params = task.init(KEY)
+
+    def fn(p):
+        loss, _, aux = task.loss_with_state_and_aux(p, None, KEY, jnp.float32(0.0))
+        return loss, aux
+
+    (_, aux), g = jax.value_and_grad(fn, has_aux=True)(params)
+    np.testing.assert_array_equal(g, jax.grad(task.loss)(params, KEY, jnp.float32(0.0)))
+    np.testing.assert_allclose(aux["l2"], jnp.mean(params**2), rtol=1e-6)
+
+
+def test_async_delay_aux_is_the_base_aux_at_the_current_params():
+    base = _quadratic_data_task()
+    task = aug.AsyncDelayedGradients(base, 2)
+    params, state = task.init_with_state(KEY)
+    for _ in range(4):
+        (loss, state_aux), g = jax.value_and_grad(
+            lambda p, s: (lambda r: (r[0], (r[1], r[2])))(
+                task.loss_with_state_and_aux(p, s, KEY, jnp.float32(0.0))
+            ),
+            has_aux=True,
+        )(params, state)
+        new_state, aux = state_aux
+        want_loss, want_state = task.loss_with_state(params, state, KEY, jnp.float32(0.0))
+        assert float(loss) == float(want_loss)
+        _tree_allclose(new_state, want_state, rtol=0, atol=0)
+        _assert_aux_equal(aux, base.loss_and_aux(params, KEY, jnp.float32(0.0))[1], rtol=1e-6)
+        params, state = params - 0.1 * g, new_state
+    with pytest.raises(ValueError, match="call loss_with_state"):
+        task.loss_and_aux(params, KEY, jnp.float32(0.0))
+
+
+def test_reduced_batch_aux_is_over_the_kept_examples():
+    base, data = AuxProbe(), _aux_batch()
+    params = base.init(KEY)
+    first = jax.tree_util.tree_map(lambda x: x[:2], data)  # round(0.25 * 8) = 2 kept
+    _, want = base.loss_and_aux(params, KEY, first)
+    for mode in ("mask", "slice"):
+        task = aug.ReducedBatchSize(base, 0.25, mode=mode)
+        aux = _same_loss_and_grad(task, params, KEY, data)
+        # mean_label 0.5 and mean_x over the kept two examples; p_sq does not read the batch.
+        _assert_aux_equal(aux, want, rtol=1e-6)
+        assert float(aux["mean_label"]) == 0.5 and aux["mean_x"].shape == (3,)
+    # A traced fraction under jit, as in a family: 0.5 keeps four labels 0..3.
+    mean_label = jax.jit(
+        lambda f: aug.ReducedBatchSize(base, f).loss_and_aux(params, KEY, data)[1]["mean_label"]
+    )
+    assert float(mean_label(0.5)) == 1.5
+
+
+def test_masked_mean_of_integer_aux_is_float():
+    mask = jnp.array([True, True, False])
+    out = aug._masked_mean(jnp.array([1, 2, 9], jnp.int32), mask)
+    assert out.dtype == jnp.float32 and float(out) == 1.5
+    out = aug._masked_mean(jnp.ones((3, 2), jnp.bfloat16), mask)
+    assert out.dtype == jnp.bfloat16 and out.shape == (2,)
+
+
+def test_label_noise_aux_is_the_base_aux_on_the_noisy_labels():
+    base, data = AuxProbe(), _aux_batch()
+    task = aug.LabelNoise(base, 0.8)
+    params = base.init(KEY)
+    k = jax.random.PRNGKey(3)
+    aux = _same_loss_and_grad(task, params, k, data)
+    noisy = {**data, "label": task.noisy_labels(data["label"], k)}
+    assert not np.array_equal(np.asarray(noisy["label"]), np.asarray(data["label"]))
+    _assert_aux_equal(aux, base.loss_and_aux(params, k, noisy)[1], rtol=0)
+
+
+def test_family_aux_at_a_traced_cfg():
+    family = aug.ReparamWeightsFamily(FixedDimQuadraticFamilyData(4), "tensor")
+    cfgs = jax.vmap(family.sample)(jax.random.split(KEY, 3))
+
+    def one(cfg, k):
+        task = family.task_fn(cfg)
+        theta = task.init(k)
+        return task.loss_and_aux(theta, k, jnp.float32(0.0))[1], task.to_base(theta)
+
+    aux, p = jax.jit(jax.vmap(one))(cfgs, jax.random.split(KEY, 3))
+    np.testing.assert_allclose(aux["l2"], jnp.mean(p**2, axis=1), rtol=1e-6)
+
+
+def test_a_base_without_aux_gives_empty_aux(digits_task):
+    task = aug.LabelNoise(aug.ReducedBatchSize(digits_task, 0.5), 0.1)
+    batch = next(digits_task.datasets.train)
+    loss, aux = task.loss_and_aux(task.init(KEY), KEY, batch)
+    assert aux == {} and float(loss) == float(task.loss(task.init(KEY), KEY, batch))
+
+
+@pytest.mark.parametrize(
+    "family,low,high,name",
+    [
+        (aug.ReparamWeightsFamily(FixedDimQuadraticFamily(2)), 0.01, 100.0, "scale"),
+        (aug.ReducedBatchSizeFamily(FixedDimQuadraticFamily(2)), 0.1, 1.0, "fraction"),
+        (aug.SubsampleDirectionsFamily(FixedDimQuadraticFamily(2), 0.2, 0.9), 0.2, 0.9, "fraction"),
+        (aug.ScaleLossFamily(FixedDimQuadraticFamily(2)), 0.001, 1000.0, "scale"),
+    ],
+    ids=lambda x: type(x).__name__ if isinstance(x, lopt_core.TaskFamily) else None,
+)
+def test_log_uniform_families_sample_exp_uniform_of_the_aug_key(family, low, high, name):
+    _, k_aug = jax.random.split(KEY)
+    want = jnp.exp(jax.random.uniform(k_aug, (), minval=np.log(low), maxval=np.log(high)))
+    assert family.bounds == (low, high)
+    assert float(family.sample(KEY)["aug"][name]) == float(want)

@@ -44,6 +44,32 @@ def test_the_loss_is_the_selected_members_and_other_members_get_zero_grads():
         assert float(task.normalizer(loss)) == pytest.approx(float(member.normalizer(want)))
 
 
+def test_aux_holds_the_selected_members_values_and_nan_for_the_others():
+    from lopt_tasks.quadratics import FixedDimQuadraticFamilyData
+
+    family = MixtureTaskFamily((FixedDimQuadraticFamily(3), FixedDimQuadraticFamilyData(4)))
+    cfg = family.sample(jax.random.PRNGKey(0))
+    batch = family.datasets.split("train").sample(jax.random.PRNGKey(2))
+    for index in (0, 1):
+        task = family.task_fn({"family": jnp.asarray(index, jnp.int32), "cfgs": cfg["cfgs"]})
+        params = task.init(jax.random.PRNGKey(1))
+        loss, aux = jax.jit(task.loss_and_aux)(params, jax.random.PRNGKey(3), batch)
+        assert sorted(aux) == ["f1/l1", "f1/l2"]  # member 0 (a plain quadratic) has no aux
+        if index == 1:
+            member = family.families[1].task_fn(cfg["cfgs"][1])
+            want_loss, want_aux = member.loss_and_aux(params["f1"], jax.random.PRNGKey(3), batch[1])
+            assert float(loss) == pytest.approx(float(want_loss), rel=1e-6)
+            for name in ("l1", "l2"):
+                assert float(aux[f"f1/{name}"]) == pytest.approx(float(want_aux[name]), rel=1e-6)
+        else:
+            assert all(bool(jnp.isnan(v)) for v in aux.values())
+        loss_s, state, aux_s = task.loss_with_state_and_aux(
+            params, None, jax.random.PRNGKey(3), batch
+        )
+        assert state is None and float(loss_s) == pytest.approx(float(loss), rel=1e-6)
+        assert sorted(aux_s) == sorted(aux)
+
+
 def test_weights_set_the_member_frequencies():
     family = MixtureTaskFamily(
         (FixedDimQuadraticFamily(2), FixedDimQuadraticFamily(3)), weights=(3.0, 1.0)

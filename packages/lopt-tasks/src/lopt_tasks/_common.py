@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -10,8 +11,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lopt_core import Datasets
+from lopt_core import Datasets, Task
+from lopt_core.typing import Batch, ModelState, Params, PRNGKey
 from lopt_core.validation import check_choice, check_positive_int
+
+
+class AuxFirstTask(Task):
+    """A Task whose one loss method is `loss_with_state_and_aux`; the others derive from it.
+
+    The loss and the aux come from one method, so the two never drift apart; under
+    `jit` the aux a caller drops is dead code and costs nothing. Subclasses
+    implement `loss_with_state_and_aux` (and `init_with_state`).
+    """
+
+    @abc.abstractmethod
+    def loss_with_state_and_aux(
+        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
+        """`(loss, next_state, aux)` of `params` on `data`."""
+
+    def loss_with_state(
+        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+    ) -> tuple[Any, ModelState]:
+        loss, state, _ = self.loss_with_state_and_aux(params, state, key, data)
+        return loss, state
+
+    def loss_and_aux(self, params: Params, key: PRNGKey, data: Batch) -> tuple[Any, dict[str, Any]]:
+        loss, _, aux = self.loss_with_state_and_aux(params, None, key, data)
+        return loss, aux
+
+    def loss(self, params: Params, key: PRNGKey, data: Batch) -> Any:
+        loss, _, _ = self.loss_with_state_and_aux(params, None, key, data)
+        return loss
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -3,13 +3,16 @@
 Meta-training on augmented tasks makes a learned optimizer robust to what the
 augmentation varies: the scale of the parameters, the batch size, the dtype, the
 loss scale, label noise, and the gradient the optimizer sees (normalised,
-subsampled, delayed). Each augmentation is a declared Task wrapper and a declared
+subsampled, delayed). `RelativeLossNormalizer` changes no loss, only the
+normalizer, putting any task's meta-loss on one scale relative to its initial loss. Each augmentation is a declared Task wrapper and a declared
 TaskFamily wrapper. The family wrapper samples the augmentation's parameters per
 task into its cfg, `{"base": base_cfg, "aug": {name: array}}`, a pytree of arrays,
 so `jax.vmap(family.sample)` works and `family.task_fn(cfg)` accepts a traced cfg.
 
 Every wrapper forwards `datasets` and `normalizer` to the wrapped task (ScaleLoss
-divides its factor back out first).
+divides its factor back out first; RelativeLossNormalizer replaces it), and returns
+the wrapped task's aux from `loss_with_state_and_aux` and `loss_and_aux`, computed
+on what the wrapped task sees (each wrapper's docstring says which params and batch).
 
 Example:
   >>> import jax, lopt_tasks
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +40,9 @@ from lopt_core.validation import (
     check_positive_int,
     is_traced,
 )
+from lopt_tasks._common import AuxFirstTask
 from lopt_tasks._plugin import CATALOG
+from lopt_tasks.mixture import log_relative_normalizer
 
 # -- shared pieces --------------------------------------------------------------------------
 
@@ -92,7 +97,7 @@ def _abstract_params(family: TaskFamily) -> Any:
     return jax.eval_shape(init, jax.random.PRNGKey(0))
 
 
-class _TaskWrapper(Task):
+class _TaskWrapper(AuxFirstTask):
     """A Task that wraps `self.task`: datasets, normalizer and init forward to it."""
 
     task: Task
@@ -106,6 +111,15 @@ class _TaskWrapper(Task):
 
     def normalizer(self, loss: Any) -> Any:
         return self.task.normalizer(loss)
+
+    def loss_with_state_and_aux(
+        self, params: Params, state: ModelState, key: PRNGKey, data: Batch
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
+        """`(loss, next_state, aux)`: the augmented loss and the base task's aux.
+
+        The wrapped task's, unchanged, unless a wrapper overrides it.
+        """
+        return self.task.loss_with_state_and_aux(params, state, key, data)
 
     @property
     def name(self) -> str:
@@ -144,6 +158,35 @@ class _FamilyWrapper(TaskFamily):
         return f"{type(self).__name__.removesuffix('Family')}_{self.family.name}"
 
 
+class _LogUniformFamily(_FamilyWrapper):
+    """A family wrapper that samples one scalar log-uniform in [low, high] per task.
+
+    Subclasses name the bound fields and the cfg entry at class level; the bounds
+    are checked (0 < low <= high, and high <= 1 where `_at_most_one`).
+    """
+
+    _low: ClassVar[str]
+    _high: ClassVar[str]
+    _aug: ClassVar[str]
+    _at_most_one: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_family(self.family, owner)
+        low, high = getattr(self, self._low), getattr(self, self._high)
+        _check_range(owner, self._low, low, self._high, high)
+        if self._at_most_one:
+            check_number(high, owner, self._high, high=1.0)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """`(low, high)` of the sampled scalar."""
+        return float(getattr(self, self._low)), float(getattr(self, self._high))
+
+    def _sample_aug(self, key: PRNGKey) -> dict[str, Any]:
+        return {self._aug: _log_uniform(key, (), *self.bounds)}
+
+
 # -- 1. ReparamWeights ----------------------------------------------------------------------
 
 LEVELS = ("global", "tensor", "parameter")
@@ -157,6 +200,7 @@ class ReparamWeights(_TaskWrapper):
     scale) and the loss landscape's values are unchanged (min over theta is the
     base minimum), but the gradient with respect to theta is `scale` times the
     base gradient at `theta * scale`, so the problem is more or less sensitive.
+    The aux is the base aux at `theta * scale`.
 
     Attributes:
       task: the wrapped task.
@@ -205,14 +249,14 @@ class ReparamWeights(_TaskWrapper):
             lambda t, s: (t * s).astype(t.dtype), theta, self._scales(theta)
         )
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
-        return self.task.loss_with_state(self.to_base(params), state, key, data)
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
+        return self.task.loss_with_state_and_aux(self.to_base(params), state, key, data)
 
 
 @lopt_core.declare
-class ReparamWeightsFamily(_FamilyWrapper):
+class ReparamWeightsFamily(_LogUniformFamily):
     """`ReparamWeights` over a family, with scales log-uniform in [min_scale, max_scale].
 
     Attributes:
@@ -227,16 +271,16 @@ class ReparamWeightsFamily(_FamilyWrapper):
     min_scale: float = 0.01
     max_scale: float = 100.0
 
+    _low, _high, _aug = "min_scale", "max_scale", "scale"
+
     def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _check_family(self.family, owner)
-        check_choice(self.level, owner, "level", LEVELS)
-        _check_range(owner, "min_scale", self.min_scale, "max_scale", self.max_scale)
+        check_choice(self.level, type(self).__name__, "level", LEVELS)
+        super().__post_init__()
 
     def _sample_aug(self, key: PRNGKey) -> dict[str, Any]:
-        lo, hi = float(self.min_scale), float(self.max_scale)
         if self.level == "global":
-            return {"scale": _log_uniform(key, (), lo, hi)}
+            return super()._sample_aug(key)
+        lo, hi = self.bounds
         leaves, treedef = jax.tree_util.tree_flatten(_abstract_params(self.family))
         keys = jax.random.split(key, len(leaves))
         shapes = [() if self.level == "tensor" else tuple(x.shape) for x in leaves]
@@ -266,6 +310,17 @@ def _batch_size(data: Batch, owner: str) -> int:
     return int(sizes.pop())
 
 
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """The mean of `values` over the leading positions where `mask` is True.
+
+    Floating values keep their dtype; others (integer counts) give float32.
+    """
+    values = jnp.asarray(values)
+    where = mask.reshape(mask.shape + (1,) * (values.ndim - 1))
+    mean = jnp.sum(jnp.where(where, values, 0), axis=0) / jnp.sum(mask)
+    return mean.astype(values.dtype) if jnp.issubdtype(values.dtype, jnp.floating) else mean
+
+
 def kept_examples(fraction: Any, batch_size: int) -> Any:
     """max(1, round(fraction * batch_size)): the examples ReducedBatchSize keeps."""
     return jnp.maximum(1, jnp.round(fraction * batch_size)).astype(jnp.int32)
@@ -283,6 +338,12 @@ class ReducedBatchSize(_TaskWrapper):
     mode "slice" the batch's leading axis is sliced; this is exact for any base
     task (a non-mean loss, model state) but the fraction must be a concrete
     number, not traced, so it cannot vary across a vmapped family.
+
+    The aux: with mode "slice" the base aux on the sliced batch; with mode "mask"
+    each aux value is the mean, over the kept examples, of the base aux on each
+    single example (so an aux that is a mean over the batch, such as an accuracy,
+    equals the base aux on the kept examples; an aux that does not depend on the
+    batch, such as a norm of the params, equals the base aux).
 
     Attributes:
       task: the wrapped task; every array of its batch has a leading batch axis.
@@ -306,33 +367,37 @@ class ReducedBatchSize(_TaskWrapper):
         if np.ndim(self.fraction) == 0:
             check_number(self.fraction, owner, "fraction", low=0.0, high=1.0, low_open=True)
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         owner = self.name
         size = _batch_size(data, owner)
         if self.mode == "slice":
             n = max(1, round(float(self.fraction) * size))
             sliced = jax.tree_util.tree_map(lambda x: x[:n], data)
-            return self.task.loss_with_state(params, state, key, sliced)
+            return self.task.loss_with_state_and_aux(params, state, key, sliced)
         if state is not None:
             raise ValueError(
                 f"{owner}: mode='mask' evaluates the base loss per example, which needs a "
                 "task without model state; use mode='slice' with a concrete fraction."
             )
 
-        def one(example: Batch) -> Any:
+        def one(example: Batch) -> tuple[Any, dict[str, Any]]:
             single = jax.tree_util.tree_map(lambda x: x[None], example)
-            return self.task.loss(params, key, single)
+            loss, _, aux = self.task.loss_with_state_and_aux(params, None, key, single)
+            return loss, aux
 
-        losses = jax.vmap(one)(data)
+        losses, auxes = jax.vmap(one)(data)
         mask = jnp.arange(size) < kept_examples(self.fraction, size)
-        loss = jnp.sum(jnp.where(mask, losses, 0.0)) / jnp.sum(mask)
-        return loss.astype(losses.dtype), None
+        return (
+            _masked_mean(losses, mask),
+            None,
+            jax.tree_util.tree_map(lambda a: _masked_mean(a, mask), auxes),
+        )
 
 
 @lopt_core.declare
-class ReducedBatchSizeFamily(_FamilyWrapper):
+class ReducedBatchSizeFamily(_LogUniformFamily):
     """`ReducedBatchSize` (mode "mask") over a family, the fraction log-uniform in
     [min_fraction, max_fraction].
 
@@ -345,16 +410,7 @@ class ReducedBatchSizeFamily(_FamilyWrapper):
     min_fraction: float = 0.1
     max_fraction: float = 1.0
 
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _check_family(self.family, owner)
-        _check_range(owner, "min_fraction", self.min_fraction, "max_fraction", self.max_fraction)
-        check_number(self.max_fraction, owner, "max_fraction", high=1.0)
-
-    def _sample_aug(self, key: PRNGKey) -> dict[str, Any]:
-        return {
-            "fraction": _log_uniform(key, (), float(self.min_fraction), float(self.max_fraction))
-        }
+    _low, _high, _aug, _at_most_one = "min_fraction", "max_fraction", "fraction", True
 
     def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
         return ReducedBatchSize(task, aug["fraction"])
@@ -381,7 +437,8 @@ class ConvertFloatDType(_TaskWrapper):
     The parameters are stored in `dtype` (init casts the base init), the batch's
     floating arrays are cast to `dtype` before the base loss (so activations are
     computed in it), and the loss is returned as float32. Integer arrays (labels)
-    and the model state are left as they are. Gradients come out in `dtype`.
+    and the model state are left as they are. Gradients come out in `dtype`. The
+    aux is the base aux on the cast params and batch, its floats cast to float32.
 
     Attributes:
       task: the wrapped task.
@@ -400,14 +457,14 @@ class ConvertFloatDType(_TaskWrapper):
         params, state = self.task.init_with_state(key)
         return _cast_floats(params, jnp.dtype(self.dtype)), state
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         dtype = jnp.dtype(self.dtype)
-        loss, state = self.task.loss_with_state(
+        loss, state, aux = self.task.loss_with_state_and_aux(
             _cast_floats(params, dtype), state, key, _cast_floats(data, dtype)
         )
-        return jnp.asarray(loss, jnp.float32), state
+        return jnp.asarray(loss, jnp.float32), state, _cast_floats(aux, jnp.float32)
 
     def normalizer(self, loss: Any) -> Any:
         return self.task.normalizer(jnp.asarray(loss, jnp.float32))
@@ -441,31 +498,36 @@ _GRAD_KEY = 0x6A7D
 
 
 class _GradientTransform(_TaskWrapper):
-    """The base loss in value; `jax.grad` gives `transform(base grad, key)` (custom_vjp)."""
+    """The base loss in value; `jax.grad` gives `transform(base grad, key)` (custom_vjp).
+
+    The model state and the aux are the base task's.
+    """
 
     @abc.abstractmethod
     def transform(self, grads: Params, key: PRNGKey) -> Params:
         """The gradient the optimizer sees, from the base gradient and the loss key."""
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         base = self.task
 
-        def fn(p: Params, s: ModelState, k: PRNGKey, d: Batch) -> tuple[Any, ModelState]:
-            return base.loss_with_state(p, s, k, d)
+        def fn(p: Params, s: ModelState, k: PRNGKey, d: Batch) -> tuple[Any, Any]:
+            loss, new_s, aux = base.loss_with_state_and_aux(p, s, k, d)
+            return loss, (new_s, aux)
 
         @jax.custom_vjp
-        def wrapped(p: Params, s: ModelState, k: PRNGKey, d: Batch) -> tuple[Any, ModelState]:
-            return fn(p, s, k, d)
+        def wrapped(p: Params, s: ModelState, k: PRNGKey, d: Batch) -> tuple[Any, Any, Any]:
+            loss, (new_s, aux) = fn(p, s, k, d)
+            return loss, new_s, aux
 
         def fwd(p: Params, s: ModelState, k: PRNGKey, d: Batch) -> Any:
-            loss, vjp_fn, new_s = jax.vjp(fn, p, s, k, d, has_aux=True)
-            return (loss, new_s), (vjp_fn, jax.random.fold_in(k, _GRAD_KEY))
+            loss, vjp_fn, (new_s, aux) = jax.vjp(fn, p, s, k, d, has_aux=True)
+            return (loss, new_s, aux), (vjp_fn, jax.random.fold_in(k, _GRAD_KEY))
 
         def bwd(res: Any, cotangents: Any) -> Any:
             vjp_fn, k_grad = res
-            g_loss, _ = cotangents
+            g_loss = cotangents[0]
             dp, ds, dk, dd = vjp_fn(g_loss)
             return self.transform(dp, k_grad), ds, dk, dd
 
@@ -548,7 +610,7 @@ class NormalizeGradientsFamily(_FamilyWrapper):
 
 
 @lopt_core.declare
-class SubsampleDirectionsFamily(_FamilyWrapper):
+class SubsampleDirectionsFamily(_LogUniformFamily):
     """`SubsampleDirections` over a family, the fraction log-uniform in
     [min_fraction, max_fraction].
 
@@ -561,16 +623,7 @@ class SubsampleDirectionsFamily(_FamilyWrapper):
     min_fraction: float = 0.1
     max_fraction: float = 1.0
 
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _check_family(self.family, owner)
-        _check_range(owner, "min_fraction", self.min_fraction, "max_fraction", self.max_fraction)
-        check_number(self.max_fraction, owner, "max_fraction", high=1.0)
-
-    def _sample_aug(self, key: PRNGKey) -> dict[str, Any]:
-        return {
-            "fraction": _log_uniform(key, (), float(self.min_fraction), float(self.max_fraction))
-        }
+    _low, _high, _aug, _at_most_one = "min_fraction", "max_fraction", "fraction", True
 
     def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
         return SubsampleDirections(task, aug["fraction"])
@@ -591,7 +644,8 @@ class AsyncDelayedGradients(_TaskWrapper):
     at the params of `delay` calls ago (the initial params in the first steps), on
     the same batch and key, and pushes `params` into the history. So with one loss
     evaluation per step, the gradient used at step t is the base gradient at the
-    params of step max(t - delay, 0).
+    params of step max(t - delay, 0). The aux is the base aux at `params` (the
+    current params, like the loss value).
 
     Attributes:
       task: the wrapped task.
@@ -628,9 +682,9 @@ class AsyncDelayedGradients(_TaskWrapper):
         history = jax.tree_util.tree_map(lambda p: jnp.repeat(p[None], n, axis=0), params)
         return params, {"base": state, "history": history}
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         if not isinstance(state, dict) or "history" not in state:
             raise ValueError(
                 f"{self.name}: the model state must be the one init_with_state returns (it "
@@ -639,21 +693,21 @@ class AsyncDelayedGradients(_TaskWrapper):
         history = state["history"]
         index = jnp.asarray(self.buffer_size - self.delay, jnp.int32)
         old = jax.tree_util.tree_map(lambda h: h[index], history)
-        loss, new_base = self.task.loss_with_state(
+        loss, new_base, aux = self.task.loss_with_state_and_aux(
             jax.lax.stop_gradient(params), state["base"], key, data
         )
         # The value of `old + (params - sg(params))` is `old`; its gradient flows to params.
         shifted = jax.tree_util.tree_map(
             lambda o, p: o + (p - jax.lax.stop_gradient(p)), old, params
         )
-        old_loss, _ = self.task.loss_with_state(shifted, state["base"], key, data)
+        old_loss, _, _ = self.task.loss_with_state_and_aux(shifted, state["base"], key, data)
         loss = jax.lax.stop_gradient(loss) + (old_loss - jax.lax.stop_gradient(old_loss))
         pushed = jax.tree_util.tree_map(
             lambda h, p: jnp.concatenate([h[1:], jax.lax.stop_gradient(p)[None]], axis=0),
             history,
             params,
         )
-        return loss, {"base": new_base, "history": pushed}
+        return loss, {"base": new_base, "history": pushed}, aux
 
 
 @lopt_core.declare
@@ -687,6 +741,8 @@ class AsyncDelayedGradientsFamily(_FamilyWrapper):
 class ScaleLoss(_TaskWrapper):
     """The base loss multiplied by `scale`; `normalizer` divides it back out first.
 
+    The aux is the base aux, unscaled.
+
     Attributes:
       task: the wrapped task.
       scale: a positive factor.
@@ -700,18 +756,18 @@ class ScaleLoss(_TaskWrapper):
         _check_task(self.task, owner)
         check_positive(self.scale, owner, "scale")
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
-        loss, state = self.task.loss_with_state(params, state, key, data)
-        return (loss * self.scale).astype(jnp.result_type(loss)), state
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
+        loss, state, aux = self.task.loss_with_state_and_aux(params, state, key, data)
+        return (loss * self.scale).astype(jnp.result_type(loss)), state, aux
 
     def normalizer(self, loss: Any) -> Any:
         return self.task.normalizer(loss / self.scale)
 
 
 @lopt_core.declare
-class ScaleLossFamily(_FamilyWrapper):
+class ScaleLossFamily(_LogUniformFamily):
     """`ScaleLoss` over a family, the factor log-uniform in [min_scale, max_scale].
 
     Attributes:
@@ -723,13 +779,7 @@ class ScaleLossFamily(_FamilyWrapper):
     min_scale: float = 0.001
     max_scale: float = 1000.0
 
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        _check_family(self.family, owner)
-        _check_range(owner, "min_scale", self.min_scale, "max_scale", self.max_scale)
-
-    def _sample_aug(self, key: PRNGKey) -> dict[str, Any]:
-        return {"scale": _log_uniform(key, (), float(self.min_scale), float(self.max_scale))}
+    _low, _high, _aug = "min_scale", "max_scale", "scale"
 
     def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
         return ScaleLoss(task, aug["scale"])
@@ -754,7 +804,7 @@ class LabelNoise(_TaskWrapper):
     from 0..num_classes-1 (which may be the same class, so the expected rate of
     changed labels is `fraction * (1 - 1/num_classes)`), keyed by
     `jax.random.fold_in(loss_key, 0x1AB3)` (see `noisy_labels`); the base loss gets
-    the loss key unchanged.
+    the loss key unchanged. The aux is the base aux on the noisy labels.
 
     Attributes:
       task: a classification task whose batch is a dict with integer labels.
@@ -807,12 +857,12 @@ class LabelNoise(_TaskWrapper):
         random = jax.random.randint(k_class, labels.shape, 0, self.classes, labels.dtype)
         return jnp.where(flip, random, labels)
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
         self._check_labels(data)
         noisy = {**data, self.label_key: self.noisy_labels(data[self.label_key], key)}
-        return self.task.loss_with_state(params, state, key, noisy)
+        return self.task.loss_with_state_and_aux(params, state, key, noisy)
 
 
 @lopt_core.declare
@@ -848,6 +898,105 @@ class LabelNoiseFamily(_FamilyWrapper):
 
     def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
         return LabelNoise(task, aug["fraction"], self.num_classes, self.label_key)
+
+
+# -- 7. RelativeLossNormalizer -------------------------------------------------------------
+
+#: fold_in data for the keys of the initial-loss measurement, so the base cfg keeps its key.
+_INITIAL_LOSS_KEY = 0x1A17
+#: The floor of a measured initial loss (a loss of exactly 0 at init would divide by 0).
+_TINY_LOSS = 1e-12
+
+
+@lopt_core.declare
+class RelativeLossNormalizer(_TaskWrapper):
+    """The base task with the normalizer `log_relative_normalizer(loss, initial_loss)`.
+
+    The loss, gradient, model state, aux and datasets are the base task's; only the
+    normalizer changes: 7 at `initial_loss`, 2 units less per 10x reduction,
+    clipped to [-3, 10], NaN and inf read 10 (see
+    `lopt_tasks.mixture.log_relative_normalizer`). So tasks whose own normalizers
+    differ (a clip to [0, 1000], 1.5 log K for a classifier, per-pixel [0, 1])
+    all read on one scale relative to where they started.
+
+    Attributes:
+      task: the wrapped task.
+      initial_loss: the loss that reads 7, a positive scalar (may be traced).
+    """
+
+    task: Task
+    initial_loss: Any = 1.0
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_task(self.task, owner)
+        check_positive(self.initial_loss, owner, "initial_loss")
+
+    def normalizer(self, loss: Any) -> Any:
+        return log_relative_normalizer(loss, self.initial_loss)
+
+
+def _has_keyed_train(family: TaskFamily) -> bool:
+    ds = family.datasets
+    return ds is None or callable(getattr(ds.split("train"), "sample", None))
+
+
+@lopt_core.declare
+class RelativeLossNormalizerFamily(_FamilyWrapper):
+    """`RelativeLossNormalizer` over a family, each task's initial loss measured in `sample`.
+
+    `sample(key)` samples the base cfg from `key` itself (so wrapping changes no
+    sampled task) and measures `initial_loss`: the loss at one initialisation of
+    the sampled task on one train batch, `abs(loss)` floored at 1e-12 (1 when not
+    finite), stored as `cfg["aug"]["initial_loss"]` (float32). The keys are
+    `k_init, k_batch, k_loss = jax.random.split(jax.random.fold_in(key, 0x1A17), 3)`:
+    `task.init_with_state(k_init)`, the batch
+    `family.datasets.split("train").sample(k_batch)` (None for a family without
+    datasets) and the loss key `k_loss`. Everything is jit-able and vmappable; the
+    measurement costs one init and one loss evaluation per sample.
+
+    This is not the expected initial loss (one init, one batch): for tasks whose
+    loss at init varies a lot between inits or batches, the 7 is approximate.
+
+    Attributes:
+      family: the wrapped family; its train split must draw batches from keys.
+
+    Raises:
+      ValueError: the family's train split is a plain iterator (not keyed).
+    """
+
+    family: TaskFamily
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        _check_family(self.family, owner)
+        if not _has_keyed_train(self.family):
+            split = self.family.datasets.split("train")
+            raise ValueError(
+                f"{owner}: the train split of family {self.family.name!r} "
+                f"({type(split).__name__}) cannot draw batches from keys, so the initial "
+                "loss cannot be measured inside sample. Hold its data in a keyed split "
+                "(lopt_core.ArraySplit, or any split with sample(key)), or keep the "
+                "family's own normalizer (MixtureTaskFamily(..., normalizer='task'))."
+            )
+
+    def initial_loss(self, cfg: TaskCfg, key: PRNGKey) -> jax.Array:
+        """The measured initial loss of the base task of `cfg` (a float32 scalar > 0)."""
+        k_init, k_batch, k_loss = jax.random.split(jax.random.fold_in(key, _INITIAL_LOSS_KEY), 3)
+        task = self.family.task_fn(cfg)
+        params, state = task.init_with_state(k_init)
+        ds = self.family.datasets
+        batch = None if ds is None else ds.split("train").sample(k_batch)
+        loss, _ = task.loss_with_state(params, state, k_loss, batch)
+        loss = jnp.abs(jnp.asarray(loss, jnp.float32))
+        return jnp.where(jnp.isfinite(loss), jnp.maximum(loss, _TINY_LOSS), 1.0)
+
+    def sample(self, key: PRNGKey) -> TaskCfg:
+        base = self.family.sample(key)
+        return {"base": base, "aug": {"initial_loss": self.initial_loss(base, key)}}
+
+    def _wrap(self, task: Task, aug: dict[str, Any]) -> Task:
+        return RelativeLossNormalizer(task, aug["initial_loss"])
 
 
 # -- catalog entries: each family wrapper over the embedded-digits image-MLP family ----------
@@ -917,6 +1066,12 @@ def LabelNoise_ImageMLPFamily_Digits8(
     return LabelNoiseFamily(_digits(), min_fraction, max_fraction)
 
 
+@CATALOG.task_family()
+def RelativeLossNormalizer_ImageMLPFamily_Digits8() -> TaskFamily:
+    """RelativeLossNormalizerFamily over ImageMLPFamily_Digits8 (7 at each task's init loss)."""
+    return RelativeLossNormalizerFamily(_digits())
+
+
 __all__ = [
     "AsyncDelayedGradients",
     "AsyncDelayedGradientsFamily",
@@ -928,6 +1083,8 @@ __all__ = [
     "NormalizeGradientsFamily",
     "ReducedBatchSize",
     "ReducedBatchSizeFamily",
+    "RelativeLossNormalizer",
+    "RelativeLossNormalizerFamily",
     "ReparamWeights",
     "ReparamWeightsFamily",
     "ScaleLoss",

@@ -8,9 +8,14 @@ task holds the parameters of every member, `{"f0": params of family 0, "f1": ...
 own batch, so the gradients of the other members' parameters are exactly zero
 and an optimizer that is zero-preserving leaves them where they started. The
 batch is a tuple with one batch per member (None for members without data),
-and the normalizer is the selected member's normalizer (another `lax.switch`),
-so every member's meta-loss is normalised by its own normalizer before an
-estimator averages losses over tasks.
+and the normalizer is the selected member's normalizer (another `lax.switch`).
+By default (`normalizer="relative"`) every member is wrapped in
+`lopt_tasks.augmentation.RelativeLossNormalizerFamily`, so each member's
+normalizer is `log_relative_normalizer` against the loss its task had at
+initialisation (measured in `sample`): 7 at init, -2 per 10x reduction, for every
+member whatever its own normalizer, so losses of different members are on one
+scale when an estimator averages them over tasks. `normalizer="task"` keeps each
+member's own normalizer.
 
 Because the cfg and parameter structure are the same for every sample, the
 family is vmappable and one `VectorizedLOptTruncatedStep` trains tasks of all
@@ -33,10 +38,14 @@ import numpy as np
 
 from lopt_core import SPLITS, Datasets, Task, TaskFamily
 from lopt_core.typing import Batch, ModelState, Params, PRNGKey, TaskCfg
-from lopt_core.validation import check_members
+from lopt_core.validation import check_choice, check_members
+from lopt_tasks._common import AuxFirstTask
 from lopt_tasks._plugin import CATALOG
 
 __all__ = ["MixtureTaskFamily", "log_relative_normalizer"]
+
+#: The choices of `MixtureTaskFamily(normalizer=...)`.
+NORMALIZERS = ("relative", "task")
 
 #: `log_relative_normalizer`'s value at the initial loss, its floor and its cap.
 _AT_INIT, _FLOOR, _CAP = 7.0, -3.0, 10.0
@@ -65,6 +74,20 @@ def log_relative_normalizer(loss: Any, initial_loss: Any) -> jax.Array:
 
 def _key(i: int) -> str:
     return f"f{i}"
+
+
+def _abstract(tree: Any) -> Any:
+    """`tree` with every array replaced by its shape and dtype (for `jax.eval_shape`)."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree
+    )
+
+
+def _missing(shape: jax.ShapeDtypeStruct) -> jax.Array:
+    """The aux value of a member that did not run: NaN, or 0 for non-float dtypes."""
+    if jnp.issubdtype(shape.dtype, jnp.inexact):
+        return jnp.full(shape.shape, jnp.nan, shape.dtype)
+    return jnp.zeros(shape.shape, shape.dtype)
 
 
 class _MixtureSplit:
@@ -111,7 +134,7 @@ def _mixture_datasets(families: Sequence[TaskFamily]) -> Datasets | None:
     return Datasets(**splits, extra_info=extra, abstract_batch=abstract)
 
 
-class _MixtureTask(Task):
+class _MixtureTask(AuxFirstTask):
     """The task of one mixture sample: every member's task, of which `index` is trained."""
 
     def __init__(self, family: MixtureTaskFamily, cfg: TaskCfg, tasks: Sequence[Task]) -> None:
@@ -132,37 +155,52 @@ class _MixtureTask(Task):
     def _member_data(self, data: Batch, i: int) -> Batch:
         return None if data is None else data[i]
 
-    def loss_with_state(
+    def loss_with_state_and_aux(
         self, params: Params, state: ModelState, key: PRNGKey, data: Batch
-    ) -> tuple[Any, ModelState]:
-        """The selected member's loss (`lax.switch`); other members' state is passed through."""
+    ) -> tuple[Any, ModelState, dict[str, Any]]:
+        """The selected member's loss, state and aux (`lax.switch`).
+
+        The other members' state is passed through unchanged. The aux holds every
+        member's aux values under `"f<i>/<name>"`: the selected member's values,
+        and NaN (0 for integer values) for the members not selected, so a reader
+        can tell a member that did not run from one that reported 0.
+        """
+        operands = (params, state, key, data)
+        shapes = [
+            jax.eval_shape(lambda o, i=i: self._member_step(i, o)[2], _abstract(operands))
+            for i in range(len(self.tasks))
+        ]
 
         def branch(i: int) -> Any:
-            task = self.tasks[i]
-
-            def run(operands: tuple) -> tuple[jax.Array, ModelState]:
-                p, s, k, d = operands
-                own = None if s is None else s[_key(i)]
-                loss, new_own = task.loss_with_state(p[_key(i)], own, k, self._member_data(d, i))
-                if s is None:
-                    new_s = None
-                else:
-                    new_s = dict(s)
-                    new_s[_key(i)] = jax.tree_util.tree_map(
-                        lambda new, old: jnp.asarray(new).astype(jnp.result_type(old)),
-                        new_own,
-                        own,
-                    )
-                return jnp.asarray(loss, jnp.float32), new_s
+            def run(operands: tuple) -> tuple[jax.Array, ModelState, dict[str, Any]]:
+                loss, new_s, own_aux = self._member_step(i, operands)
+                aux = {}
+                for j, shape in enumerate(shapes):
+                    values = own_aux if j == i else jax.tree_util.tree_map(_missing, shape)
+                    aux.update({f"{_key(j)}/{name}": v for name, v in values.items()})
+                return loss, new_s, aux
 
             return run
 
         branches = [branch(i) for i in range(len(self.tasks))]
-        return jax.lax.switch(self.index, branches, (params, state, key, data))
+        return jax.lax.switch(self.index, branches, operands)
 
-    def loss(self, params: Params, key: PRNGKey, data: Batch) -> Any:
-        loss, _ = self.loss_with_state(params, None, key, data)
-        return loss
+    def _member_step(self, i: int, operands: tuple) -> tuple[jax.Array, ModelState, dict[str, Any]]:
+        """Member `i`'s loss, the mixture's next state and member `i`'s aux."""
+        p, s, k, d = operands
+        task = self.tasks[i]
+        own = None if s is None else s[_key(i)]
+        loss, new_own, aux = task.loss_with_state_and_aux(
+            p[_key(i)], own, k, self._member_data(d, i)
+        )
+        if s is None:
+            new_s = None
+        else:
+            new_s = dict(s)
+            new_s[_key(i)] = jax.tree_util.tree_map(
+                lambda new, old: jnp.asarray(new).astype(jnp.result_type(old)), new_own, own
+            )
+        return jnp.asarray(loss, jnp.float32), new_s, dict(aux)
 
     def normalizer(self, loss: Any) -> jax.Array:
         """The selected member's normalizer (`lax.switch` over the members' normalizers)."""
@@ -178,8 +216,17 @@ class MixtureTaskFamily(TaskFamily):
     params are `{"f0": ..., "f1": ...}` (every member initialised), its batch a
     tuple of every member's batch, its loss the selected member's loss through
     `lax.switch` (the other members' params get zero gradients), and its
-    normalizer the selected member's normalizer, so each member's meta-loss is on
-    its own normalised scale before anything averages it with the others.
+    normalizer the selected member's normalizer.
+
+    With `normalizer="relative"` (the default) the members are wrapped in
+    `RelativeLossNormalizerFamily`: each sample measures every member task's loss
+    at one initialisation on one train batch, and each member's normalizer is
+    `log_relative_normalizer(loss, that initial loss)`, so every member reads 7 at
+    its start and the members' meta-losses share one scale. `families` then holds
+    the wrapped members (`members` the given ones), and every member's data must
+    be keyed. With `normalizer="task"` each member keeps its own normalizer (which
+    may be on a different scale: FixedDimQuadraticFamilyData clips raw losses to
+    [0, 1000], the image classifiers clip at 1.5 log K).
 
     Cost: a vmapped step evaluates every member for every task (a batched switch
     is a select), so compute and memory grow with the sum of the members' sizes.
@@ -191,11 +238,22 @@ class MixtureTaskFamily(TaskFamily):
     Args:
       families: the member families (at least one).
       weights: the probability of each member (normalised); uniform by default.
-      name: the family's name; `Mixture(<member>,...)` by default.
+      name: the family's name; `Mixture(<member>,...)` (the given members) by default.
+      normalizer: "relative" (every member on the initial-loss scale) or "task"
+        (each member's own normalizer).
 
     Raises:
       TypeError: a member is not a TaskFamily.
-      ValueError: no members, or weights of the wrong length or not positive.
+      ValueError: no members, weights of the wrong length or not positive, an
+        unknown normalizer, or (with "relative") a member whose train data is not
+        keyed.
+
+    Example:
+      >>> from lopt_tasks.quadratics import FixedDimQuadraticFamily, NoisyQuadraticFamily
+      >>> family = MixtureTaskFamily((FixedDimQuadraticFamily(3), NoisyQuadraticFamily(5)))
+      >>> cfg = family.sample(jax.random.PRNGKey(0))
+      >>> sorted(cfg["cfgs"][0]["aug"])  # the member's measured initial loss
+      ['initial_loss']
     """
 
     def __init__(
@@ -203,19 +261,31 @@ class MixtureTaskFamily(TaskFamily):
         families: Sequence[TaskFamily],
         weights: Sequence[float] | None = None,
         name: str | None = None,
+        normalizer: str = "relative",
     ) -> None:
-        families, weights = check_members(
+        owner = type(self).__name__
+        check_choice(normalizer, owner, "normalizer", NORMALIZERS)
+        members, weights = check_members(
             families,
             weights,
-            type(self).__name__,
+            owner,
             "families",
             TaskFamily,
             "lopt_core.TaskFamily",
         )
+        if normalizer == "relative":
+            # A lazy import: augmentation imports log_relative_normalizer from here.
+            from lopt_tasks.augmentation import RelativeLossNormalizerFamily
+
+            families = tuple(RelativeLossNormalizerFamily(f) for f in members)
+        else:
+            families = tuple(members)
+        self.members = tuple(members)
         self.families = families
         self.weights = weights
+        self.normalizer = normalizer
         self.datasets = _mixture_datasets(families)
-        self._name = name or "Mixture(" + ",".join(f.name for f in families) + ")"
+        self._name = name or "Mixture(" + ",".join(f.name for f in members) + ")"
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -243,7 +313,10 @@ class MixtureTaskFamily(TaskFamily):
 
 @CATALOG.task_family()
 def MixtureFamily_Quadratic10_Digits8() -> MixtureTaskFamily:
-    """An even MixtureTaskFamily of FixedDimQuadraticFamily(10) and ImageMLPFamily_Digits8."""
+    """An even MixtureTaskFamily of FixedDimQuadraticFamily(10) and ImageMLPFamily_Digits8.
+
+    Both members are on the relative scale (7 at each task's initial loss).
+    """
     from lopt_tasks.parametric import ImageMLPFamily_Digits8
     from lopt_tasks.quadratics import FixedDimQuadraticFamily
 
