@@ -10,10 +10,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import lopt_core
 import lopt_learned
 import lopt_optimizers
+from lopt_core.cli import main
+from lopt_core.testing import count_compiles
+from lopt_outer import cli
 
 
 class QuadraticFamily(lopt_core.TaskFamily):
@@ -141,3 +145,29 @@ def sgd_quadratic_grad(log_lr: float, steps: np.ndarray) -> float:
     t = steps[None, :].astype(np.float64)
     d_dlr = 0.5 * np.sum(s * 2 * t * (1 - lr * s) ** (2 * t - 1) * (-s), axis=0)
     return float(np.mean(d_dlr) * lr)
+
+
+def err_lines(text: str) -> list[str]:
+    """The stderr lines of a `lopt` run, without the environment's `lopt: warning:` lines."""
+    # Plugin problems of the environment are reported as `lopt: warning:` lines first.
+    return [x for x in text.splitlines() if x.strip() and not x.startswith("lopt: warning")]
+
+
+def refused_cli(argv, capsys, monkeypatch, *expected):
+    """Runs `lopt argv`; asserts exit 2, one stderr line holding `expected`, nothing compiled."""
+
+    def built(*a, **k):
+        raise AssertionError("the learner was built")
+
+    monkeypatch.setattr(cli, "build_learner", built)
+    monkeypatch.setattr(lopt_core, "get_task_family", built)
+    capsys.readouterr()
+    with count_compiles() as compiles, pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = err_lines(capsys.readouterr().err)
+    assert len(err) == 1, err
+    for text in expected:
+        assert text in err[0], (text, err[0])
+    assert compiles["n"] == 0
+    return err[0]

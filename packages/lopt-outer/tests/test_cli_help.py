@@ -44,3 +44,14 @@ def test_every_flag_has_help_text_and_its_default_in_the_help(path):
             assert shown in entry, f"{path}: {name} hides its default: {entry}"
         for option in action.option_strings:
             assert option in text, f"{path}: {option} missing from --help"
+
+
+def test_meta_train_help_explains_weights_augmentations_and_the_member_normalizer():
+    text = " ".join(PARSERS["lopt meta-train"].format_help().split())
+    assert "--task-family NAME[:WEIGHT][,...]" in text
+    assert "optional weights after a colon (A:2,B:1; default 1 each)" in text
+    assert "--augment NAME[:KEY=VALUE,...]" in text
+    assert "ReparamWeights:level=tensor,min_scale=0.01" in text and "applied in order" in text
+    assert "--member-normalizer {relative,task}" in text
+    assert "RelativeLossNormalizerFamily" in text and "(default: relative)" in text
+    assert "a run from flags saves the recipe its flags make" in text

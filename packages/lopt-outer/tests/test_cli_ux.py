@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
+from outer_helpers import err_lines, refused_cli
 
 import lopt_core
 import lopt_learned
@@ -46,11 +47,6 @@ def _eval_args(out, *extra):
         "eval", "--task-family", FAMILY, "--n-tasks", "1", "--steps", "10",
         "--eval-every", "10", "--adam-lrs", "0.1", "--output-dir", str(out), *extra,
     ]  # fmt: skip
-
-
-def _err_lines(text: str) -> list[str]:
-    # Plugin problems of the environment are reported as `lopt: warning:` lines first.
-    return [x for x in text.splitlines() if x.strip() and not x.startswith("lopt: warning")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -151,24 +147,6 @@ def test_the_meta_loss_numbers_in_the_help_are_the_normalizers():
 
 
 # -- bad arguments --------------------------------------------------------------------
-def _refused(argv, capsys, monkeypatch, *expected):
-    """Runs `lopt argv`; asserts exit 2, one stderr line holding `expected`, nothing compiled."""
-
-    def built(*a, **k):
-        raise AssertionError("the learner was built")
-
-    monkeypatch.setattr(cli, "build_learner", built)
-    monkeypatch.setattr(lopt_core, "get_task_family", built)
-    capsys.readouterr()
-    with count_compiles() as compiles, pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = _err_lines(capsys.readouterr().err)
-    assert len(err) == 1, err
-    for text in expected:
-        assert text in err[0], (text, err[0])
-    assert compiles["n"] == 0
-    return err[0]
 
 
 @pytest.mark.parametrize(
@@ -201,14 +179,14 @@ def _refused(argv, capsys, monkeypatch, *expected):
 def test_meta_train_refuses_a_bad_flag_before_building_anything(
     tmp_path, capsys, monkeypatch, extra, expected
 ):
-    _refused(_meta_args(tmp_path / "run", *extra), capsys, monkeypatch, *expected)
+    refused_cli(_meta_args(tmp_path / "run", *extra), capsys, monkeypatch, *expected)
     assert not (tmp_path / "run").exists()
 
 
 def test_meta_train_refuses_an_unknown_task_family(tmp_path, capsys, monkeypatch):
     args = _meta_args(tmp_path / "run")
     args[args.index(FAMILY)] = "FixedDimQuadraticFamilly"
-    line = _refused(args, capsys, monkeypatch, "--task-family FixedDimQuadraticFamilly")
+    line = refused_cli(args, capsys, monkeypatch, "--task-family FixedDimQuadraticFamilly")
     assert "Close matches: FixedDimQuadraticFamily" in line
 
 
@@ -217,14 +195,16 @@ def test_meta_train_refuses_an_output_dir_that_is_a_file_or_below_one(
 ):
     afile = tmp_path / "afile"
     afile.write_text("x")
-    _refused(_meta_args(afile), capsys, monkeypatch, "--output-dir", "is a file, not a folder")
-    _refused(_meta_args(afile / "run"), capsys, monkeypatch, "--output-dir", f"{afile} is a file")
+    refused_cli(_meta_args(afile), capsys, monkeypatch, "--output-dir", "is a file, not a folder")
+    refused_cli(
+        _meta_args(afile / "run"), capsys, monkeypatch, "--output-dir", f"{afile} is a file"
+    )
     assert afile.read_text() == "x"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed")
 def test_meta_train_refuses_the_ray_backend_without_ray(tmp_path, capsys, monkeypatch):
-    _refused(
+    refused_cli(
         _meta_args(tmp_path / "run", "--backend", "ray"),
         capsys,
         monkeypatch,
@@ -242,7 +222,7 @@ def test_meta_train_refuses_a_checkpoint_of_another_seed_before_compiling(
     with count_compiles() as compiles, pytest.raises(SystemExit) as exc:
         main(_meta_args(out, "--num-steps", "2", "--seed", "3", "--no-progress"))
     assert exc.value.code == 2
-    err = _err_lines(capsys.readouterr().err)
+    err = err_lines(capsys.readouterr().err)
     assert len(err) == 1 and "seed 0, not 3" in err[0] and "--seed" in err[0]
     assert compiles["n"] == 0
 
@@ -265,23 +245,23 @@ def test_meta_train_refuses_a_checkpoint_of_another_seed_before_compiling(
 def test_eval_refuses_a_bad_flag_before_building_anything(
     tmp_path, capsys, monkeypatch, extra, expected
 ):
-    _refused(_eval_args(tmp_path / "eval", *extra), capsys, monkeypatch, *expected)
+    refused_cli(_eval_args(tmp_path / "eval", *extra), capsys, monkeypatch, *expected)
     assert not (tmp_path / "eval").exists()
 
 
 def test_eval_refuses_a_theta_file_that_is_not_one(tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.lopt"
     bad.write_bytes(b"not a checkpoint")
-    _refused(_eval_args(tmp_path / "eval", "--theta", str(bad)), capsys, monkeypatch, "--theta")
+    refused_cli(_eval_args(tmp_path / "eval", "--theta", str(bad)), capsys, monkeypatch, "--theta")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    _refused(_eval_args(afile), capsys, monkeypatch, "--output-dir", "is a file")
+    refused_cli(_eval_args(afile), capsys, monkeypatch, "--output-dir", "is a file")
 
 
 def test_eval_refuses_a_theta_of_another_architecture_naming_both(
     tmp_path, capsys, monkeypatch, adam_theta
 ):
-    line = _refused(
+    line = refused_cli(
         _eval_args(
             tmp_path / "eval", "--theta", str(adam_theta), "--learned-optimizer", "LearnableSGD"
         ),
@@ -295,7 +275,7 @@ def test_eval_refuses_a_theta_of_another_architecture_naming_both(
 
 def test_eval_without_lopt_learned_asks_for_it(tmp_path, capsys, monkeypatch, adam_theta):
     monkeypatch.setitem(sys.modules, "lopt_learned", None)  # `import lopt_learned` fails
-    _refused(
+    refused_cli(
         _eval_args(tmp_path / "eval", "--theta", str(adam_theta)),
         capsys,
         monkeypatch,
@@ -318,7 +298,7 @@ def test_the_console_script_refuses_bad_flags_with_one_line(tmp_path):
             [str(lopt), *args], capture_output=True, text=True, timeout=120, check=False
         )
         assert proc.returncode == 2, proc.stderr
-        err = _err_lines(proc.stderr)
+        err = err_lines(proc.stderr)
         assert len(err) == 1 and expected in err[0], err
         assert "Traceback" not in proc.stderr
 
@@ -461,7 +441,7 @@ def test_meta_train_says_it_compiles_and_how_long_the_first_step_took(tmp_path, 
     )
     # --no-progress: no chatter on stderr.
     assert main(_meta_args(tmp_path / "quiet", "--num-steps", "1", "--no-progress")) == 0
-    assert _err_lines(capsys.readouterr().err) == []
+    assert err_lines(capsys.readouterr().err) == []
 
 
 def test_a_time_budget_drives_the_progress_bar_and_the_stop_line(tmp_path, capsys):
@@ -523,8 +503,10 @@ def test_ctrl_c_prints_one_line_with_the_command_that_resumes(tmp_path, capsys, 
     mt = importlib.import_module("lopt_outer.meta_train")  # the module, not the function
     real = mt.meta_train
 
-    def interrupted_at_step_2(learner, config, backend):
+    def interrupted_at_step_2(learner, config, backend, callback=None):
         def stop(step, state, row):
+            if callback is not None:
+                callback(step, state, row)  # the CLI's: it saves the flags' recipe.toml
             if step == 2:
                 raise KeyboardInterrupt
 
@@ -534,7 +516,7 @@ def test_ctrl_c_prints_one_line_with_the_command_that_resumes(tmp_path, capsys, 
     out = tmp_path / "my run"
     args = _meta_args(out, "--num-steps", "5", "--std", "0.02", "--overwrite", "--no-progress")
     assert main(args) == 130
-    err = _err_lines(capsys.readouterr().err)
+    err = err_lines(capsys.readouterr().err)
     assert len(err) == 1, err
     line = err[0]
     assert f"interrupted (SIGINT) after step 2; checkpoint at step 2 in {out}" in line
@@ -544,6 +526,7 @@ def test_ctrl_c_prints_one_line_with_the_command_that_resumes(tmp_path, capsys, 
     assert "--overwrite" not in words  # it would delete the checkpoint
     assert words[words.index("--output-dir") + 1] == str(out)
     assert words[words.index("--std") + 1] == "0.02"
+    assert "std = 0.02" in (out / "recipe.toml").read_text()  # the flags' recipe, recorded
     monkeypatch.setattr(mt, "meta_train", real)
     assert main(words[1:]) == 0  # the command resumes the run
     assert (
@@ -571,7 +554,7 @@ def test_ctrl_c_before_a_resumed_run_steps_names_the_checkpoint_it_resumes(
     else:  # inside the run loop, before this process completed a step
         monkeypatch.setattr(SingleMachineGradientLearner, "update", interrupted)
     assert main(_meta_args(out, "--num-steps", "4", "--no-progress")) == 130
-    err = _err_lines(capsys.readouterr().err)
+    err = err_lines(capsys.readouterr().err)
     assert len(err) == 1, err
     assert f"after step 2; checkpoint at step 2 in {out}; resume with: lopt meta-train" in err[0]
 

@@ -104,6 +104,7 @@ def _theta(path):
 def test_a_recipe_builds_its_learner_and_run_config(tmp_path):
     from lopt_outer import RunConfig
     from lopt_outer.mixture import MixtureEstimator
+    from lopt_tasks.augmentation import RelativeLossNormalizerFamily
 
     path = tmp_path / "r.toml"
     path.write_text(MIXTURE)
@@ -117,7 +118,11 @@ def test_a_recipe_builds_its_learner_and_run_config(tmp_path):
     assert isinstance(built.estimator, MixtureEstimator)
     assert built.estimator.weights == (2.0, 1.0)
     members = built.estimator.estimators
-    names = [m.truncated_step.task_family.name for m in members]
+    # [mixture] normalizer = "relative" (the default): each member on one shared scale.
+    wrapped = [m.truncated_step.task_family for m in members]
+    assert all(isinstance(f, RelativeLossNormalizerFamily) for f in wrapped)
+    assert built.families == tuple(wrapped)
+    names = [f.family.name for f in wrapped]
     assert names[0].startswith("FixedDim") and names[1].startswith("NoisyQuadratic"), names
     step = members[0].truncated_step
     assert step.num_tasks == 2 and step.meta_loss_clip == 50.0

@@ -18,6 +18,7 @@ import shlex
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,6 +27,7 @@ from lopt_core.registry import REGISTRY, DuplicateComponentError, UnknownCompone
 
 if TYPE_CHECKING:
     from lopt_core import GradientEstimator, TruncatedStep, TruncationSchedule
+    from lopt_outer.recipe import Recipe
 
 __all__ = [
     "BACKEND_NAMES",
@@ -35,6 +37,7 @@ __all__ = [
     "build_run",
     "compare_with_progress",
     "progress_printer",
+    "recipe_from_flags",
     "setup_eval",
     "setup_meta_train",
 ]
@@ -243,51 +246,185 @@ def build_estimator(
 
 
 def build_learner(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """The task family, learned optimizer and SingleMachineGradientLearner that `args` describe."""
-    import lopt_core
-    from lopt_outer.gradient_learner import SingleMachineGradientLearner
-    from lopt_outer.lopt_truncated_step import VectorizedLOptTruncatedStep
-    from lopt_outer.truncation_schedule import (
-        ConstantTruncationSchedule,
-        LogUniformLengthSchedule,
+    """The task family, learned optimizer and SingleMachineGradientLearner that `args` describe.
+
+    Built from the args' recipe (`--recipe`'s, or `recipe_from_flags(args)`) by
+    `lopt_outer.recipe.build_recipe`; several families come back as a tuple.
+
+    Raises:
+      RecipeError: a flag or the recipe is not valid (one line naming it).
+    """
+    from lopt_outer import recipe as recipe_mod
+
+    recipe = getattr(args, "_recipe", None) or recipe_from_flags(args)
+    built = recipe_mod.build_recipe(recipe)
+    families = built.families
+    family = families[0] if len(families) == 1 else families
+    return family, built.learned_opt, built.learner
+
+
+_FLAGS_COMMENT = """\
+Made by `lopt meta-train` from its flags. Run it again with:
+  lopt meta-train --recipe recipe.toml --output-dir DIR"""
+
+
+def recipe_from_flags(args: argparse.Namespace) -> Recipe:
+    """The `Recipe` that `lopt meta-train`'s learner and run flags describe.
+
+    `--task-family A:2,B` gives the families and weights, `--augment` (each in order)
+    their augmentations, `--min-length`/`--max-length` the schedule
+    (`LogUniformLengthSchedule` or `ConstantTruncationSchedule`), `--estimator` with
+    `--trunc-length` and `--std` (those its signature takes) the estimator, `--outer-lr`
+    Adam's learning rate, and `--member-normalizer` the mixture's `normalizer`. Its
+    `text` (the TOML that `parse_recipe` reads back as this recipe) is what the run
+    saves as `recipe.toml`.
+
+    Raises:
+      ValueError: a flag is not valid (`RecipeError` for a component's options).
+    """
+    from lopt_outer.recipe import Component, FamilySpec, make_recipe
+
+    augment = tuple(
+        Component(*_augment_spec(text)) for text in getattr(args, "augment", None) or ()
+    )
+    families = [
+        FamilySpec(name, {}, weight, augment) for name, weight in _family_specs(args.task_family)
+    ]
+    if args.min_length:
+        schedule = Component(
+            "LogUniformLengthSchedule",
+            {"min_length": args.min_length, "max_length": args.max_length},
+        )
+    else:
+        schedule = Component("ConstantTruncationSchedule", {"total_length": args.max_length})
+    return make_recipe(
+        families,
+        source="<flags>",
+        comment=_FLAGS_COMMENT,
+        learned_optimizer=Component(args.learned_optimizer),
+        schedule=schedule,
+        estimator=Component(args.estimator, _estimator_kwargs(args)),
+        outer_optimizer=Component("Adam", {"learning_rate": float(args.outer_lr)}),
+        num_tasks=args.num_tasks,
+        meta_loss_split=args.meta_loss_split,
+        random_initial_iteration_offset=args.max_length,
+        normalizer=getattr(args, "member_normalizer", None) or "relative",
+        num_steps=args.num_steps,
+        seed=args.seed,
+        time_budget_s=None if args.time_budget is None else float(args.time_budget),
+        checkpoint_every=args.checkpoint_every,
     )
 
-    names = _family_names(args.task_family)
-    families = [lopt_core.get_task_family(name) for name in names]
-    lopt = lopt_core.get_learned_optimizer(args.learned_optimizer)
-    if args.min_length:
-        sched = LogUniformLengthSchedule(args.min_length, args.max_length)
-    else:
-        sched = ConstantTruncationSchedule(args.max_length)
-    split = args.meta_loss_split
 
-    def make_estimator(family: Any) -> Any:
-        step = VectorizedLOptTruncatedStep(
-            family,
-            lopt,
-            sched,
-            args.num_tasks,
-            meta_loss_split=None if split == "none" else split,
-            random_initial_iteration_offset=args.max_length,
-        )
-        return build_estimator(
-            args.estimator, step, trunc_length=args.trunc_length, std=args.std, schedule=sched
-        )
+def _estimator_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `build_estimator` passes `--estimator` from the flags, as recipe kwargs
+    (the truncation schedule aside: `build_recipe` passes it where it is taken)."""
+    factory = REGISTRY.entry("outer_trainers", args.estimator).factory
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    offered: dict[str, Any] = {
+        "trunc_length": args.trunc_length,
+        "unroll_length": args.trunc_length,
+        "std": float(args.std),
+    }
+    if "truncation_schedule" in params:
+        offered.pop("unroll_length")
+    return {k: v for k, v in offered.items() if k in params}
 
-    if len(families) == 1:
-        est = make_estimator(families[0])
-    else:
-        from lopt_outer.mixture import mixture_estimator
 
-        est = mixture_estimator(families, make_estimator)
-    theta_opt = lopt_core.get_optimizer("Adam", learning_rate=args.outer_lr)
-    family = families[0] if len(families) == 1 else tuple(families)
-    return family, lopt, SingleMachineGradientLearner(lopt, [est], theta_opt)
+_FAMILY_FIX = (
+    "write NAME or NAME:WEIGHT, comma-separated, such as "
+    "FixedDimQuadraticFamily:2,NoisyQuadraticFamily:1"
+)
+
+
+def _family_specs(text: str | None) -> list[tuple[str, float]]:
+    """`--task-family A:2,B` as `[(name, weight), ...]` (weight 1.0 when left out).
+
+    Raises:
+      ValueError: one line naming the flag, the bad part and the fix.
+    """
+    out = []
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, weight_text = (x.strip() for x in part.partition(":"))
+        if not name:
+            raise ValueError(
+                f"--task-family {text}: {part.strip()!r} has no family name before ':'; "
+                f"{_FAMILY_FIX}."
+            )
+        weight = 1.0
+        if sep:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                weight = math.nan
+            if not (math.isfinite(weight) and weight > 0):
+                raise ValueError(
+                    f"--task-family {text}: the weight {weight_text!r} of {name} is not a "
+                    f"number > 0; {_FAMILY_FIX}."
+                )
+        out.append((name, weight))
+    return out
 
 
 def _family_names(text: str) -> list[str]:
     """`--task-family A,B` as its names (several: a mixture, one family per outer step)."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return [name.strip().partition(":")[0].strip() for name in text.split(",") if name.strip()]
+
+
+_AUGMENT_FIX = "write NAME[:key=value,...] such as ReparamWeights:level=tensor,min_scale=0.01"
+
+
+def _augment_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """`--augment NAME[:key=value,...]` as `(name, kwargs)`; values are TOML scalars
+    (`1`, `0.5`, `true`, `"a"`), and a bare word that is none of them is a string.
+
+    Raises:
+      ValueError: one line naming the flag, the bad part and the fix.
+    """
+    name, sep, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"--augment {text}: no augmentation name before ':'; {_AUGMENT_FIX}.")
+    kwargs: dict[str, Any] = {}
+    if not sep:
+        return name, kwargs
+    for part in rest.split(","):
+        key, eq, raw = (x.strip() for x in part.partition("="))
+        if not (eq and key and raw):
+            what = "an empty option" if not part.strip() else f"option {part.strip()!r}"
+            raise ValueError(f"--augment {text}: {what} is not key=value; {_AUGMENT_FIX}.")
+        if key in kwargs:
+            raise ValueError(
+                f"--augment {text}: option {key!r} is given twice; give each option once."
+            )
+        kwargs[key] = _scalar(text, key, raw)
+    return name, kwargs
+
+
+def _scalar(text: str, key: str, raw: str) -> Any:
+    """`raw` as a TOML scalar (int, float, bool, string); a bare word is a string."""
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if raw[0] in "\"'[{":
+            raise ValueError(
+                f"--augment {text}: the value of {key}, {raw}, is not a valid TOML value; "
+                "write a number, true or false, or a string (quoted or a bare word)."
+            ) from None
+        return raw
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"--augment {text}: {key}=nan is not a number; pass a finite number.")
+    if not isinstance(value, (bool, int, float, str)):
+        raise ValueError(
+            f"--augment {text}: the value of {key}, {raw}, is a {type(value).__name__}; pass "
+            "a number, true or false, or a string."
+        )
+    return value
 
 
 _RAY_FLAGS = {"workers": "--workers", "address": "--address", "max_staleness": "--max-staleness"}
@@ -370,7 +507,11 @@ def _check_meta_train(args: argparse.Namespace) -> None:
     _check_output_dir(args.output_dir, "meta-train")
     if args.recipe is not None:
         return  # the recipe's components were checked when it was loaded
-    names = _family_names(args.task_family)
+    try:
+        specs = _family_specs(args.task_family)
+    except ValueError as exc:
+        _fail(str(exc))
+    names = [name for name, _ in specs]
     if not names:
         _fail(
             f"--task-family {args.task_family!r} names no family; pass one such as "
@@ -395,6 +536,23 @@ def _check_meta_train(args: argparse.Namespace) -> None:
                 "estimator; pick one of TruncatedPES, TruncatedES, FullES, TruncatedGrad, "
                 "FullGrad (`lopt list outer_trainers`)."
             )
+    _check_augment_flags(args)
+    try:
+        args._recipe = recipe_from_flags(args)
+    except ValueError as exc:  # RecipeError too
+        _fail(str(exc))
+
+
+def _check_augment_flags(args: argparse.Namespace) -> None:
+    """Each --augment parses and names an augmentation that takes its options."""
+    from lopt_outer.recipe import Component, _augmenter
+
+    for text in args.augment or ():
+        try:
+            comp = Component(*_augment_spec(text))
+            _augmenter("<flags>", "augment", comp, label=f"--augment {text}")
+        except ValueError as exc:  # RecipeError too
+            _fail(str(exc))
 
 
 # Flags that describe the learner: the recipe says them, so giving one with --recipe is
@@ -411,6 +569,8 @@ _RECIPE_CONFLICTS = {
     "std": "--std",
     "meta_loss_split": "--meta-loss-split",
     "outer_lr": "--outer-lr",
+    "augment": "--augment",
+    "member_normalizer": "--member-normalizer",
 }
 _RECIPE_RUN_FLAGS = {
     "num_steps": "num_steps",
@@ -587,27 +747,20 @@ def _meta_train(args: argparse.Namespace) -> int:
             f"--resume given but {out} holds no {' or '.join(resumable)} to resume from with "
             f"backend {args.backend!r}; drop --resume to start a new run there."
         )
-    recipe = getattr(args, "_recipe", None)
-    callback = None
-    try:
-        if recipe is None:
-            _, lopt, learner = build_learner(args)
-        else:
-            from lopt_outer.recipe import RecipeError, build_recipe
+    from lopt_outer.recipe import RecipeError
 
-            try:
-                built = build_recipe(recipe)
-            except RecipeError as exc:
-                _fail(f"--recipe {exc}")
-            lopt, learner = built.learned_opt, built.learner
-            callback = _recipe_writer(out, recipe.text)
+    recipe = args._recipe  # --recipe's, or the flags' (recipe_from_flags)
+    try:
+        _, lopt, learner = build_learner(args)
     except (UnknownComponentError, DuplicateComponentError):
         raise
+    except RecipeError as exc:
+        _fail(f"--recipe {exc}" if args.recipe is not None else str(exc))
     except (TypeError, ValueError) as exc:
         _fail(str(exc))
+    callback = _recipe_writer(out, recipe.text)
     try:
-        extra = {} if callback is None else {"callback": callback}
-        result = meta_train(learner, config, backend, **extra)
+        result = meta_train(learner, config, backend, callback=callback)
     except (RunDirectoryError, lopt_core.CheckpointError) as exc:
         _fail(str(exc))
     except RunInterrupted as exc:
@@ -616,7 +769,7 @@ def _meta_train(args: argparse.Namespace) -> int:
         out / "theta.lopt",
         result.theta,
         {
-            "task_family": args.task_family,
+            "task_family": recipe.family_names,
             "estimator": args.estimator,
             "outer_steps": result.steps,
             "seed": config.seed,
@@ -694,7 +847,8 @@ def _write_recipe(out: Path, text: str) -> None:
 
 
 def _recipe_metadata(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """The theta file's `recipe` (the TOML text) and `recipe_overrides` (flags over it)."""
+    """The theta file's `recipe` (the TOML text: --recipe's, or the flags' own) and
+    `recipe_overrides` (run flags given over a --recipe)."""
     recipe = getattr(args, "_recipe", None)
     if recipe is None:
         return {}
@@ -742,17 +896,36 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a TOML recipe describing the run (families, learned optimizer, schedule, "
         "estimator, meta-loss, outer optimizer, steps, seed; see lopt-outer's README, "
-        "Recipes); saved as recipe.toml in --output-dir and in theta.lopt's metadata. Flags "
-        "that describe the learner are refused with it; --num-steps, --time-budget, --seed, "
-        "--checkpoint-every and --output-dir override its [run] values (default: none)",
+        "Recipes); saved as recipe.toml in --output-dir and in theta.lopt's metadata (a run "
+        "from flags saves the recipe its flags make). Flags that describe the learner are "
+        "refused with it; --num-steps, --time-budget, --seed, --checkpoint-every and "
+        "--output-dir override its [run] values (default: none)",
     )
     add(
         "--task-family",
         default=None,
-        metavar="NAME[,NAME]",
+        metavar="NAME[:WEIGHT][,...]",
         help="registered task family to meta-train on (`lopt list task_families`); several, "
-        "comma-separated, make a mixture (one family's estimate per outer step); required "
-        "unless --recipe names the families (default: none)",
+        "comma-separated, make a mixture (one family's estimate per outer step), drawn in "
+        "proportion to the optional weights after a colon (A:2,B:1; default 1 each); "
+        "required unless --recipe names the families (default: none)",
+    )
+    add(
+        "--augment",
+        action="append",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="apply this task-family augmentation to every --task-family family, such as "
+        "ReparamWeights:level=tensor,min_scale=0.01, ScaleLoss or LabelNoise:max_fraction=0.3 "
+        "(the names a recipe's [[families.augment]] takes); values are TOML scalars (1, 0.5, "
+        "true, a word); repeat to stack them, applied in order (default: none)",
+    )
+    add(
+        "--member-normalizer",
+        choices=["relative", "task"],
+        default="relative",
+        help="how a mixture's members' meta-losses are scaled: 'relative' wraps each family "
+        "in RelativeLossNormalizerFamily, one shared scale; 'task' keeps each task's own "
+        "normalizer (a recipe's [mixture] normalizer; unused with one family)",
     )
     add(
         "--learned-optimizer",

@@ -41,6 +41,20 @@ Example (every table but `[[families]]` is optional; the defaults are those of
     name = "Adam"
     kwargs = { learning_rate = 3e-3 }
 
+    [mixture]                 # used with two or more families
+    resample_every = 1        # outer steps between draws of the member family
+    normalizer = "relative"   # or "task": see below
+    normalize = false
+
+`[mixture] normalizer` says how the members' meta-losses are put on one scale:
+"relative" (the default) wraps each member family in
+`lopt_tasks.augmentation.RelativeLossNormalizerFamily`, so every family's meta-loss
+is on one shared scale; "task" keeps each task's own `normalizer`. With one family
+nothing is wrapped, whatever it says.
+
+`lopt meta-train`'s flags make a recipe too (`lopt_outer.cli.recipe_from_flags`,
+written with `recipe_to_toml`), so a flag run is recorded like a recipe run.
+
 Every key is checked when the recipe is loaded (`load_recipe`), before anything
 is built: an unknown key, a value of the wrong type, an unknown component name or
 an option its factory does not take raise `RecipeError`, one line naming the key
@@ -50,27 +64,37 @@ and the fix. Importing this module imports no JAX; `build_recipe` builds.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import math
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lopt_core.registry import REGISTRY, DuplicateComponentError, UnknownComponentError
 
 __all__ = [
+    "MEMBER_NORMALIZERS",
     "RECIPE_FILE",
     "BuiltRecipe",
+    "Component",
+    "FamilySpec",
     "Recipe",
     "RecipeError",
     "build_recipe",
     "load_recipe",
+    "make_recipe",
     "parse_recipe",
+    "recipe_to_toml",
 ]
 
 RECIPE_FILE = "recipe.toml"
 """The name a run's recipe is saved under inside its output directory."""
+
+MEMBER_NORMALIZERS = ("relative", "task")
+"""The values of `[mixture] normalizer`: how a mixture's member meta-losses are scaled."""
 
 _SPLITS = ("none", "same_data", "train", "inner_valid", "outer_valid", "test")
 
@@ -110,6 +134,9 @@ class Recipe:
       resample_every: outer steps between draws of the mixture's member family.
       normalize: the mixture divides each member's gradient by a running scale of
         its meta-loss (`lopt_outer.mixture.MixtureEstimator`).
+      normalizer: how a mixture's members' meta-losses are scaled: "relative"
+        wraps each family in `RelativeLossNormalizerFamily` (one shared scale),
+        "task" keeps each task's own normalizer; unused with one family.
       num_steps, seed, time_budget_s, checkpoint_every, log_every, output_dir:
         the run's settings (`RunConfig`).
       eval_tasks: names of evaluation task families (recorded, not run).
@@ -129,6 +156,7 @@ class Recipe:
     random_initial_iteration_offset: int | None = None
     resample_every: int = 1
     normalize: bool = False
+    normalizer: str = "relative"
     num_steps: int = 1000
     seed: int = 0
     time_budget_s: float | None = None
@@ -387,6 +415,9 @@ def parse_recipe(text: str, source: str = "<string>") -> Recipe:
     r = _Reader(source, "mixture", tables["mixture"] or {})
     fields["resample_every"] = r.get("resample_every", _int(1), 1, "pass a whole number >= 1")
     fields["normalize"] = r.get("normalize", _bool, False, "pass true or false")
+    fields["normalizer"] = r.get(
+        "normalizer", _choice(MEMBER_NORMALIZERS), "relative", 'pick "relative" or "task"'
+    )
     r.done()
 
     r = _Reader(source, "run", tables["run"] or {})
@@ -457,14 +488,25 @@ def _augmentations() -> dict[str, Any]:
     return out
 
 
-def _augmenter(source: str, where: str, aug: Component) -> Any:
+def augmentation_names() -> tuple[str, ...]:
+    """The short names of lopt-tasks' augmentation wrappers ("ScaleLoss", ...), sorted."""
+    return tuple(sorted(n for n in _augmentations() if not n.endswith("Family")))
+
+
+def _augmenter(source: str, where: str, aug: Component, label: str | None = None) -> Any:
     """`wrap(family) -> family` for augmentation `aug`, its options checked.
 
     The name is a lopt-tasks augmentation wrapper ("ScaleLoss" or "ScaleLossFamily",
     built as `ScaleLossFamily(family, **kwargs)`), or a registered task family that takes
     the family to wrap as `base` (`get_task_family(name, base=family, **kwargs)`).
+    Errors name `source: where.KEY`, or `label` (such as "--augment X") when given.
     """
+
+    def at(part: str) -> str:
+        return label if label is not None else f"{source}: {where}.{part}"
+
     wrappers = _augmentations()
+    known = augmentation_names()
     if aug.name in wrappers:
         cls = wrappers[aug.name]
         params = list(inspect.signature(cls).parameters)
@@ -472,17 +514,24 @@ def _augmenter(source: str, where: str, aug: Component) -> Any:
         for key in aug.kwargs:
             if key not in params[1:]:
                 raise RecipeError(
-                    f"{source}: {where}.kwargs.{key}: {cls.__name__} takes no option {key!r}; "
+                    f"{at(f'kwargs.{key}')}: {cls.__name__} takes no option {key!r}; "
                     f"use one of {', '.join(params[1:]) or '(none)'}."
                 )
         return lambda family: cls(**{first: family}, **dict(aug.kwargs))
     try:
         factory = _factory("task_families", aug.name)
     except (UnknownComponentError, DuplicateComponentError) as exc:
-        known = sorted(n for n in wrappers if not n.endswith("Family"))
+        if label is not None:
+            close = difflib.get_close_matches(aug.name, known, n=3, cutoff=0.5)
+            near = f"close matches: {', '.join(close)}; " if close else ""
+            raise RecipeError(
+                f"{label}: no augmentation named {aug.name!r}; {near}pick one of "
+                f"{', '.join(known) or '(none: lopt-tasks is not installed)'}, or a "
+                "registered task family that takes `base`."
+            ) from None
         hint = f" Augmentations: {', '.join(known)}." if known else ""
         text = " ".join(str(exc).split())
-        raise RecipeError(f"{source}: {where}.name: {text}{hint}") from None
+        raise RecipeError(f"{at('name')}: {text}{hint}") from None
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -493,11 +542,16 @@ def _augmenter(source: str, where: str, aug: Component) -> Any:
         and not any(p.kind is p.VAR_KEYWORD for p in params.values())
     ):
         raise RecipeError(
-            f"{source}: {where}.name: task family {aug.name} does not wrap another family (it "
+            f"{at('name')}: task family {aug.name} does not wrap another family (it "
             "takes no `base`); name an augmentation such as "
-            f"{', '.join(sorted(n for n in wrappers if not n.endswith('Family'))[:3]) or '...'}."
+            f"{', '.join(known[:3]) or '...'}."
         )
-    _check_component(source, where, "task_families", aug.name, aug.kwargs, ("base",))
+    try:
+        _check_component(source, where, "task_families", aug.name, aug.kwargs, ("base",))
+    except RecipeError as exc:
+        if label is None:
+            raise
+        raise RecipeError(f"{label}: {str(exc).split(': ', 2)[-1]}") from None
 
     import lopt_core
 
@@ -570,6 +624,166 @@ def load_recipe(path: str | Path) -> Recipe:
     return parse_recipe(text, str(path))
 
 
+# -- writing ----------------------------------------------------------------------------
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"a TOML key must be a string, got {key!r}")
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    """`value` as a TOML value: a string, bool, int, float, array or inline table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # "0.001", "1e-05", "1e+16": each a TOML float
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }"
+    raise TypeError(
+        f"{type(value).__name__} {value!r} has no TOML form here; use a string, number, "
+        "boolean, array or table"
+    )
+
+
+def _component_lines(header: str, comp: Component) -> list[str]:
+    lines = [header, f"name = {_toml_string(comp.name)}"]
+    if comp.kwargs:
+        lines.append(f"kwargs = {_toml_value(comp.kwargs)}")
+    return [*lines, ""]
+
+
+def recipe_to_toml(recipe: Recipe, comment: str | None = None) -> str:
+    """The TOML text of `recipe`'s fields (not its `text`), which `parse_recipe` reads back.
+
+    `parse_recipe(recipe_to_toml(r), r.source)` equals `r` but for `text`. Every
+    field is written, but those that are None and an empty `[evaluation]`.
+    `comment` (lines) goes on top, each line behind "# ".
+
+    Raises:
+      TypeError: a kwargs value has no TOML form (such as None or an object).
+    """
+    lines = [f"# {line}".rstrip() for line in (comment or "").splitlines()]
+    if lines:
+        lines.append("")
+    lines += [
+        "[run]",
+        f"num_steps = {_toml_value(recipe.num_steps)}",
+        f"seed = {_toml_value(recipe.seed)}",
+    ]
+    if recipe.time_budget_s is not None:
+        lines.append(f"time_budget_s = {_toml_value(recipe.time_budget_s)}")
+    lines += [
+        f"checkpoint_every = {_toml_value(recipe.checkpoint_every)}",
+        f"log_every = {_toml_value(recipe.log_every)}",
+    ]
+    if recipe.output_dir is not None:
+        lines.append(f"output_dir = {_toml_value(recipe.output_dir)}")
+    lines.append("")
+    for fam in recipe.families:
+        lines += [
+            "[[families]]",
+            f"name = {_toml_string(fam.name)}",
+            f"weight = {_toml_value(float(fam.weight))}",
+        ]
+        if fam.kwargs:
+            lines.append(f"kwargs = {_toml_value(fam.kwargs)}")
+        lines.append("")
+        for aug in fam.augment:
+            lines += _component_lines("[[families.augment]]", aug)
+    lines += _component_lines("[learned_optimizer]", recipe.learned_optimizer)
+    lines += _component_lines("[schedule]", recipe.schedule)
+    lines += _component_lines("[estimator]", recipe.estimator)
+    lines += [
+        "[truncated_step]",
+        f"num_tasks = {_toml_value(recipe.num_tasks)}",
+        f"meta_loss_split = {_toml_string(recipe.meta_loss_split)}",
+        f"meta_loss_type = {_toml_string(recipe.meta_loss_type)}",
+    ]
+    if recipe.meta_loss_clip is not None:
+        lines.append(f"meta_loss_clip = {_toml_value(float(recipe.meta_loss_clip))}")
+    if recipe.random_initial_iteration_offset is not None:
+        offset = recipe.random_initial_iteration_offset
+        lines.append(f"random_initial_iteration_offset = {_toml_value(offset)}")
+    lines.append("")
+    lines += _component_lines("[outer_optimizer]", recipe.outer_optimizer)
+    lines += [
+        "[mixture]",
+        f"resample_every = {_toml_value(recipe.resample_every)}",
+        f"normalize = {_toml_value(recipe.normalize)}",
+        f"normalizer = {_toml_string(recipe.normalizer)}",
+        "",
+    ]
+    if recipe.eval_tasks:
+        lines += ["[evaluation]", f"tasks = {_toml_value(list(recipe.eval_tasks))}", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def make_recipe(
+    families: Sequence[FamilySpec],
+    *,
+    source: str = "<flags>",
+    comment: str | None = None,
+    **fields: Any,
+) -> Recipe:
+    """A `Recipe` of `families` and `fields` (`Recipe`'s other fields), with its `text`.
+
+    The text is `recipe_to_toml`'s, parsed back and checked like a file's
+    (`parse_recipe(text, source)`), so the result equals what that text loads as.
+
+    Raises:
+      RecipeError: a field is not valid (the message names its key, after `source`).
+    """
+    for name in ("text", "source", "families"):
+        if name in fields:
+            raise TypeError(f"make_recipe() sets {name!r} itself; do not pass it")
+    draft = Recipe(families=tuple(families), source=source, **fields)
+    try:
+        text = recipe_to_toml(draft, comment)
+    except TypeError as exc:
+        raise RecipeError(f"{source}: {exc}.") from None
+    recipe = parse_recipe(text, source)
+    if dataclasses.replace(draft, text=text) != recipe:  # pragma: no cover - a writer bug
+        raise RuntimeError(f"recipe_to_toml did not round-trip: {draft} != {recipe}")
+    return recipe
+
+
 # -- building ---------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class BuiltRecipe:
@@ -580,12 +794,15 @@ class BuiltRecipe:
       learned_opt: the learned optimizer (the producer of theta).
       estimator: the gradient estimator (a mixture's for several families).
       run_config_kwargs: the `RunConfig` fields the recipe sets (add `output_dir`).
+      families: the task families the estimators train on, augmented (and, in a
+        mixture with `normalizer = "relative"`, wrapped in `RelativeLossNormalizerFamily`).
     """
 
     learner: Any
     learned_opt: Any
     estimator: Any
     run_config_kwargs: dict[str, Any]
+    families: tuple[Any, ...] = ()
 
 
 def _build_family(source: str, where: str, spec: FamilySpec) -> Any:
@@ -638,7 +855,9 @@ def build_recipe(recipe: Recipe) -> BuiltRecipe:
     """Builds the learner a recipe describes (imports JAX; compiles nothing).
 
     One family: its estimator. Several: `lopt_outer.mixture.mixture_estimator`
-    over the families, with their weights and `[mixture] resample_every`.
+    over the families, with their weights and `[mixture] resample_every`, each
+    family wrapped in `lopt_tasks.augmentation.RelativeLossNormalizerFamily` first
+    when `[mixture] normalizer = "relative"` (the default).
 
     Raises:
       RecipeError: a component rejects its options (the message names the table).
@@ -669,6 +888,10 @@ def build_recipe(recipe: Recipe) -> BuiltRecipe:
         for i, spec in enumerate(recipe.families)
     ]
 
+    if len(families) > 1 and recipe.normalizer == "relative":
+        wrap = _relative_normalizer(recipe.source)
+        families = [built(f"families[{i}]", lambda f=f: wrap(f)) for i, f in enumerate(families)]
+
     def make_estimator(family: Any) -> Any:
         return build_estimator_for(recipe, family, learned_opt, schedule)
 
@@ -684,12 +907,15 @@ def build_recipe(recipe: Recipe) -> BuiltRecipe:
                 "family."
             ) from None
         weights = [f.weight for f in recipe.families]
+        # Equal weights are uniform sampling: None, as `--task-family A,B` always built it
+        # (so a run's fingerprint does not depend on how its equal weights are spelled).
+        uniform = len(set(weights)) == 1
         estimator = built(
             "estimator",
             lambda: mixture_estimator(
                 families,
                 make_estimator,
-                weights=weights,
+                weights=None if uniform else weights,
                 resample_every=recipe.resample_every,
                 normalize=recipe.normalize,
             ),
@@ -699,4 +925,18 @@ def build_recipe(recipe: Recipe) -> BuiltRecipe:
         "outer_optimizer", lambda: lopt_core.get_optimizer(oo.name, **dict(oo.kwargs))
     )
     learner = SingleMachineGradientLearner(learned_opt, [estimator], theta_opt)
-    return BuiltRecipe(learner, learned_opt, estimator, recipe.run_config_kwargs())
+    return BuiltRecipe(learner, learned_opt, estimator, recipe.run_config_kwargs(), tuple(families))
+
+
+def _relative_normalizer(source: str) -> Any:
+    """`lopt_tasks.augmentation.RelativeLossNormalizerFamily`, or a RecipeError."""
+    try:
+        from lopt_tasks.augmentation import RelativeLossNormalizerFamily
+    except ImportError as exc:
+        raise RecipeError(
+            f'{source}: mixture.normalizer: "relative" needs '
+            "lopt_tasks.augmentation.RelativeLossNormalizerFamily, which cannot be imported "
+            f'({exc}); install a lopt-tasks that has it, or set normalizer = "task" '
+            "(--member-normalizer task)."
+        ) from None
+    return RelativeLossNormalizerFamily
