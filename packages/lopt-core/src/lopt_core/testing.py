@@ -137,10 +137,13 @@ def check_task(task: Task, key: jax.Array | None = None, data: Any = None) -> No
         loss, new_s = task.loss_with_state(p, s, k, b)
         return loss, new_s
 
-    forward, _ = jax.jit(loss_fn)(params, state, k_loss, batch)
-    _assert_finite_scalar(who, "loss", forward)
+    # The shape from a trace (no compile), the value with the gradients (one compile).
+    shape = jax.eval_shape(loss_fn, params, state, k_loss, batch)[0].shape
+    if shape != ():
+        raise _fail(who, f"loss must be a scalar, got shape {shape}")
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     (loss, new_state), grads = grad_fn(params, state, k_loss, batch)
+    _assert_finite_scalar(who, "loss", loss)
     _assert_same_tree(who, "grads vs params", params, grads)
     _assert_same_tree(who, "model state after loss_with_state", state, new_state)
     if not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads)):
