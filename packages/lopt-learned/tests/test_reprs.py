@@ -104,7 +104,7 @@ def test_the_shipped_theta_prints_on_one_short_line():
     text = repr(load_pretrained("MLPLOpt_Digits8"))
     assert text == (
         "LoadedLearnedOptimizer(MLPLOpt(), theta=1,762 params, "
-        "metadata={task_family, estimator, outer_steps})"
+        "metadata={task_family, estimator, outer_steps, seed, recipe})"
     )
 
 

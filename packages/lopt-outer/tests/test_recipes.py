@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from importlib import resources
 from pathlib import Path
@@ -353,6 +354,12 @@ def test_the_shipped_recipe_says_how_the_shipped_theta_was_made():
         {"learning_rate": 3e-3},
     )
     assert (recipe.meta_loss_type, recipe.meta_loss_clip) == ("mean", None)
+    # The theta is the output of `lopt meta-train --recipe` of this recipe: its metadata
+    # holds a recipe with the same fields (only the comment and the source differ).
+    made_with = parse_recipe(meta["recipe"], "metadata")
+    keep = {"text": "", "source": ""}
+    assert dataclasses.replace(made_with, **keep) == dataclasses.replace(recipe, **keep)
+    assert "recipe_overrides" not in meta
 
 
 def test_the_readme_recipe_example_is_a_valid_recipe():

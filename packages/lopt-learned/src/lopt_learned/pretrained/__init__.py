@@ -2,7 +2,7 @@
 
 | name | architecture | meta-trained on |
 | --- | --- | --- |
-| `MLPLOpt_Digits8` | `MLPLOpt()` | `ImageMLPFamily_Digits8` (8x8 digit MLPs, 200-step horizons), PES, by `nox -s demo` |
+| `MLPLOpt_Digits8` | `MLPLOpt()` | `ImageMLPFamily_Digits8` (8x8 digit MLPs, 200-step horizons), PES, by `mlp_lopt_digits8.recipe.toml` |
 
 Example:
   >>> from lopt_learned import as_optax, load_pretrained
