@@ -30,6 +30,8 @@ __getattr__, __dir__, __all__ = attach(
         "SPLITS": "datasets",
         "ArraySplit": "datasets",
         "Datasets": "datasets",
+        "dataset_lru_cache": "datasets",
+        "dataset_lru_cache_clear": "datasets",
         # hooks
         "hookimpl": "hookspecs",
         "hookspec": "hookspecs",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -153,3 +155,41 @@ class Datasets:
 
     def __repr__(self) -> str:
         return f"Datasets(extra_info={self.extra_info}, abstract_batch={self.abstract_batch})"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: every function decorated with `dataset_lru_cache` that is still alive.
+_CACHED_DATASET_FNS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def dataset_lru_cache(fn: _F) -> _F:
+    """Decorator: a function that builds `Datasets` returns one shared object per arguments.
+
+    Building a dataset's iterators can be slow, and many tasks read the same data, so
+    a dataset function is cached (without a size limit) on its (hashable) arguments:
+    every task that calls it with the same arguments shares the same `Datasets` and so
+    the same iterators. Shared iterators are consumed by all of their users, so they
+    should sample at random (or shuffle widely) rather than run through the data in a
+    fixed order. `fn.cache_clear()` empties one cache; `dataset_lru_cache_clear()`
+    empties all of them.
+
+    Example:
+      >>> @dataset_lru_cache
+      ... def get_datasets(batch_size):
+      ...     def it():
+      ...         while True:
+      ...             yield {"x": np.zeros([batch_size])}
+      ...     return Datasets(it(), it(), it(), it())
+      >>> get_datasets(3) is get_datasets(3), get_datasets(3) is get_datasets(4)
+      (True, False)
+    """
+    cached = functools.lru_cache(maxsize=None)(fn)
+    _CACHED_DATASET_FNS.add(cached)
+    return cached  # type: ignore[return-value]
+
+
+def dataset_lru_cache_clear() -> None:
+    """Empties the cache of every `dataset_lru_cache` function: the next calls rebuild."""
+    for cached in list(_CACHED_DATASET_FNS):
+        cached.cache_clear()
