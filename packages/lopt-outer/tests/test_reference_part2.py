@@ -229,10 +229,8 @@ def test_part2_task_family_instances_and_vmap(capsys):
 def mock_tfds(tmp_path, monkeypatch):
     """TFDS datasets replaced by random mock data; the data folder is empty."""
     monkeypatch.setenv("LOPT_DATA_DIR", str(tmp_path))
-    tfds_data._load_split.cache_clear()
-    with tfds.testing.mock_data(num_examples=24):
+    with tfds_data.mock_tfds_data(num_examples=24):
         yield
-    tfds_data._load_split.cache_clear()
 
 
 def test_part2_single_task_to_family(mock_tfds, capsys):

@@ -18,6 +18,7 @@ Reading prepared data needs neither.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -84,6 +85,30 @@ def _register_local_builder(name: str) -> None:
 
 class DatasetNotPreparedError(RuntimeError):
     """A TFDS dataset has no prepared array_record data in the searched data_dir."""
+
+
+@contextlib.contextmanager
+def mock_tfds_data(num_examples: int = 24) -> Iterator[None]:
+    """Within the block, every TFDS read gives `tfds.testing.mock_data`'s random examples.
+
+    For tests of TFDS-backed tasks on a machine without the data (set
+    `$LOPT_DATA_DIR` to an empty folder too, so nothing real is read). The cache
+    of loaded splits is emptied on entry and on exit, so no mock data outlives the
+    block and no real data leaks into it.
+
+    Args:
+      num_examples: the number of mock examples of each split.
+    """
+    import tensorflow_datasets as tfds
+
+    _load_split.cache_clear()
+    try:
+        with tfds.testing.mock_data(
+            num_examples=check_positive_int(num_examples, "mock_tfds_data", "num_examples")
+        ):
+            yield
+    finally:
+        _load_split.cache_clear()
 
 
 def default_data_dir() -> str:
