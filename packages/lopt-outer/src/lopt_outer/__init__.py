@@ -88,6 +88,7 @@ _SUBMODULES = (
     "metric_writers",
     "mixture",
     "run",
+    "training",
     "truncated_es",
     "truncated_grad",
     "truncated_pes",

@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from lopt_core import OuterState, TruncatedStep, TruncatedUnrollOut
 from lopt_core.typing import MetaParams, PRNGKey
+from lopt_core.validation import check_positive_int
 
-__all__ = ["TruncatedStep", "TruncatedUnrollOut", "antithetic_unroll", "truncated_unroll"]
+__all__ = [
+    "TruncatedStep",
+    "TruncatedUnrollOut",
+    "VectorizedTruncatedStep",
+    "antithetic_unroll",
+    "truncated_unroll",
+]
 
 
 def truncated_unroll(
@@ -92,3 +101,129 @@ def antithetic_unroll(
     return split(states), jax.tree_util.tree_map(
         lambda x: x.reshape((x.shape[0], 2, x.shape[1] // 2, *x.shape[2:])), ys
     )
+
+
+def _repeat(tree: Any, copies: int) -> Any:
+    """`tree` with every leaf repeated `copies` times along its leading axis."""
+    if copies == 1:
+        return tree
+    return jax.tree_util.tree_map(lambda x: jnp.concatenate([x] * copies, axis=0), tree)
+
+
+def _stack_batches(batches: list[Any]) -> Any:
+    """Host batches stacked along a new leading (step) axis, as NumPy arrays."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+class VectorizedTruncatedStep(TruncatedStep):
+    """`num_tasks` copies of a single-task `TruncatedStep`, side by side under `jax.vmap`.
+
+    The wrapped step's methods see one task: `init_step_state(theta, outer_state,
+    key)`, `unroll_step(theta, state, key, data, outer_state)` and
+    `meta_loss_batch(theta, state, key, data, outer_state)`, and `get_batch(n)` /
+    `get_outer_batch(n)` return `n` tasks' batches stacked on a leading axis. This
+    step gives every copy its own key (`split(key, num_tasks)`) and its slice of the
+    batch, so it has the vectorised interface the estimators use. With
+    `antithetic=True` the state holds `2 * num_tasks` copies, and both halves get
+    the same keys and batches (the pairs of an antithetic ES estimate).
+
+    Args:
+      truncated_step: the single-task step.
+      num_tasks: how many copies train at once.
+
+    Example:
+      >>> step = VectorizedTruncatedStep(my_single_task_step, num_tasks=8)  # doctest: +SKIP
+    """
+
+    def __init__(self, truncated_step: Any, num_tasks: int) -> None:
+        self.truncated_step = truncated_step
+        self.num_tasks = check_positive_int(num_tasks, type(self).__name__, "num_tasks")
+        self.datasets = getattr(truncated_step, "datasets", None)
+        self.keyed = bool(getattr(truncated_step, "keyed", False))
+
+    def outer_init(self, key: PRNGKey) -> MetaParams:
+        return self.truncated_step.outer_init(key)
+
+    def _copies(self, state: Any) -> int:
+        """How many copies of `num_tasks` tasks `state` holds (1, or 2 when antithetic)."""
+        leaves = jax.tree_util.tree_leaves(state)
+        size = int(leaves[0].shape[0]) if leaves else self.num_tasks
+        if size not in (self.num_tasks, 2 * self.num_tasks):
+            raise ValueError(
+                f"{type(self).__name__}: the state holds {size} tasks, expected num_tasks="
+                f"{self.num_tasks} (or twice that for antithetic pairs); build the state "
+                "with this step's init_step_state."
+            )
+        return size // self.num_tasks
+
+    def init_step_state(
+        self,
+        theta: MetaParams,
+        outer_state: OuterState,
+        key: PRNGKey,
+        theta_is_vector: bool = False,
+        num_steps_override: int | None = None,
+    ) -> Any:
+        kwargs = {} if num_steps_override is None else {"num_steps_override": num_steps_override}
+        keys = jax.random.split(key, self.num_tasks)
+        return jax.vmap(
+            lambda th, k: self.truncated_step.init_step_state(th, outer_state, k, **kwargs),
+            in_axes=(0 if theta_is_vector else None, 0),
+        )(theta, keys)
+
+    def unroll_step(
+        self,
+        theta: MetaParams,
+        unroll_state: Any,
+        key: PRNGKey,
+        data: Any,
+        outer_state: OuterState,
+        theta_is_vector: bool = False,
+        *,
+        antithetic: bool = False,
+    ) -> tuple[Any, TruncatedUnrollOut]:
+        copies = self._copies(unroll_state)
+        if copies != (2 if antithetic else 1):
+            raise ValueError(
+                f"{type(self).__name__}: antithetic={antithetic} but the state holds "
+                f"{copies * self.num_tasks} tasks for num_tasks={self.num_tasks}; pass "
+                "antithetic=True exactly when the state stacks both halves of the pairs."
+            )
+        keys = _repeat(jax.random.split(key, self.num_tasks), copies)
+        return jax.vmap(
+            lambda th, s, k, d: self.truncated_step.unroll_step(th, s, k, d, outer_state),
+            in_axes=(0 if theta_is_vector else None, 0, 0, 0),
+        )(theta, unroll_state, keys, _repeat(data, copies))
+
+    def meta_loss_batch(
+        self,
+        theta: MetaParams,
+        unroll_state: Any,
+        key: PRNGKey,
+        data: Any,
+        outer_state: OuterState,
+        theta_is_vector: bool = False,
+    ) -> jax.Array:
+        copies = self._copies(unroll_state)
+        keys = _repeat(jax.random.split(key, self.num_tasks), copies)
+        return jax.vmap(
+            lambda th, s, k, d: self.truncated_step.meta_loss_batch(th, s, k, d, outer_state),
+            in_axes=(0 if theta_is_vector else None, 0, 0, 0),
+        )(theta, unroll_state, keys, _repeat(data, copies))
+
+    def get_batch(self, steps: int | None = None) -> Any:
+        """The wrapped step's `get_batch(num_tasks)`; stacked over `steps` when given."""
+        if steps is None:
+            return self.truncated_step.get_batch(self.num_tasks)
+        batches = [self.truncated_step.get_batch(self.num_tasks) for _ in range(steps)]
+        return None if batches[0] is None else _stack_batches(batches)
+
+    def get_outer_batch(self, steps: int | None = None) -> Any:
+        """The wrapped step's `get_outer_batch(num_tasks)`; stacked over `steps` when given."""
+        if steps is None:
+            return self.truncated_step.get_outer_batch(self.num_tasks)
+        batches = [self.truncated_step.get_outer_batch(self.num_tasks) for _ in range(steps)]
+        return None if batches[0] is None else _stack_batches(batches)
+
+    def task_name(self) -> str:
+        return self.truncated_step.task_name()
