@@ -165,6 +165,10 @@ def host_batches(datasets: Any, split: str, shape: tuple[int, ...]) -> Any:
     Stacked with numpy on the host, so the whole block is one device transfer later.
     """
     it = datasets.split(split)
-    batches = [next(it) for _ in range(int(np.prod(shape)))]
-    flat = jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+    flat = host_stack([next(it) for _ in range(int(np.prod(shape)))])
     return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), flat)
+
+
+def host_stack(batches: list[Any]) -> Any:
+    """Host batches stacked leaf-wise along a new leading axis, as NumPy arrays."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)

@@ -6,12 +6,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from lopt_core import OuterState, TruncatedStep, TruncatedUnrollOut
 from lopt_core.typing import MetaParams, PRNGKey
 from lopt_core.validation import check_positive_int
+from lopt_outer._common import host_stack
 
 __all__ = [
     "TruncatedStep",
@@ -110,11 +110,6 @@ def _repeat(tree: Any, copies: int) -> Any:
     return jax.tree_util.tree_map(lambda x: jnp.concatenate([x] * copies, axis=0), tree)
 
 
-def _stack_batches(batches: list[Any]) -> Any:
-    """Host batches stacked along a new leading (step) axis, as NumPy arrays."""
-    return jax.tree_util.tree_map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
-
-
 class VectorizedTruncatedStep(TruncatedStep):
     """`num_tasks` copies of a single-task `TruncatedStep`, side by side under `jax.vmap`.
 
@@ -189,11 +184,10 @@ class VectorizedTruncatedStep(TruncatedStep):
                 f"{copies * self.num_tasks} tasks for num_tasks={self.num_tasks}; pass "
                 "antithetic=True exactly when the state stacks both halves of the pairs."
             )
-        keys = _repeat(jax.random.split(key, self.num_tasks), copies)
-        return jax.vmap(
-            lambda th, s, k, d: self.truncated_step.unroll_step(th, s, k, d, outer_state),
-            in_axes=(0 if theta_is_vector else None, 0, 0, 0),
-        )(theta, unroll_state, keys, _repeat(data, copies))
+        return self._per_copy(
+            self.truncated_step.unroll_step, copies, theta, unroll_state, key, data, outer_state,
+            theta_is_vector,
+        )  # fmt: skip
 
     def meta_loss_batch(
         self,
@@ -204,26 +198,39 @@ class VectorizedTruncatedStep(TruncatedStep):
         outer_state: OuterState,
         theta_is_vector: bool = False,
     ) -> jax.Array:
-        copies = self._copies(unroll_state)
+        return self._per_copy(
+            self.truncated_step.meta_loss_batch, self._copies(unroll_state), theta, unroll_state,
+            key, data, outer_state, theta_is_vector,
+        )  # fmt: skip
+
+    def _per_copy(
+        self, method: Any, copies: int, theta: MetaParams, state: Any, key: PRNGKey, data: Any,
+        outer_state: OuterState, theta_is_vector: bool,
+    ) -> Any:  # fmt: skip
+        """`method(theta, state, key, data, outer_state)` of every copy, under one vmap.
+
+        Each of the `num_tasks` tasks gets its own key; with `copies == 2` (antithetic
+        pairs) both halves get the same keys and batches.
+        """
         keys = _repeat(jax.random.split(key, self.num_tasks), copies)
         return jax.vmap(
-            lambda th, s, k, d: self.truncated_step.meta_loss_batch(th, s, k, d, outer_state),
+            lambda th, s, k, d: method(th, s, k, d, outer_state),
             in_axes=(0 if theta_is_vector else None, 0, 0, 0),
-        )(theta, unroll_state, keys, _repeat(data, copies))
+        )(theta, state, keys, _repeat(data, copies))
 
     def get_batch(self, steps: int | None = None) -> Any:
         """The wrapped step's `get_batch(num_tasks)`; stacked over `steps` when given."""
-        if steps is None:
-            return self.truncated_step.get_batch(self.num_tasks)
-        batches = [self.truncated_step.get_batch(self.num_tasks) for _ in range(steps)]
-        return None if batches[0] is None else _stack_batches(batches)
+        return self._batches(self.truncated_step.get_batch, steps)
 
     def get_outer_batch(self, steps: int | None = None) -> Any:
         """The wrapped step's `get_outer_batch(num_tasks)`; stacked over `steps` when given."""
+        return self._batches(self.truncated_step.get_outer_batch, steps)
+
+    def _batches(self, fetch: Any, steps: int | None) -> Any:
         if steps is None:
-            return self.truncated_step.get_outer_batch(self.num_tasks)
-        batches = [self.truncated_step.get_outer_batch(self.num_tasks) for _ in range(steps)]
-        return None if batches[0] is None else _stack_batches(batches)
+            return fetch(self.num_tasks)
+        batches = [fetch(self.num_tasks) for _ in range(steps)]
+        return None if batches[0] is None else host_stack(batches)
 
     def task_name(self) -> str:
         return self.truncated_step.task_name()
