@@ -76,13 +76,6 @@ def _key(i: int) -> str:
     return f"f{i}"
 
 
-def _abstract(tree: Any) -> Any:
-    """`tree` with every array replaced by its shape and dtype (for `jax.eval_shape`)."""
-    return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree
-    )
-
-
 def _missing(shape: jax.ShapeDtypeStruct) -> jax.Array:
     """The aux value of a member that did not run: NaN, or 0 for non-float dtypes."""
     if jnp.issubdtype(shape.dtype, jnp.inexact):
@@ -167,7 +160,7 @@ class _MixtureTask(AuxFirstTask):
         """
         operands = (params, state, key, data)
         shapes = [
-            jax.eval_shape(lambda o, i=i: self._member_step(i, o)[2], _abstract(operands))
+            jax.eval_shape(lambda o, i=i: self._member_step(i, o)[2], operands)
             for i in range(len(self.tasks))
         ]
 
