@@ -12,7 +12,7 @@ import numpy as np
 
 from lopt_core import Datasets
 from lopt_core.typing import Batch
-from lopt_core.validation import check_positive_int
+from lopt_core.validation import check_choice, check_positive_int
 from lopt_tasks import tfds_data
 from lopt_tasks._common import check_sizes
 from lopt_tasks._network import NetworkTask
@@ -32,6 +32,11 @@ def _flat_images(batch: Batch) -> jax.Array:
 
 def _autoencoder_loss(logits: jax.Array, batch: Batch) -> jax.Array:
     return jnp.mean(jnp.sum(_bernoulli_nll(logits, _flat_images(batch)), axis=-1))
+
+
+def _autoencoder_mse_loss(logits: jax.Array, batch: Batch) -> jax.Array:
+    # The reference's fixed autoencoders: squared error of sigmoid outputs, mean over pixels.
+    return jnp.mean(jnp.square(_flat_images(batch) - jax.nn.sigmoid(logits)))
 
 
 def _negative_elbo(outputs: tuple[jax.Array, jax.Array, jax.Array], batch: Batch) -> jax.Array:
@@ -55,23 +60,41 @@ class _ImageGenerativeTask(NetworkTask):
 
 
 class ImageMLPAutoencoderTask(_ImageGenerativeTask):
-    """An MLP autoencoder on flattened images with a per-pixel sigmoid cross-entropy loss.
+    """An MLP autoencoder on flattened images (ReLU hidden layers, one logit per pixel).
 
-    The loss is summed over pixels and averaged over the batch; the normalizer divides
-    by the pixel count and clips to [0, 1] (the loss of predicting 0.5 everywhere is
-    log 2 = 0.69 per pixel).
+    With `loss_type="bernoulli"` (the default) the loss is the per-pixel sigmoid
+    cross-entropy summed over pixels and averaged over the batch; the normalizer
+    divides by the pixel count and clips to [0, 1] (predicting 0.5 everywhere costs
+    log 2 = 0.69 per pixel). With `loss_type="mse"` (the reference library's fixed
+    `ImageMLPAE_*` tasks) the loss is the squared error between the pixels and the
+    sigmoid of the logits, averaged over pixels and batch; the normalizer clips it
+    to [0, 1] (NaN and +-inf map to 1).
 
     Args:
       datasets: image Datasets (labels unused).
       hidden_sizes: widths of the encoder and decoder layers; the middle one is the code.
       name: the task's name.
+      loss_type: "bernoulli" or "mse".
     """
 
     def __init__(
-        self, datasets: Datasets, hidden_sizes: Sequence[int], name: str | None = None
+        self,
+        datasets: Datasets,
+        hidden_sizes: Sequence[int],
+        name: str | None = None,
+        loss_type: str = "bernoulli",
     ) -> None:
-        self.hidden_sizes = check_sizes(hidden_sizes, type(self).__name__, "hidden_sizes")
-        super().__init__(datasets, _autoencoder_loss, name)
+        owner = type(self).__name__
+        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.loss_type = check_choice(loss_type, owner, "loss_type", ("bernoulli", "mse"))
+        loss_fn = _autoencoder_mse_loss if self.loss_type == "mse" else _autoencoder_loss
+        super().__init__(datasets, loss_fn, name)
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        """See the class docstring: per pixel (bernoulli) or as is (mse), clipped to [0, 1]."""
+        if self.loss_type == "mse":
+            return jnp.clip(jnp.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0), 0.0, 1.0)
+        return super().normalizer(loss)
 
     def _network(self, images: jax.Array) -> jax.Array:
         mlp = hk.nets.MLP([*self.hidden_sizes, self._num_pixels], activation=jax.nn.relu)
@@ -134,13 +157,77 @@ def ImageMLPVAE_Digits8_32_Latent8() -> ImageMLPVAETask:
     )
 
 
+def _reference_ae(
+    datasets: Datasets, hidden_sizes: Sequence[int], name: str
+) -> ImageMLPAutoencoderTask:
+    return ImageMLPAutoencoderTask(datasets, hidden_sizes, name=name, loss_type="mse")
+
+
+@CATALOG.task()
+def ImageMLPAE_Digits8_32x32x32_bs128() -> ImageMLPAutoencoderTask:
+    """A (32, 32, 32) MLP autoencoder with the reference's sigmoid-MSE loss on 8x8 digits."""
+    return _reference_ae(
+        digits_datasets(batch_size=128), [32, 32, 32], "ImageMLPAE_Digits8_32x32x32_bs128"
+    )
+
+
 @CATALOG.task()
 def ImageMLPAE_Mnist_128x32x128_bs128() -> ImageMLPAutoencoderTask:
-    """An MLP autoencoder (128, 32, 128) on 28x28 MNIST, batch 128."""
-    return ImageMLPAutoencoderTask(
+    """A (128, 32, 128) MLP autoencoder (sigmoid-MSE loss) on 28x28 MNIST, batch 128."""
+    return _reference_ae(
         tfds_data.mnist_datasets(batch_size=128),
         [128, 32, 128],
-        name="ImageMLPAE_Mnist_128x32x128_bs128",
+        "ImageMLPAE_Mnist_128x32x128_bs128",
+    )
+
+
+@CATALOG.task()
+def ImageMLPAE_FashionMnist_128x32x128_bs128() -> ImageMLPAutoencoderTask:
+    """A (128, 32, 128) MLP autoencoder (sigmoid-MSE loss) on 28x28 Fashion-MNIST."""
+    return _reference_ae(
+        tfds_data.fashion_mnist_datasets(batch_size=128),
+        [128, 32, 128],
+        "ImageMLPAE_FashionMnist_128x32x128_bs128",
+    )
+
+
+@CATALOG.task()
+def ImageMLPAE_Cifar10_32x32x32_bs128() -> ImageMLPAutoencoderTask:
+    """A (32, 32, 32) MLP autoencoder (sigmoid-MSE loss) on 32x32 CIFAR-10, batch 128."""
+    return _reference_ae(
+        tfds_data.cifar10_datasets(batch_size=128),
+        [32, 32, 32],
+        "ImageMLPAE_Cifar10_32x32x32_bs128",
+    )
+
+
+@CATALOG.task()
+def ImageMLPAE_Cifar10_256x256x256_bs128() -> ImageMLPAutoencoderTask:
+    """A (256, 256, 256) MLP autoencoder (sigmoid-MSE loss) on 32x32 CIFAR-10, batch 128."""
+    return _reference_ae(
+        tfds_data.cifar10_datasets(batch_size=128),
+        [256, 256, 256],
+        "ImageMLPAE_Cifar10_256x256x256_bs128",
+    )
+
+
+@CATALOG.task()
+def ImageMLPAE_Cifar10_256x256x256_bs1024() -> ImageMLPAutoencoderTask:
+    """A (256, 256, 256) MLP autoencoder (sigmoid-MSE loss) on 32x32 CIFAR-10, batch 1024."""
+    return _reference_ae(
+        tfds_data.cifar10_datasets(batch_size=1024),
+        [256, 256, 256],
+        "ImageMLPAE_Cifar10_256x256x256_bs1024",
+    )
+
+
+@CATALOG.task()
+def ImageMLPAE_Cifar10_128x32x128_bs256() -> ImageMLPAutoencoderTask:
+    """A (128, 32, 128) MLP autoencoder (sigmoid-MSE loss) on 32x32 CIFAR-10, batch 256."""
+    return _reference_ae(
+        tfds_data.cifar10_datasets(batch_size=256),
+        [128, 32, 128],
+        "ImageMLPAE_Cifar10_128x32x128_bs256",
     )
 
 

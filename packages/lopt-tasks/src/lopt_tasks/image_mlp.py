@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
 from lopt_core import Datasets
-from lopt_core.typing import Params
+from lopt_core.typing import Batch, Params
 from lopt_core.validation import check_choice, check_positive_int, check_unit_interval
 from lopt_tasks import tfds_data
 from lopt_tasks._common import activation, check_sizes
@@ -133,6 +134,37 @@ class _MuPMLP(hk.Module):
             if dropout_rate is not None and rngs is not None:
                 x = hk.dropout(next(rngs), dropout_rate, x)
         return x
+
+
+def _one_hot_mse_loss(logits: jax.Array, batch: Batch) -> jax.Array:
+    labels = jax.nn.one_hot(batch["label"], logits.shape[-1])
+    return jnp.mean(jnp.square(logits - labels))
+
+
+class ImageMLPMSETask(ImageMLPTask):
+    """`ImageMLPTask` trained with squared error to one-hot labels (the reference's `_MSE` tasks).
+
+    The loss is the mean over batch and classes of `(logits - one_hot(label))**2`;
+    the normalizer is `10 * min(loss, 1)` (NaN and +-inf map to 10).
+
+    Args:
+      datasets, hidden_sizes, act_fn, dropout_rate, name: as for `ImageMLPTask`.
+    """
+
+    def __init__(
+        self,
+        datasets: Datasets,
+        hidden_sizes: Sequence[int],
+        act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
+        dropout_rate: float = 0.0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(datasets, hidden_sizes, act_fn, dropout_rate, name)
+        self.loss_fn = _one_hot_mse_loss
+
+    def normalizer(self, loss: Any) -> jax.Array:
+        loss = jnp.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0)
+        return jnp.minimum(loss, 1.0) * 10
 
 
 class ImageMLPNormTask(ImageClassifier):
@@ -348,3 +380,42 @@ def ImageMLP_Cifar10_128x128x128_BatchNorm_Relu() -> ImageMLPNormTask:
     return ImageMLPNormTask(
         ds, [128, 128, 128], "batch_norm", name="ImageMLP_Cifar10_128x128x128_BatchNorm_Relu"
     )
+
+
+@CATALOG.task()
+def ImageMLP_Digits8_Relu32_MSE() -> ImageMLPMSETask:
+    """`ImageMLP_Digits8_Relu32` trained with squared error to one-hot labels."""
+    return ImageMLPMSETask(
+        digits_datasets(batch_size=128), [32], name="ImageMLP_Digits8_Relu32_MSE"
+    )
+
+
+@CATALOG.task()
+def ImageMLP_Cifar10_128x128x128_Relu_MSE() -> ImageMLPMSETask:
+    """A 3 hidden layer, 128 unit ReLU MLP on 32x32 CIFAR-10 with a one-hot squared-error loss."""
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    return ImageMLPMSETask(ds, [128, 128, 128], name="ImageMLP_Cifar10_128x128x128_Relu_MSE")
+
+
+def _cifar10_dropout_mse(rate: float, tag: str) -> ImageMLPMSETask:
+    ds = tfds_data.cifar10_datasets(batch_size=128)
+    name = f"ImageMLP_Cifar10_128x128_Dropout{tag}_Relu_MSE"
+    return ImageMLPMSETask(ds, [128, 128], dropout_rate=rate, name=name)
+
+
+@CATALOG.task()
+def ImageMLP_Cifar10_128x128_Dropout02_Relu_MSE() -> ImageMLPMSETask:
+    """A 2 hidden layer, 128 unit ReLU MLP, dropout 0.2, one-hot squared error, CIFAR-10."""
+    return _cifar10_dropout_mse(0.2, "02")
+
+
+@CATALOG.task()
+def ImageMLP_Cifar10_128x128_Dropout05_Relu_MSE() -> ImageMLPMSETask:
+    """A 2 hidden layer, 128 unit ReLU MLP, dropout 0.5, one-hot squared error, CIFAR-10."""
+    return _cifar10_dropout_mse(0.5, "05")
+
+
+@CATALOG.task()
+def ImageMLP_Cifar10_128x128_Dropout08_Relu_MSE() -> ImageMLPMSETask:
+    """A 2 hidden layer, 128 unit ReLU MLP, dropout 0.8, one-hot squared error, CIFAR-10."""
+    return _cifar10_dropout_mse(0.8, "08")
