@@ -52,6 +52,11 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.mean(picked)
 
 
+def capped_normalizer(loss: Any, maxval: float) -> jax.Array:
+    """`loss` clipped to [0, maxval], with NaN and +-inf mapped to `maxval` first."""
+    return jnp.clip(jnp.nan_to_num(loss, nan=maxval, posinf=maxval, neginf=maxval), 0.0, maxval)
+
+
 def clipped_log_classes_normalizer(loss: Any, num_classes: int) -> jax.Array:
     """Clips a classification loss to [0, 1.5 log K]; NaN and +-inf map to that maximum."""
     maxval = 1.5 * float(np.log(num_classes))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import haiku as hk
 import jax
@@ -76,9 +76,14 @@ class ImageClassifier(NetworkTask):
       stateful: whether the network keeps state (batch-norm statistics).
     """
 
+    # `loss_fn(logits, batch)`; a subclass with another classification loss sets this.
+    classification_loss: ClassVar[LossFn] = staticmethod(cross_entropy_loss)
+
     def __init__(self, datasets: Datasets, name: str | None, *, stateful: bool = False) -> None:
         self.num_classes = extra_info_of(datasets, "num_classes", type(self).__name__)
-        super().__init__(datasets, cross_entropy_loss, inputs="image", name=name, stateful=stateful)
+        super().__init__(
+            datasets, self.classification_loss, inputs="image", name=name, stateful=stateful
+        )
 
     def normalizer(self, loss: Any) -> jax.Array:
         return clipped_log_classes_normalizer(loss, self.num_classes)

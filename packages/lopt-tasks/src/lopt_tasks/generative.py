@@ -14,7 +14,7 @@ from lopt_core import Datasets
 from lopt_core.typing import Batch
 from lopt_core.validation import check_choice, check_positive_int
 from lopt_tasks import tfds_data
-from lopt_tasks._common import check_sizes
+from lopt_tasks._common import capped_normalizer, check_sizes
 from lopt_tasks._network import NetworkTask
 from lopt_tasks._plugin import CATALOG
 from lopt_tasks.adapters import LossFn
@@ -55,8 +55,7 @@ class _ImageGenerativeTask(NetworkTask):
 
     def normalizer(self, loss: Any) -> jax.Array:
         """The loss per pixel, clipped to [0, 1]; NaN and +-inf map to 1."""
-        per_pixel = jnp.nan_to_num(loss / self._num_pixels, nan=1.0, posinf=1.0, neginf=1.0)
-        return jnp.clip(per_pixel, 0.0, 1.0)
+        return capped_normalizer(loss / self._num_pixels, 1.0)
 
 
 class ImageMLPAutoencoderTask(_ImageGenerativeTask):
@@ -93,7 +92,7 @@ class ImageMLPAutoencoderTask(_ImageGenerativeTask):
     def normalizer(self, loss: Any) -> jax.Array:
         """See the class docstring: per pixel (bernoulli) or as is (mse), clipped to [0, 1]."""
         if self.loss_type == "mse":
-            return jnp.clip(jnp.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0), 0.0, 1.0)
+            return capped_normalizer(loss, 1.0)  # already a mean over pixels
         return super().normalizer(loss)
 
     def _network(self, images: jax.Array) -> jax.Array:

@@ -13,7 +13,7 @@ from lopt_core import Datasets
 from lopt_core.typing import Batch, Params
 from lopt_core.validation import check_choice, check_positive_int, check_unit_interval
 from lopt_tasks import tfds_data
-from lopt_tasks._common import activation, check_sizes
+from lopt_tasks._common import activation, capped_normalizer, check_sizes
 from lopt_tasks._network import ImageClassifier
 from lopt_tasks._plugin import CATALOG
 from lopt_tasks.digits import digits_datasets
@@ -147,24 +147,13 @@ class ImageMLPMSETask(ImageMLPTask):
     The loss is the mean over batch and classes of `(logits - one_hot(label))**2`;
     the normalizer is `10 * min(loss, 1)` (NaN and +-inf map to 10).
 
-    Args:
-      datasets, hidden_sizes, act_fn, dropout_rate, name: as for `ImageMLPTask`.
+    Args: as for `ImageMLPTask`.
     """
 
-    def __init__(
-        self,
-        datasets: Datasets,
-        hidden_sizes: Sequence[int],
-        act_fn: Callable[[jax.Array], jax.Array] | str = jax.nn.relu,
-        dropout_rate: float = 0.0,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(datasets, hidden_sizes, act_fn, dropout_rate, name)
-        self.loss_fn = _one_hot_mse_loss
+    classification_loss = staticmethod(_one_hot_mse_loss)
 
     def normalizer(self, loss: Any) -> jax.Array:
-        loss = jnp.nan_to_num(loss, nan=1.0, posinf=1.0, neginf=1.0)
-        return jnp.minimum(loss, 1.0) * 10
+        return 10 * capped_normalizer(loss, 1.0)
 
 
 class ImageMLPNormTask(ImageClassifier):
