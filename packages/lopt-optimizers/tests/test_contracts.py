@@ -43,6 +43,7 @@ EXPECTED = {
     "Adafactor",
     "Adam",
     "AdamW",
+    "Fromage",
     "GradientAccumulator",
     "GradientClipOptimizer",
     "GraftedOptimizer",
@@ -50,6 +51,7 @@ EXPECTED = {
     "Lars",
     "NAdamW",
     "OptaxOptimizer",
+    "PiecewiseLinearAdam",
     "RAdam",
     "RMSProp",
     "SGD",
@@ -78,6 +80,10 @@ SETTINGS = {
     "RAdam": ((0.1, 1e-3), (1e-3, 0.5)),
     "Yogi": ((0.1, 1e-3), (0.3, 0.1)),
     "SM3": ((0.3, 1e-2), (1.0, 0.3)),
+    # Fromage from the quadratic's all-zero start first grows the params' norm.
+    "Fromage": ((0.3, 0.1), (0.3, 0.03)),
+    # Its learning rate goes linearly from lr at step 0 to lr / 10 at step STEPS.
+    "PiecewiseLinearAdam": ((0.1, 1e-3), (0.3, 0.15)),
     "OptaxOptimizer": ((0.1, 1e-3), (0.3, 0.1)),
     "GradientClipOptimizer": ((0.1, 1e-3), (0.3, 0.25)),
     "WeightDecayWrapper": ((0.1, 1e-3), (0.3, 0.1)),
@@ -88,6 +94,8 @@ STEPS = 100
 
 
 def _build_for(name: str, learning_rate: float):
+    if name == "PiecewiseLinearAdam":
+        return build(name, times=(0, STEPS), lrs=(learning_rate, learning_rate / 10))
     if name not in REQUIRED_ARGS:
         return build(name, learning_rate=learning_rate)
     if name == "OptaxOptimizer":

@@ -4,7 +4,9 @@ Every optimizer here is an optax transform behind `OptaxOptimizer`; wrappers
 (`GradientClipOptimizer`, `WeightDecayWrapper`, `GraftedOptimizer`,
 `GradientAccumulator`) work on any lopt `Optimizer`; `as_optax` goes the other
 way and turns any lopt `Optimizer`, learned ones included, into an optax
-transform.
+transform. `lopt_optimizers.schedules` holds the reference library's learning-rate
+schedules; an optimizer whose schedule depends on the training horizon needs
+`num_steps` at `init` (`needs_num_steps`), and `as_optax(opt, num_steps=N)` passes it.
 
 Example:
   >>> import jax.numpy as jnp
@@ -41,6 +43,8 @@ __getattr__, __dir__, __all__ = attach(
         "Yogi": "optimizers",
         "as_optax": "to_optax",
         "needs_loss": "to_optax",
+        "needs_num_steps": "to_optax",
+        "HorizonState": "optax_optimizer",
         "GradientAccumulator": "wrappers",
         "GradientAccumulatorState": "wrappers",
         "GradientClipOptimizer": "wrappers",
@@ -49,6 +53,6 @@ __getattr__, __dir__, __all__ = attach(
         "WeightDecayWrapper": "wrappers",
     }
     | indexed_exports(__name__, "lopt_optimizers._plugin:CATALOG"),
-    ("compat",),
+    ("compat", "schedules"),
     catalog="CATALOG",
 )

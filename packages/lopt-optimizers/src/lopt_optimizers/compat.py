@@ -23,6 +23,12 @@ RENAMED: dict[str, dict[str, str]] = {
     "Adam": {"beta1": "b1", "beta2": "b2", "epsilon": "eps", "epsilon_root": "eps_root"},
     "NAdamW": {"beta1": "b1", "beta2": "b2", "epsilon": "eps"},
     "RMSProp": {"epsilon": "eps"},
+    "PiecewiseLinearAdam": {
+        "beta1": "b1",
+        "beta2": "b2",
+        "epsilon": "eps",
+        "epsilon_root": "eps_root",
+    },
 }
 
 #: Class decorator: the old argument names are accepted and readable as attributes.

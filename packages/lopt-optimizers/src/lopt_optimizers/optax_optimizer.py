@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any, ClassVar
 
 import flax
@@ -15,6 +16,7 @@ from lopt_core.validation import check_learning_rate, check_loss_given
 from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
 from lopt_optimizers.compat import model_state_as_state
+from lopt_optimizers.schedules import bind_num_steps, check_num_steps, needs_num_steps
 
 
 @model_state_as_state
@@ -33,6 +35,19 @@ class OptaxState:
     model_state: ModelState
     optax_opt_state: Any
     iteration: Any
+
+
+@flax.struct.dataclass
+class HorizonState:
+    """The optax state of an optimizer whose schedule needs the training horizon.
+
+    Attributes:
+      num_steps: int32 scalar, the `num_steps` given to `init`.
+      inner: the optax transform's own state.
+    """
+
+    num_steps: Any
+    inner: Any
 
 
 class OptaxBacked(OptimizerBase):
@@ -72,17 +87,58 @@ class OptaxBacked(OptimizerBase):
     def transform(self) -> optax.GradientTransformation:
         """The optax transform that maps gradients to updates."""
 
+    @property
+    def needs_num_steps(self) -> bool:
+        """True when a field is a schedule over the training horizon (see `schedules`).
+
+        `init` then requires `num_steps`, keeps it in the state (`HorizonState`)
+        and gives it to the schedule at every step.
+        """
+        return any(needs_num_steps(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    def _horizon_fields(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if needs_num_steps(getattr(self, f.name))]
+
+    def _transform_for(self, num_steps: Any) -> optax.GradientTransformation:
+        """`transform()` with every horizon schedule bound to `num_steps`."""
+        bound = {
+            name: bind_num_steps(getattr(self, name), num_steps) for name in self._horizon_fields()
+        }
+        return dataclasses.replace(self, **bound).transform()
+
     def start(self, params: Params, options: Options) -> OptaxState:
         """`OptaxState` around `params`, with `iteration` an int32 zero.
 
-        The model state is kept in `model_state`; `num_steps` and `key` are unused
-        (optax schedules carry their own horizon, and optax transforms are
-        deterministic).
+        The model state is kept in `model_state`; `key` is unused (optax
+        transforms are deterministic). `num_steps` is unused too, unless a field
+        is a schedule over the training horizon (`needs_num_steps`): then it is
+        required, and kept with the optax state in a `HorizonState`.
+
+        Raises:
+          ValueError: the optimizer needs `num_steps` and none (or not a positive
+            integer) was given.
         """
+        if self.needs_num_steps:
+            owner = type(self).__name__
+            if options.get("num_steps") is None:
+                fields = " and ".join(self._horizon_fields())
+                raise ValueError(
+                    f"{owner}: its {fields} is a schedule over the training horizon, so init "
+                    "needs num_steps, the number of updates training will run, and none was "
+                    "given. Call opt.init(params, num_steps=N), or as_optax(opt, num_steps=N) "
+                    "in an optax loop."
+                )
+            num_steps = check_num_steps(options["num_steps"], owner)
+            optax_opt_state = HorizonState(
+                num_steps=jnp.asarray(num_steps, dtype=jnp.int32),
+                inner=self._transform_for(num_steps).init(params),
+            )
+        else:
+            optax_opt_state = self.transform().init(params)
         return OptaxState(
             params=params,
             model_state=options.get("model_state"),
-            optax_opt_state=self.transform().init(params),
+            optax_opt_state=optax_opt_state,
             iteration=jnp.asarray(0, dtype=jnp.int32),
         )
 
@@ -93,13 +149,17 @@ class OptaxBacked(OptimizerBase):
         A model state that is not given keeps the one in `opt_state`.
         """
         check_loss_given(self, loss)
-        tx = self.transform()
+        horizon = opt_state.optax_opt_state if self.needs_num_steps else None
+        if horizon is None:
+            tx, inner = self.transform(), opt_state.optax_opt_state
+        else:
+            tx, inner = self._transform_for(horizon.num_steps), horizon.inner
         extra = {}
         if loss is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
             extra["value"] = loss
-        updates, new_opt_state = tx.update(
-            grads, opt_state.optax_opt_state, opt_state.params, **extra
-        )
+        updates, new_opt_state = tx.update(grads, inner, opt_state.params, **extra)
+        if horizon is not None:
+            new_opt_state = horizon.replace(inner=new_opt_state)
         return OptaxState(
             params=optax.apply_updates(opt_state.params, updates),
             model_state=options.get("model_state", opt_state.model_state),

@@ -17,10 +17,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import lopt_core
 from lopt_core.validation import (
+    check_learning_rate,
     check_nonnegative,
     check_number,
     check_positive,
@@ -29,6 +31,7 @@ from lopt_core.validation import (
 from lopt_optimizers._plugin import CATALOG
 from lopt_optimizers.compat import with_old_spellings
 from lopt_optimizers.optax_optimizer import OptaxBacked
+from lopt_optimizers.schedules import PiecewiseLinear
 
 ScalarOrSchedule = Any
 """A float, a scalar array or an optax schedule `step -> value`."""
@@ -216,6 +219,44 @@ class AdamW(_OptaxFunction):
     name_format = "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}_wd{weight_decay}"
 
 
+def _check_bool(value: Any, owner: str, argument: str) -> Any:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{owner}: {argument} must be True or False, got {value!r} "
+            f"({type(value).__name__}). Pass {argument}=True or {argument}=False."
+        )
+    return value
+
+
+def _scale_by_uncorrected_adam(
+    b1: float, b2: float, eps: float, nesterov: bool
+) -> optax.GradientTransformation:
+    """Adam's moments without bias correction: `m / (sqrt(v) + eps)`.
+
+    With `nesterov`, the numerator is `b1 * m + (1 - b1) * g` (the new first
+    moment's next value if the gradient repeated). The state is optax's
+    `ScaleByAdamState`, as for `optax.scale_by_adam`.
+    """
+
+    def init_fn(params: Any) -> optax.ScaleByAdamState:
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+
+    def update_fn(updates: Any, state: optax.ScaleByAdamState, params: Any = None) -> Any:
+        del params
+        mu = optax.tree_utils.tree_update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree_utils.tree_update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        if nesterov:
+            numerator = jax.tree_util.tree_map(lambda m, g: b1 * m + (1.0 - b1) * g, mu, updates)
+        else:
+            numerator = mu
+        out = jax.tree_util.tree_map(lambda n, v: n / (jnp.sqrt(v) + eps), numerator, nu)
+        count = optax.safe_increment(state.count)
+        return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
 @CATALOG.optimizer("NAdamW", "Nesterov Adam with decoupled and L2 weight decay.")
 @with_old_spellings
 @lopt_core.declare
@@ -223,16 +264,35 @@ class NAdamW(_OptaxFunction):
     """Nesterov Adam with decoupled (AdamW) and L2 weight decay.
 
     Attributes:
-      learning_rate: step size (float >= 0 or optax schedule). The reference's default is 1e-4.
+      learning_rate: step size (float >= 0, optax schedule or a `schedules`
+        schedule, which may need `num_steps` at init). The reference's default is 1e-4.
       b1, b2: decays of the first and second moments, in [0, 1).
       eps: added to the root of the second moment, >= 0.
       adamw_weight_decay: decoupled decay added after the moments, >= 0.
       l2_weight_decay: L2 penalty added to the gradients before the moments, >= 0.
+      use_nesterov: Nesterov momentum (the default) or plain Adam momentum.
+      use_bias_correction: correct the moments for their zero start (the default).
 
-    The update is optax's Nesterov `scale_by_adam`. `l2_weight_decay` adds
+    With the defaults the update is optax's Nesterov `scale_by_adam`;
+    `use_nesterov=False` is optax's plain `scale_by_adam`. `l2_weight_decay` adds
     `l2_weight_decay * params` to the gradients before the moments (an L2 penalty);
     `adamw_weight_decay` adds `adamw_weight_decay * params` to the update after
     them (decoupled decay); both are then scaled by the learning rate.
+
+    With `m = b1 m + (1 - b1) g` and `v = b2 v + (1 - b2) g^2` (from zero) at step
+    `t = 1, 2, ...`, the step before weight decay and learning rate is:
+
+    * bias-corrected (optax's): `m_hat / (sqrt(v / (1 - b2^t)) + eps)`, with
+      `m_hat = m / (1 - b1^t)`, or with Nesterov
+      `m_hat = b1 m / (1 - b1^(t+1)) + (1 - b1) g / (1 - b1^t)`;
+    * `use_bias_correction=False` (the reference's formula without correction):
+      `m / (sqrt(v) + eps)`, or with Nesterov `(b1 m + (1 - b1) g) / (sqrt(v) + eps)`.
+
+    The reference corrects by scaling the learning rate by `sqrt(1 - b2^t) / (1 - b1^t)`
+    instead, which differs from optax's correction in where `eps` sits and, with
+    Nesterov, in the `b1^(t+1)` term (relative differences of order `eps` and
+    `b1^(t+1)`). Its class also ignores `use_bias_correction=False` (its update
+    always corrects); lopt honours it.
 
     References:
       Dozat, "Incorporating Nesterov Momentum into Adam", ICLR workshop 2016.
@@ -245,6 +305,8 @@ class NAdamW(_OptaxFunction):
     eps: float = 1e-8
     adamw_weight_decay: float = 0.0
     l2_weight_decay: float = 0.0
+    use_nesterov: bool = True
+    use_bias_correction: bool = True
 
     checks = {
         "b1": BETA,
@@ -252,13 +314,21 @@ class NAdamW(_OptaxFunction):
         "eps": NONNEG,
         "adamw_weight_decay": NONNEG,
         "l2_weight_decay": NONNEG,
+        "use_nesterov": _check_bool,
+        "use_bias_correction": _check_bool,
     }
 
     def transform(self) -> optax.GradientTransformation:
-        """L2 penalty, Nesterov `scale_by_adam`, decoupled decay, learning rate."""
+        """L2 penalty, Adam moments (see the class), decoupled decay, learning rate."""
+        if self.use_bias_correction:
+            moments = optax.scale_by_adam(
+                b1=self.b1, b2=self.b2, eps=self.eps, nesterov=bool(self.use_nesterov)
+            )
+        else:
+            moments = _scale_by_uncorrected_adam(self.b1, self.b2, self.eps, self.use_nesterov)
         return optax.chain(
             optax.add_decayed_weights(self.l2_weight_decay),
-            optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps, nesterov=True),
+            moments,
             optax.add_decayed_weights(self.adamw_weight_decay),
             optax.scale_by_learning_rate(self.learning_rate),
         )
@@ -266,6 +336,13 @@ class NAdamW(_OptaxFunction):
     name_format = (
         "lr{learning_rate}_b1{b1}_b2{b2}_eps{eps}_wd{adamw_weight_decay}_l2{l2_weight_decay}"
     )
+
+    @property
+    def name(self) -> str:
+        """`NAdamW_lr.._b1.._b2.._eps.._wd.._l2..`, plus `_nesterovFalse` / `_biascorrFalse`."""
+        suffix = "" if self.use_nesterov else "_nesterovFalse"
+        suffix += "" if self.use_bias_correction else "_biascorrFalse"
+        return super().name + suffix
 
 
 @CATALOG.optimizer("RMSProp", "RMSProp with optional momentum (optax.rmsprop).")
@@ -608,3 +685,101 @@ class SM3(_OptaxFunction):
         )
 
     name_format = "lr{learning_rate}_m{momentum}_b2{b2}"
+
+
+@CATALOG.optimizer("Fromage", "Fromage: steps relative to each parameter's norm (optax.fromage).")
+@lopt_core.declare
+class Fromage(_OptaxFunction):
+    """Fromage: Frobenius-matched steps, each relative to its parameter's norm.
+
+    Per parameter `p` with gradient `g` (norms clipped below at `min_norm`):
+    `p <- (p - learning_rate * ||p|| / ||g|| * g) / sqrt(1 + learning_rate^2)`,
+    where a zero norm makes the ratio 1. Built as `optax.fromage`.
+
+    Attributes:
+      learning_rate: the relative step size (float >= 0 or optax schedule). The
+        reference has no default; lopt's is 0.01.
+      min_norm: the smallest norm used for `p` and `g`, >= 0.
+
+    A parameter whose norm is below `min_norm` (for example all zeros) moves by
+    about `learning_rate * min_norm` per step, so start from non-zero parameters.
+
+    References:
+      Bernstein et al., "On the distance between two neural networks and the stability
+      of learning", NeurIPS 2020 (arXiv:2002.03432), Alg. 1.
+    """
+
+    learning_rate: ScalarOrSchedule = 0.01
+    min_norm: float = 1e-6
+
+    checks = {"min_norm": NONNEG}
+
+    optax_fn = staticmethod(optax.fromage)
+
+    name_format = "lr{learning_rate}_mn{min_norm}"
+
+
+@CATALOG.optimizer("PiecewiseLinearAdam", "Adam with a piecewise-linear learning rate over steps.")
+@with_old_spellings
+@lopt_core.declare
+class PiecewiseLinearAdam(OptaxBacked):
+    """Adam whose learning rate is piecewise linear in the step, as in the reference.
+
+    The learning rate at step `t` (from 0) is `schedules.PiecewiseLinear(times,
+    lrs)(t)`: `lrs[0]` up to `times[0]`, linear between the points, `lrs[-1]`
+    from `times[-1]` on. The times are absolute steps, so no horizon is needed.
+
+    Attributes:
+      times: the steps of the schedule's points, non-decreasing (a tuple; a list
+        is converted).
+      lrs: the learning rates at those steps, each >= 0.
+      b1, b2: decays of the first and second moments, in [0, 1).
+      eps, eps_root: added outside and inside the root, >= 0.
+
+    Built as `optax.scale_by_adam` followed by the schedule, negated.
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Alg. 1.
+    """
+
+    times: tuple[float, ...] = (10000, 20000)
+    lrs: tuple[float, ...] = (1e-4, 1e-5)
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    eps_root: float = 1e-8
+
+    checks = {"b1": BETA, "b2": BETA, "eps": NONNEG, "eps_root": NONNEG}
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        try:
+            times, lrs = tuple(self.times), tuple(self.lrs)
+        except TypeError as exc:
+            raise TypeError(
+                f"{owner}: times and lrs must be sequences of numbers, got {self.times!r} and "
+                f"{self.lrs!r}. Pass for example times=(1000, 2000), lrs=(1e-3, 1e-4)."
+            ) from exc
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "lrs", lrs)
+        super().__post_init__()
+        PiecewiseLinear(times, lrs)  # checks lengths, numbers and order
+        for i, lr in enumerate(lrs):
+            check_learning_rate(lr, owner, f"lrs[{i}]")
+
+    def transform(self) -> optax.GradientTransformation:
+        """`scale_by_adam`, then the piecewise-linear learning rate (negated)."""
+        return optax.chain(
+            optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps, eps_root=self.eps_root),
+            optax.scale_by_learning_rate(PiecewiseLinear(self.times, self.lrs)),
+        )
+
+    @property
+    def name(self) -> str:
+        """`PiecewiseLinearAdam_times10000-20000_lrs0.0001-1e-05_b1.._b2.._eps..`."""
+        times = "-".join(_fmt(t) for t in self.times)
+        lrs = "-".join(_fmt(v) for v in self.lrs)
+        return (
+            f"PiecewiseLinearAdam_times{times}_lrs{lrs}_b1{_fmt(self.b1)}_b2{_fmt(self.b2)}"
+            f"_eps{_fmt(self.eps)}"
+        )

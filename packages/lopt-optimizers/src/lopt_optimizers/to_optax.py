@@ -11,8 +11,9 @@ from lopt_core.optimizers import Optimizer
 from lopt_core.typing import ModelState, OptState, Params, PRNGKey
 from lopt_core.validation import check_loss_given, check_optimizer_instance, needs_loss
 from lopt_optimizers._base import given
+from lopt_optimizers.schedules import check_num_steps, needs_num_steps
 
-__all__ = ["as_optax", "needs_loss"]
+__all__ = ["as_optax", "needs_loss", "needs_num_steps"]
 
 
 def _set_params(opt: Optimizer, state: OptState, params: Params) -> OptState:
@@ -29,12 +30,13 @@ def _set_params(opt: Optimizer, state: OptState, params: Params) -> OptState:
         ) from exc
 
 
-def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
+def as_optax(opt: Optimizer, num_steps: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Wraps a lopt Optimizer as an optax transform for a plain optax training loop.
 
     `tx = as_optax(opt)` behaves as any optax optimizer does:
 
-    * `state = tx.init(params)` is `opt.init(params)`: the lopt optimizer's own
+    * `state = tx.init(params)` is `opt.init(params)` (`opt.init(params,
+      num_steps=num_steps)` when `num_steps` is given): the lopt optimizer's own
       state, so `opt.get_params(state)` still works on it.
     * `updates, state = tx.update(grads, state, params=None, *, loss=None,
       model_state=None, key=None, **extra_args)` runs `opt.update` and returns
@@ -55,9 +57,16 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
     (`lopt_core.validation.needs_loss`); calling `tx.update` for it without `loss=` raises a
     ValueError instead of silently giving it None.
 
+    An optimizer whose state needs the training horizon (`needs_num_steps(opt)`,
+    for example one with a `schedules.CosineLearningRateSchedule` learning rate)
+    must be given `num_steps`, the number of updates the loop will run; any other
+    optimizer is given it when it is passed (learned optimizers may use it).
+
     Args:
       opt: any `lopt_core.Optimizer` instance, for example `Adam(1e-3)` or
         `learned.opt_fn(theta)`.
+      num_steps: the number of steps the training loop will take, a positive
+        integer, passed to `opt.init`; None passes nothing.
 
     Returns:
       An `optax.GradientTransformationExtraArgs`.
@@ -65,6 +74,8 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
     Raises:
       TypeError: `opt` is a class, a LearnedOptimizer or an optax transform rather
         than an Optimizer instance.
+      ValueError: `num_steps` is not a positive integer, or `opt` needs it and it
+        is None.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -77,9 +88,19 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
       >>> params = optax.apply_updates(params, updates)
     """
     opt = check_optimizer_instance(opt, "as_optax")
+    owner = f"as_optax({opt.name})"
+    if num_steps is not None:
+        num_steps = check_num_steps(num_steps, owner)
+    elif needs_num_steps(opt):
+        raise ValueError(
+            f"{owner}: {type(opt).__name__} needs the number of steps it will run (its "
+            "state holds the horizon of its schedule), and none was given. Pass "
+            "as_optax(opt, num_steps=N) with N the number of updates of the training loop."
+        )
+    init_kwargs = given(num_steps=num_steps)
 
     def init_fn(params: Params) -> OptState:
-        return opt.init(params)
+        return opt.init(params, **init_kwargs)
 
     def update_fn(
         updates: Params,
@@ -93,7 +114,7 @@ def as_optax(opt: Optimizer) -> optax.GradientTransformationExtraArgs:
     ) -> tuple[Params, OptState]:
         if loss is None:
             loss = extra_args.get("value")
-        check_loss_given(opt, loss, f"as_optax({opt.name})")
+        check_loss_given(opt, loss, owner)
         if params is not None:
             state = _set_params(opt, state, params)
             old = params

@@ -2,7 +2,8 @@
 
 Each wrapper works on any `lopt_core.Optimizer` (optax-backed, learned or
 hand-written), keeps its state an immutable pytree and can be jitted. A wrapper
-needs the loss exactly when the optimizer it wraps does (`needs_loss`).
+needs the loss exactly when the optimizer it wraps does (`needs_loss`), and
+`num_steps` at `init` exactly when it does (`needs_num_steps`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from lopt_core.validation import (
 from lopt_optimizers._base import OptimizerBase, Options
 from lopt_optimizers._plugin import CATALOG
 from lopt_optimizers.compat import model_state_as_state
+from lopt_optimizers.schedules import needs_num_steps
 
 
 def _global_norm(tree: Any) -> jax.Array:
@@ -53,6 +55,11 @@ class _Wrapping(OptimizerBase):
     def needs_loss(self) -> bool:  # type: ignore[override]
         """True when the wrapped optimizer needs the loss."""
         return needs_loss(self.opt)
+
+    @property
+    def needs_num_steps(self) -> bool:
+        """True when the wrapped optimizer needs `num_steps` at `init`."""
+        return needs_num_steps(self.opt)
 
 
 class _Delegating(_Wrapping):
@@ -227,6 +234,11 @@ class GraftedOptimizer(OptimizerBase):
     def needs_loss(self) -> bool:  # type: ignore[override]
         """True when either grafted optimizer needs the loss."""
         return needs_loss(self.magnitude_opt) or needs_loss(self.direction_opt)
+
+    @property
+    def needs_num_steps(self) -> bool:
+        """True when either grafted optimizer needs `num_steps` at `init`."""
+        return needs_num_steps(self.magnitude_opt) or needs_num_steps(self.direction_opt)
 
     def start(self, params: Params, options: Options) -> GraftedOptimizerState:
         """Initializes both optimizers around `params` (each with half of a given key)."""
