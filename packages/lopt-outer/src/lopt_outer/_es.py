@@ -13,6 +13,18 @@ Each estimate draws one Gaussian perturbation `eps_i` of theta per task `i`.
 
 A task whose loss difference is not finite (a diverged inner run) adds nothing.
 
+Two keyword-only options of every ES estimator follow the reference library:
+
+- `sign_delta_loss_scalar=c`: each task's loss difference is replaced by
+  `c * sign(difference)` (after `clip_loss_diff`), so every task moves theta by
+  the same amount whatever the scale of its losses (VeLO's meta-training uses it).
+- `stack_antithetic_samples`: how the two copies of an antithetic pair run. True
+  (lopt's default) stacks them into one batch of `2 * num_tasks` tasks, one
+  `unroll_step(..., antithetic=True)` call per step; False runs the positive and
+  then the negative copies as two unrolls of `num_tasks` tasks with the same keys
+  and data (the reference's default: less memory, and a truncated step need not
+  accept `antithetic=`). Both give the same estimate, to float rounding.
+
 References:
   Salimans et al. "Evolution Strategies as a Scalable Alternative to
   Reinforcement Learning." 2017, Sec. 2 (antithetic sampling).
@@ -54,7 +66,10 @@ def sample_perturbations(theta: MetaParams, key: PRNGKey, std: float, num: int) 
 
 
 def loss_difference(
-    pos_loss: jax.Array, neg_loss: jax.Array | None, clip_loss_diff: float | None = None
+    pos_loss: jax.Array,
+    neg_loss: jax.Array | None,
+    clip_loss_diff: float | None = None,
+    sign_delta_loss_scalar: float | None = None,
 ) -> jax.Array:
     """Per-task loss difference of an ES estimate, non-finite values zeroed.
 
@@ -63,6 +78,8 @@ def loss_difference(
       neg_loss: per-task losses at `theta - eps`; None for a one-sided estimate,
         whose difference is taken to the mean finite loss of the other tasks.
       clip_loss_diff: clip each difference to +-this value.
+      sign_delta_loss_scalar: when given, each (clipped) difference becomes
+        `sign_delta_loss_scalar * sign(difference)`; a zeroed one stays 0.
 
     Returns:
       float array `(num_tasks,)`.
@@ -75,6 +92,8 @@ def loss_difference(
     delta = jnp.nan_to_num(pos_loss - neg_loss, nan=0.0, posinf=0.0, neginf=0.0)
     if clip_loss_diff is not None:
         delta = jnp.clip(delta, -clip_loss_diff, clip_loss_diff)
+    if sign_delta_loss_scalar is not None:
+        delta = jnp.sign(delta) * sign_delta_loss_scalar
     return delta
 
 
@@ -101,6 +120,7 @@ def es_gradient(
     directions: MetaParams,
     std: float,
     clip_loss_diff: float | None = None,
+    sign_delta_loss_scalar: float | None = None,
 ) -> ESGradient:
     """The ES estimate from per-task losses and the perturbation each task is credited with.
 
@@ -113,7 +133,7 @@ def es_gradient(
       directions: per task (leading axis), the perturbation its loss difference
         is credited to (`eps`, or PES's accumulated perturbations).
       std: the perturbation standard deviation.
-      clip_loss_diff: see `loss_difference`.
+      clip_loss_diff, sign_delta_loss_scalar: see `loss_difference`.
 
     Returns:
       An `ESGradient(mean_loss, grad, delta, num_nonfinite)`.
@@ -123,7 +143,7 @@ def es_gradient(
         finite = finite & jnp.isfinite(neg_loss)
     n_ok = jnp.sum(finite.astype(jnp.int32))
     denom = jnp.maximum(n_ok, 1).astype(jnp.float32)
-    delta = loss_difference(pos_loss, neg_loss, clip_loss_diff)
+    delta = loss_difference(pos_loss, neg_loss, clip_loss_diff, sign_delta_loss_scalar)
     copies = 1 if neg_loss is None else 2
     coef = jnp.where(finite, delta, 0.0) / (copies * std**2)
     grad = jax.tree_util.tree_map(
@@ -148,9 +168,20 @@ class ESEstimator(UnrollEstimator):
       antithetic: run every task at `theta + eps` and `theta - eps` (True), or at
         `theta + eps` only, against the other tasks' mean loss (False). A
         keyword-only configuration of every ES estimator.
+      stack_antithetic_samples: keyword-only. True (default): the two copies of
+        every antithetic pair run stacked, as one batch of `2 * num_tasks` tasks;
+        False: as two unrolls one after the other (the reference's default), with
+        the same keys and data, so the estimate is the same. Must stay True when
+        `antithetic=False` (there is one copy per task).
+      sign_delta_loss_scalar: keyword-only. None (default): the loss differences
+        are used as they are. A number c > 0: each task's loss difference (after
+        any clipping) is replaced by `c * sign(difference)`, as in the
+        reference. PES takes the sign of the truncation's mean difference.
     """
 
     antithetic: bool = dataclasses.field(default=True, kw_only=True)
+    stack_antithetic_samples: bool = dataclasses.field(default=True, kw_only=True)
+    sign_delta_loss_scalar: float | None = dataclasses.field(default=None, kw_only=True)
     std = 0.01
     # `_end` always; `_start_states` unless `_begin` is overridden (lopt_core.Interface
     # names what is missing at instantiation).
@@ -162,6 +193,30 @@ class ESEstimator(UnrollEstimator):
         set_field(self, "std", float(check_positive(self.std, owner, "std")))
         if not isinstance(self.antithetic, bool):
             raise TypeError(f"{owner}: antithetic must be True or False, got {self.antithetic!r}.")
+        if not isinstance(self.stack_antithetic_samples, bool):
+            raise TypeError(
+                f"{owner}: stack_antithetic_samples must be True or False, got "
+                f"{self.stack_antithetic_samples!r}."
+            )
+        if not self.antithetic and not self.stack_antithetic_samples:
+            raise ValueError(
+                f"{owner}: stack_antithetic_samples=False only applies to antithetic pairs; "
+                "with antithetic=False every task runs once. Drop stack_antithetic_samples, "
+                "or set antithetic=True."
+            )
+        scalar = self.sign_delta_loss_scalar
+        if scalar is not None:
+            if isinstance(scalar, bool):
+                raise TypeError(
+                    f"{owner}: sign_delta_loss_scalar must be None or a number > 0, got {scalar!r}."
+                )
+            scalar = float(check_positive(scalar, owner, "sign_delta_loss_scalar"))
+            set_field(self, "sign_delta_loss_scalar", scalar)
+
+    @property
+    def _sequential(self) -> bool:
+        """True when the copies of the antithetic pairs run one after the other."""
+        return self.antithetic and not self.stack_antithetic_samples
 
     # -- the copies of every task (leading axis 2 when antithetic) --------------
     def _join(self, pos: Any, neg: Any) -> Any:
@@ -177,8 +232,18 @@ class ESEstimator(UnrollEstimator):
         return pos, neg
 
     def _per_copy(self, fn: Any, *trees: Any) -> Any:
-        """`fn` applied to every copy of `trees`."""
-        return jax.vmap(fn)(*trees) if self.antithetic else fn(*trees)
+        """`fn` applied to every copy of `trees` (vmapped, or one copy after the other)."""
+        if not self.antithetic:
+            return fn(*trees)
+        if self._sequential:
+            halves = [self._split(tree, axis=0) for tree in trees]
+            return tree_stack([fn(*(h[0] for h in halves)), fn(*(h[1] for h in halves))])
+        return jax.vmap(fn)(*trees)
+
+    @staticmethod
+    def _stack_outputs(p_ys: Any, n_ys: Any) -> Any:
+        """Per-step outputs of the two copies as one tree, copy axis 1 (as `antithetic_unroll`)."""
+        return jax.tree_util.tree_map(lambda p, q: jnp.stack([p, q], axis=1), p_ys, n_ys)
 
     def _mean_losses(self, ys: Any) -> tuple[Any, jax.Array, jax.Array | None]:
         """`(positive outputs, positive losses, negative losses or None)`: masked means."""
@@ -203,7 +268,13 @@ class ESEstimator(UnrollEstimator):
     def _chunk(self, carry: Any, key: PRNGKey, datas: Any, outer_state: Any, n: int):
         eps, thetas, states = carry
         step = self.truncated_step
-        if self.antithetic:
+        if self._sequential:
+            # The reference's unstacked pairs: the same key and data for both copies.
+            (p_th, n_th), (p_s, n_s) = self._split(thetas, 0), self._split(states, 0)
+            p_s, p_ys = truncated_unroll(step, p_th, p_s, key, datas, outer_state, n, True)
+            n_s, n_ys = truncated_unroll(step, n_th, n_s, key, datas, outer_state, n, True)
+            states, ys = tree_stack([p_s, n_s]), self._stack_outputs(p_ys, n_ys)
+        elif self.antithetic:
             states, ys = antithetic_unroll(step, thetas, states, key, datas, outer_state, n)
         else:
             states, ys = truncated_unroll(step, thetas, states, key, datas, outer_state, n, True)

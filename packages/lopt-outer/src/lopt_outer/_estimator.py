@@ -19,6 +19,7 @@ import dataclasses
 import functools
 from typing import Any
 
+import flax
 import jax
 import numpy as np
 
@@ -36,6 +37,15 @@ from lopt_outer._common import (
     static_arg,
     strong,
 )
+
+
+@flax.struct.dataclass
+class GradientEstimatorState:
+    """Base of the worker states the estimators keep between estimates (the reference's name).
+
+    Empty: a state class derives from it (`FullESState`, `PESWorkerState`, ...)
+    and adds its fields. A user-written estimator may use it, or any pytree.
+    """
 
 
 @functools.partial(jit_once, static_argnums=0)

@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -16,20 +17,21 @@ import jax
 import jax.numpy as jnp
 
 import lopt_core
-from lopt_core import TruncatedStep, TruncationSchedule
+from lopt_core import SPLITS, TruncatedStep, TruncationSchedule
 from lopt_core.typing import PRNGKey
 from lopt_core.validation import check_choice, check_positive, check_positive_int
 from lopt_outer._common import set_field
 from lopt_outer._es import ESEstimator, es_gradient
+from lopt_outer._estimator import GradientEstimatorState
 from lopt_outer.truncation_schedule import static_length
 
 __all__ = ["LOSS_TYPES", "FullES", "FullESState", "FullUnroll", "full_unroll_length"]
 
-LOSS_TYPES = ("avg", "min", "last_recompute")
+LOSS_TYPES = ("avg", "min", "last", "last_recompute")
 
 
 @flax.struct.dataclass
-class FullESState:
+class FullESState(GradientEstimatorState):
     """FullES keeps nothing between estimates: every estimate starts from fresh tasks."""
 
 
@@ -113,15 +115,27 @@ class FullES(FullUnroll, ESEstimator):
       std: standard deviation of the perturbations.
       steps_per_jit: inner steps per jitted call (default: the whole unroll).
       loss_type: "avg" (mean loss over the unroll), "min" (lowest loss of the
-        unroll) or "last_recompute" (the final params' loss, averaged over
-        `recompute_samples` batches of the step's `outer_data_split`).
+        unroll), "last" (the loss of the unroll's last step) or "last_recompute"
+        (the final params' loss, averaged over `recompute_samples` batches of
+        `recompute_split`).
       recompute_samples: batches for "last_recompute".
       clip_loss_diff: clip each task's loss difference to +-this value.
       unroll_length: an explicit length, overriding the schedule.
-      antithetic: keyword-only; see `ESEstimator` (default True).
+      recompute_split: the split "last_recompute" evaluates on; None (default):
+        the truncated step's `outer_data_split`. A split name needs a truncated
+        step with an `outer_data_split` field (VectorizedLOptTruncatedStep) and
+        loss_type="last_recompute". (The reference accepted this argument until
+        it removed it, and never used it: it always evaluated the step's
+        `outer_data_split`.)
+      antithetic, stack_antithetic_samples, sign_delta_loss_scalar: keyword-only;
+        see `ESEstimator` (defaults True, True, None; the reference's
+        `stack_antithetic_samples` defaults to False, with the same estimate).
 
     Raises:
-      ValueError: an unknown loss_type, or no static unroll length.
+      ValueError: an unknown loss_type or recompute_split, a recompute_split
+        without loss_type="last_recompute", or no static unroll length.
+      TypeError: a recompute_split for a truncated step without an
+        `outer_data_split` field.
     """
 
     truncation_schedule: TruncationSchedule | None = None
@@ -131,10 +145,30 @@ class FullES(FullUnroll, ESEstimator):
     recompute_samples: int = 50
     clip_loss_diff: float | None = None
     unroll_length: int | None = None
+    recompute_split: str | None = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
         check_choice(self.loss_type, owner, "loss_type", LOSS_TYPES)
+        if self.recompute_split is not None:
+            check_choice(self.recompute_split, owner, "recompute_split", SPLITS)
+            if self.loss_type != "last_recompute":
+                raise ValueError(
+                    f"{owner}: recompute_split={self.recompute_split!r} only applies to "
+                    f'loss_type="last_recompute" (got loss_type={self.loss_type!r}); drop '
+                    'recompute_split or set loss_type="last_recompute".'
+                )
+            step = self.truncated_step
+            names = (
+                {f.name for f in dataclasses.fields(step)} if dataclasses.is_dataclass(step) else ()
+            )
+            if "outer_data_split" not in names:
+                raise TypeError(
+                    f"{owner}: recompute_split needs a truncated step with an "
+                    f"outer_data_split field (such as VectorizedLOptTruncatedStep); "
+                    f"{type(step).__name__} has none. Drop recompute_split: the "
+                    "recompute batches then come from the step's get_outer_batch."
+                )
         samples = check_positive_int(self.recompute_samples, owner, "recompute_samples")
         set_field(self, "recompute_samples", samples)
         if self.clip_loss_diff is not None:
@@ -145,9 +179,18 @@ class FullES(FullUnroll, ESEstimator):
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> FullESState:
         return FullESState()
 
+    @functools.cached_property
+    def _recompute_step(self) -> TruncatedStep:
+        """The truncated step whose outer data "last_recompute" evaluates (`recompute_split`)."""
+        step = self.truncated_step
+        split = self.recompute_split
+        if split is None or split == step.outer_data_split:
+            return step
+        return dataclasses.replace(step, outer_data_split=split)
+
     def _extra_data(self) -> Any:
         if self.loss_type == "last_recompute":
-            return self.truncated_step.get_outer_batch(self.recompute_samples)
+            return self._recompute_step.get_outer_batch(self.recompute_samples)
         return None
 
     def _begin(self, theta: Any, key: PRNGKey, state: FullESState, outer_state: Any):
@@ -166,13 +209,16 @@ class FullES(FullUnroll, ESEstimator):
         if self.loss_type == "min":
             lowest = jnp.min(jnp.where(ys.mask, ys.loss, jnp.inf), axis=0)
             return self._split(lowest, axis=0)
+        if self.loss_type == "last":
+            return self._split(ys.loss[-1], axis=0)
         _, thetas, states = carry
         keys = jax.random.split(key, self.recompute_samples)
+        step = self._recompute_step
 
         def one(theta: Any, state: Any) -> jax.Array:
             def batch_loss(xs: Any) -> jax.Array:
                 k, d = xs
-                return self.truncated_step.meta_loss_batch(theta, state, k, d, outer_state, True)
+                return step.meta_loss_batch(theta, state, k, d, outer_state, True)
 
             return jnp.mean(jax.lax.map(batch_loss, (keys, extra)), axis=0)
 
@@ -180,5 +226,8 @@ class FullES(FullUnroll, ESEstimator):
 
     def _end(self, theta, carry, ys, key, state, outer_state, extra):
         pos_loss, neg_loss = self._losses(carry, ys, key, outer_state, extra)
-        estimate = es_gradient(pos_loss, neg_loss, carry[0], self.std, self.clip_loss_diff)
+        estimate = es_gradient(
+            pos_loss, neg_loss, carry[0], self.std, self.clip_loss_diff,
+            self.sign_delta_loss_scalar,
+        )  # fmt: skip
         return self._out(estimate, FullESState(), self._split(ys, axis=1)[0])

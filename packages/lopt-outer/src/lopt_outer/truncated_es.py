@@ -30,7 +30,8 @@ class TruncatedES(ESEstimator):
       unroll_length: inner steps per estimate.
       std: standard deviation of the perturbations.
       steps_per_jit: inner steps per jitted call (default: the whole unroll).
-      antithetic: keyword-only; see `ESEstimator` (default True).
+      antithetic, stack_antithetic_samples, sign_delta_loss_scalar: keyword-only;
+        see `ESEstimator` (defaults True, True, None).
 
     Example:
       >>> est = TruncatedES(step, unroll_length=20, std=0.01)
@@ -49,5 +50,7 @@ class TruncatedES(ESEstimator):
     def _end(self, theta, carry, ys, key, state, outer_state, extra):
         eps, _, states = carry
         p_ys, pos_loss, neg_loss = self._mean_losses(ys)
-        estimate = es_gradient(pos_loss, neg_loss, eps, self.std)
+        estimate = es_gradient(
+            pos_loss, neg_loss, eps, self.std, sign_delta_loss_scalar=self.sign_delta_loss_scalar
+        )
         return self._out(estimate, self._split(states, axis=0)[0], p_ys)

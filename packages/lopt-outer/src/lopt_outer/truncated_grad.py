@@ -18,12 +18,26 @@ import jax.numpy as jnp
 import lopt_core
 from lopt_core import GradientEstimatorOut, TruncatedStep, TruncationSchedule
 from lopt_core.typing import PRNGKey
-from lopt_outer._common import masked_mean, match_dtypes
-from lopt_outer._estimator import UnrollEstimator
+from lopt_core.validation import check_choice, check_positive_int
+from lopt_outer._common import masked_mean, match_dtypes, set_field
+from lopt_outer._estimator import GradientEstimatorState, UnrollEstimator
 from lopt_outer.full_es import FullUnroll
 from lopt_outer.truncated_step import truncated_unroll
 
-__all__ = ["FullGrad", "FullGradState", "TruncatedGrad", "masked_task_gradient", "unroll_meta_loss"]
+__all__ = [
+    "FULL_GRAD_LOSS_TYPES",
+    "TRUNCATED_GRAD_LOSS_TYPES",
+    "FullGrad",
+    "FullGradState",
+    "TruncatedGrad",
+    "masked_task_gradient",
+    "unroll_meta_loss",
+]
+
+#: `TruncatedGrad(loss_type=...)`: the values the reference documents.
+TRUNCATED_GRAD_LOSS_TYPES = ("avg", "last_recompute")
+#: `FullGrad(loss_type=...)`: the values the reference supports.
+FULL_GRAD_LOSS_TYPES = ("avg", "last")
 
 
 def unroll_meta_loss(
@@ -94,7 +108,7 @@ def _task_losses(ys: Any) -> jax.Array:
 
 @lopt_core.declare
 class TruncatedGrad(UnrollEstimator):
-    """Truncated backpropagation: the exact gradient of one truncation's mean loss.
+    """Truncated backpropagation: the exact gradient of one truncation's meta-loss.
 
     Gradients do not flow into the starting state (that is the truncation), so
     long-horizon effects are ignored; the final state continues next time.
@@ -107,10 +121,30 @@ class TruncatedGrad(UnrollEstimator):
         flows through every chunk, so the whole estimate stays one jitted call (it
         cannot be split into separately compiled calls without cutting the
         backpropagation); None: one chunk. Must divide `unroll_length`.
+      loss_type: the meta-loss differentiated. "avg" (default): each task's mean
+        loss over the truncation's steps (masked), averaged over tasks.
+        "last_recompute": the loss of the truncation's final params
+        (`meta_loss_batch`), averaged over `recompute_samples` batches of
+        `get_outer_batch` (keys `fold_in(key, number of chunks)` split per batch),
+        then over tasks. The reference documents both values but always
+        computes "avg".
+      recompute_samples: batches for "last_recompute".
+
+    Raises:
+      ValueError: an unknown loss_type, or recompute_samples not a positive int.
     """
 
     unroll_length: int = 20
     steps_per_jit: int | None = None
+    loss_type: str = "avg"
+    recompute_samples: int = 50
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_choice(self.loss_type, owner, "loss_type", TRUNCATED_GRAD_LOSS_TYPES)
+        samples = check_positive_int(self.recompute_samples, owner, "recompute_samples")
+        set_field(self, "recompute_samples", samples)
+        super().__post_init__()
 
     @property
     def _chunked(self) -> bool:
@@ -118,6 +152,11 @@ class TruncatedGrad(UnrollEstimator):
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
         return self.truncated_step.init_step_state(theta, outer_state, key, False)
+
+    def _extra_data(self) -> Any:
+        if self.loss_type == "last_recompute":
+            return self.truncated_step.get_outer_batch(self.recompute_samples)
+        return None
 
     def _whole(self, theta, key, state, datas, outer_state, extra):
         step = self.truncated_step
@@ -138,7 +177,15 @@ class TruncatedGrad(UnrollEstimator):
                 if chunks == 1
                 else jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
             )
-            return _task_losses(ys), (end, ys)
+            if self.loss_type == "avg":
+                return _task_losses(ys), (end, ys)
+            keys = jax.random.split(jax.random.fold_in(key, chunks), self.recompute_samples)
+
+            def batch_loss(xs: Any) -> jax.Array:
+                k, d = xs
+                return step.meta_loss_batch(thetas, end, k, d, outer_state, True)
+
+            return jnp.mean(jax.lax.map(batch_loss, (keys, extra)), axis=0), (end, ys)
 
         loss, grad, bad, (new_state, ys) = masked_task_gradient(per_task, theta, step.num_tasks)
         new_state = match_dtypes(state, jax.lax.stop_gradient(new_state))
@@ -149,7 +196,7 @@ class TruncatedGrad(UnrollEstimator):
 
 
 @flax.struct.dataclass
-class FullGradState:
+class FullGradState(GradientEstimatorState):
     """FullGrad keeps nothing between estimates: every estimate starts from fresh tasks."""
 
 
@@ -162,10 +209,21 @@ class FullGrad(FullUnroll, UnrollEstimator):
       truncation_schedule: gives the unroll length (static); defaults to the
         step's own schedule.
       unroll_length: an explicit length, overriding the schedule.
+      loss_type: the meta-loss differentiated, as in the reference. "avg"
+        (default): each task's mean loss over the unroll (masked), averaged over
+        tasks. "last": the loss of the unroll's last step, averaged over tasks.
+
+    Raises:
+      ValueError: an unknown loss_type, or no static unroll length.
     """
 
     truncation_schedule: TruncationSchedule | None = None
     unroll_length: int | None = None
+    loss_type: str = "avg"
+
+    def __post_init__(self) -> None:
+        check_choice(self.loss_type, type(self).__name__, "loss_type", FULL_GRAD_LOSS_TYPES)
+        super().__post_init__()
 
     def _init_state(self, theta: Any, outer_state: Any, key: PRNGKey) -> FullGradState:
         return FullGradState()
@@ -179,7 +237,7 @@ class FullGrad(FullUnroll, UnrollEstimator):
             _, ys = truncated_unroll(
                 step, thetas, start, k_unroll, datas, outer_state, self.length, True
             )
-            return _task_losses(ys), ys
+            return (_task_losses(ys) if self.loss_type == "avg" else ys.loss[-1]), ys
 
         loss, grad, bad, ys = masked_task_gradient(per_task, theta, step.num_tasks)
         out = GradientEstimatorOut(

@@ -20,12 +20,13 @@ from lopt_core.typing import MetaParams, PRNGKey
 from lopt_outer import compat
 from lopt_outer._common import masked_mean, scale_per_task
 from lopt_outer._es import ESEstimator, ESGradient, es_gradient
+from lopt_outer._estimator import GradientEstimatorState
 
 __all__ = ["PESWorkerState", "TruncatedPES", "compute_pes_grad"]
 
 
 @flax.struct.dataclass
-class PESWorkerState:
+class PESWorkerState(GradientEstimatorState):
     """Worker state of PES.
 
     Attributes:
@@ -42,7 +43,12 @@ class PESWorkerState:
 
 
 def compute_pes_grad(
-    p_ys: Any, n_ys: Any, accumulator: MetaParams, eps: MetaParams, std: float
+    p_ys: Any,
+    n_ys: Any,
+    accumulator: MetaParams,
+    eps: MetaParams,
+    std: float,
+    sign_delta_loss_scalar: float | None = None,
 ) -> tuple[ESGradient, MetaParams]:
     """The PES estimate from one truncation's positive and negative outputs.
 
@@ -52,6 +58,9 @@ def compute_pes_grad(
       accumulator: perturbations summed since each task's last reset.
       eps: this truncation's positive perturbations (leading `num_tasks` axis).
       std: the perturbation standard deviation.
+      sign_delta_loss_scalar: None, or replace each task's loss difference (the
+        mean over the truncation's steps) by this value times its sign, as the
+        reference does for PES.
 
     Returns:
       `(estimate, new_accumulator)`: the `ESGradient` (non-finite tasks masked
@@ -67,7 +76,9 @@ def compute_pes_grad(
     credited = jax.tree_util.tree_map(
         lambda a, e: e + scale_per_task(frac_before_reset, a), accumulator, eps
     )
-    estimate = es_gradient(pos_loss, neg_loss, credited, std)
+    estimate = es_gradient(
+        pos_loss, neg_loss, credited, std, sign_delta_loss_scalar=sign_delta_loss_scalar
+    )
     done = has_finished[-1]
     new_acc = jax.tree_util.tree_map(
         lambda e, a: jnp.where(done.reshape((-1,) + (1,) * (e.ndim - 1)), e, a + e),
@@ -94,7 +105,10 @@ class TruncatedPES(ESEstimator):
       std: standard deviation of the perturbations.
       steps_per_jit: inner steps per jitted call; by default the whole truncation
         is one call. Must divide `unroll_length`.
-      antithetic: keyword-only; see `ESEstimator` (default True).
+      antithetic, stack_antithetic_samples, sign_delta_loss_scalar: keyword-only;
+        see `ESEstimator` (defaults True, True, None). The reference's
+        `stack_antithetic_samples` defaults to False; both settings give the same
+        estimate, lopt's default is the faster one.
 
     Example:
       >>> est = TruncatedPES(step, unroll_length=10, std=0.01)
@@ -117,7 +131,9 @@ class TruncatedPES(ESEstimator):
     def _end(self, theta, carry, ys, key, state: PESWorkerState, outer_state, extra):
         eps, _, states = carry
         p_ys, n_ys = self._split(ys, axis=1)
-        estimate, new_acc = compute_pes_grad(p_ys, n_ys, state.accumulator, eps, self.std)
+        estimate, new_acc = compute_pes_grad(
+            p_ys, n_ys, state.accumulator, eps, self.std, self.sign_delta_loss_scalar
+        )
         new_state = PESWorkerState(*self._split(states, axis=0), new_acc)
         resets = jnp.sum(p_ys.is_done)
         return self._out(estimate, new_state, p_ys, resets=resets)
