@@ -10,6 +10,7 @@ from lopt_tasks import (
     LinenTask,
     ParametricImageConv,
     ParametricImageMLP,
+    ParametricImageMLPVAE,
     cross_entropy_loss,
     digits_datasets,
 )
@@ -28,6 +29,9 @@ def test_reference_spellings_of_the_hidden_sizes():
     assert params["conv2_d"]["w"].shape == (3, 3, 1, 8)
     with pytest.raises(TypeError, match="got both 'hidden_layers' and 'hidden_sizes'"):
         ParametricImageMLP(ds, hidden_layers=(8,), hidden_sizes=(8,))
+    assert ParametricImageMLPVAE(ds, n_z=8).latent_size == 8
+    with pytest.raises(TypeError, match="'n_z' is the older spelling of 'latent_size'"):
+        ParametricImageMLPVAE(ds, n_z=8, latent_size=3)
 
 
 def test_older_spellings_of_the_adapter_model():

@@ -24,6 +24,7 @@ __all__ = ["RENAMED", "with_old_spellings"]
 RENAMED: dict[str, dict[str, str]] = {
     "ParametricImageMLP": {"hidden_layers": "hidden_sizes"},
     "ParametricImageConv": {"hidden_units": "hidden_sizes"},
+    "ParametricImageMLPVAE": {"n_z": "latent_size"},
     "ConvTask": {"hidden_units": "hidden_sizes"},
     "HaikuTask": {"transformed": "model"},
     "LinenTask": {"module": "model"},

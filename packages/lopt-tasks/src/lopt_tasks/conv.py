@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lopt_core import Datasets
-from lopt_core.validation import check_choice
+from lopt_core.validation import check_choice, check_positive_int
 from lopt_tasks import tfds_data
 from lopt_tasks._common import activation, check_sizes
 from lopt_tasks._network import ImageClassifier
@@ -17,10 +19,67 @@ from lopt_tasks._plugin import CATALOG
 from lopt_tasks.compat import with_old_spellings
 from lopt_tasks.digits import digits_datasets
 
+#: A conv layer's kernel size or stride: one int for both spatial dimensions, or a pair.
+Size2D = int | tuple[int, int]
+
+
+def _check_size_2d(value: Any, owner: str, argument: str) -> Size2D:
+    if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(
+                f"{owner}: {argument} must be a positive integer or a (height, width) pair of "
+                f"them, got {value!r}."
+            )
+        return tuple(check_positive_int(v, owner, f"{argument}[{i}]") for i, v in enumerate(value))
+    return check_positive_int(value, owner, argument)
+
+
+def conv_layers(
+    hidden_sizes: Sequence[int],
+    kernel_sizes: Sequence[Size2D] | None,
+    strides: Sequence[Size2D] | None,
+    owner: str,
+) -> tuple[tuple[int, ...], tuple[Size2D, ...], tuple[Size2D, ...]]:
+    """The checked `(hidden_sizes, kernel_sizes, strides)` of a convnet, one entry per layer.
+
+    `kernel_sizes=None` gives 3 for every layer and `strides=None` gives 2 for the first
+    layer and 1 for the others (the reference library's fixed convnets). An entry is an
+    int (both spatial dimensions) or a (height, width) pair.
+
+    Raises:
+      TypeError: a list is not a sequence.
+      ValueError: an entry is not a positive integer (or pair of them), or
+        `kernel_sizes` or `strides` has a different length from `hidden_sizes`.
+    """
+    sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+    n = len(sizes)
+    layout = {"kernel_sizes": (3,) * n, "strides": (2,) + (1,) * (n - 1) if n else ()}
+    for argument, values in (("kernel_sizes", kernel_sizes), ("strides", strides)):
+        if values is None:
+            continue
+        if isinstance(values, str) or not isinstance(values, Sequence | np.ndarray):
+            raise TypeError(
+                f"{owner}: {argument} must be a sequence with one entry per conv layer, "
+                f"such as {layout[argument] or (3,)}, got {values!r}."
+            )
+        if len(values) != n:
+            raise ValueError(
+                f"{owner}: {argument} has {len(values)} entries but hidden_sizes has {n} "
+                f"({sizes}); give one entry per conv layer, or None for the default "
+                f"{layout[argument]}."
+            )
+        layout[argument] = tuple(
+            _check_size_2d(v, owner, f"{argument}[{i}]") for i, v in enumerate(values)
+        )
+    return sizes, layout["kernel_sizes"], layout["strides"]
+
 
 @with_old_spellings
 class ConvTask(ImageClassifier):
-    """A convnet: 3x3 convolutions (the first with stride 2), pooling, a linear head.
+    """A convnet: convolutions ("SAME" padding; by default 3x3, the first with stride 2),
+    global pooling, a linear head.
+
+    A layer with stride s maps an H x W feature map to ceil(H / s) x ceil(W / s).
 
     With `norm="batch_norm"` the batch statistics are model state: use
     `init_with_state` and `loss_with_state`, which runs in training mode and returns
@@ -33,6 +92,13 @@ class ConvTask(ImageClassifier):
       norm: None, "batch_norm" or "layer_norm", applied after each activation.
       pool: "avg" or "max" global pooling.
       name: the task's name.
+      kernel_sizes: one kernel size per conv layer (an int or a (height, width) pair);
+        None gives 3 for every layer.
+      strides: one stride per conv layer (an int or a pair); None gives 2 for the first
+        layer and 1 for the others.
+
+    Raises:
+      ValueError: `kernel_sizes` or `strides` does not have one entry per conv layer.
     """
 
     def __init__(
@@ -43,9 +109,13 @@ class ConvTask(ImageClassifier):
         norm: str | None = None,
         pool: str = "avg",
         name: str | None = None,
+        kernel_sizes: Sequence[Size2D] | None = None,
+        strides: Sequence[Size2D] | None = None,
     ) -> None:
         owner = type(self).__name__
-        self.hidden_sizes = check_sizes(hidden_sizes, owner, "hidden_sizes")
+        self.hidden_sizes, self.kernel_sizes, self.strides = conv_layers(
+            hidden_sizes, kernel_sizes, strides, owner
+        )
         self.act_fn = activation(act_fn, owner)
         self.norm = check_choice(norm, owner, "norm", (None, "batch_norm", "layer_norm"))
         self.pool = check_choice(pool, owner, "pool", ("avg", "max"))
@@ -53,8 +123,8 @@ class ConvTask(ImageClassifier):
 
     def _network(self, images: jax.Array) -> jax.Array:
         x = images
-        for i, ch in enumerate(self.hidden_sizes):
-            x = self.act_fn(hk.Conv2D(ch, 3, stride=2 if i == 0 else 1)(x))
+        for ch, kernel, stride in zip(self.hidden_sizes, self.kernel_sizes, self.strides):
+            x = self.act_fn(hk.Conv2D(ch, kernel, stride=stride)(x))
             if self.norm == "batch_norm":
                 x = hk.BatchNorm(True, True, decay_rate=0.9)(x, is_training=True)
             elif self.norm == "layer_norm":
