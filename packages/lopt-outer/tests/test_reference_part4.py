@@ -7,11 +7,7 @@ resolve to `lopt_outer` modules, `tasks.base` to `lopt_core.tasks`,
 `optimizers.base` to `lopt_optimizers`, `learned_optimizers.base` to
 `lopt_learned`, the tasks to `lopt_tasks`). `outer_trainers.common`, which the
 notebook imports (twice) but never uses, has no public lopt_outer module; it is
-imported as `lopt_outer._common`. The notebook's
-`from ...gradient_learner import WorkerWeights, GradientEstimatorState,
-GradientEstimatorOut` takes `GradientEstimatorState` (the empty base of the
-estimators' states) from `lopt_outer._estimator`, where it is defined, until
-`lopt_outer.gradient_learner` re-exports it. The cells' displayed values
+imported as `lopt_outer._common`. The cells' displayed values
 (`gradient_estimator_state`, `out.grad`, the shape trees) are bound to names and
 the printed ones captured, so that the tests can check them. The notebook has no
 step counts to shorten (unrolls of 10 and 5 steps) and reads no dataset (a
@@ -43,8 +39,7 @@ from lopt_outer import truncation_schedule
 from lopt_outer import _common as common
 from lopt_outer import lopt_truncated_step
 from lopt_outer import truncated_step as truncated_step_mod
-from lopt_outer.gradient_learner import WorkerWeights, GradientEstimatorOut
-from lopt_outer._estimator import GradientEstimatorState
+from lopt_outer.gradient_learner import WorkerWeights, GradientEstimatorState, GradientEstimatorOut
 from lopt_outer import _common as common
 
 from lopt_tasks import quadratics

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "mixture_estimator": "mixture",
     # learners
     "AggregatedGradient": "gradient_learner",
+    "GradientEstimatorState": "gradient_learner",
     "GradientLearner": "gradient_learner",
     "GradientLearnerState": "gradient_learner",
     "SingleMachineGradientLearner": "gradient_learner",

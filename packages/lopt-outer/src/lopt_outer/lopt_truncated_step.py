@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import flax
@@ -93,8 +94,9 @@ class _LOptTruncatedStep(TruncatedStep):
 
     A subclass is a declared component that provides `task_family`, `learned_opt`,
     `trunc_sched`, `num_tasks`, `meta_loss_split`, `random_initial_iteration_offset`,
-    `outer_data_split`, `meta_loss_type` and `meta_loss_clip`, as fields or derived from its fields, and names in
-    `_kinds` the fields that must be instances of a lopt interface.
+    `outer_data_split`, `meta_loss_type`, `meta_loss_clip`, `meta_loss_with_aux_key`
+    and `family_name`, as fields or derived from its fields, and names in `_kinds`
+    the fields that must be instances of a lopt interface.
     """
 
     task_family: TaskFamily
@@ -105,6 +107,8 @@ class _LOptTruncatedStep(TruncatedStep):
     outer_data_split: str
     meta_loss_type: str
     meta_loss_clip: float | None
+    meta_loss_with_aux_key: str | None
+    family_name: str | None
     _kinds: tuple[tuple[str, type], ...] = ()
 
     def __post_init__(self) -> None:
@@ -131,6 +135,13 @@ class _LOptTruncatedStep(TruncatedStep):
             if isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip != clip:
                 raise TypeError(f"{owner}: meta_loss_clip must be a number or None, got {clip!r}.")
             set_field(self, "meta_loss_clip", float(clip))
+        for name in ("meta_loss_with_aux_key", "family_name"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                spelled = "task_name" if name == "family_name" else name
+                raise TypeError(
+                    f"{owner}: {spelled} must be a non-empty string or None, got {value!r}."
+                )
 
     @property
     def datasets(self) -> Datasets | None:  # type: ignore[override]
@@ -144,12 +155,12 @@ class _LOptTruncatedStep(TruncatedStep):
 
     # -- naming ---------------------------------------------------------------
     def task_name(self) -> str:
-        """The task family's name."""
-        return self.task_family.name
+        """`family_name` (the reference's `task_name=`) when given, else the task family's name."""
+        return self.family_name if self.family_name is not None else self.task_family.name
 
     def cfg_name(self) -> str:
-        """`<family>_<learned optimizer>`."""
-        return f"{self.task_family.name}_{self.learned_opt.name}"
+        """`<task_name()>_<learned optimizer>`."""
+        return f"{self.task_name()}_{self.learned_opt.name}"
 
     # -- init -----------------------------------------------------------------
     def outer_init(self, key: PRNGKey) -> MetaParams:
@@ -242,18 +253,55 @@ class _LOptTruncatedStep(TruncatedStep):
     def _train_one(
         self, theta: MetaParams, keys: PRNGKey, state: TruncatedUnrollState, data: Any
     ) -> tuple[Any, Any, jax.Array, jax.Array]:
-        """One training step of one task: `(opt_state, task_param, inner_step, loss)`."""
+        """One training step of one task: `(opt_state, task_param, inner_step, meta-loss)`.
+
+        The meta-loss is the loss before the update, or its aux value of
+        `meta_loss_with_aux_key`.
+        """
         opt = self.learned_opt.opt_fn(theta, is_training=True)
         k_loss, k_update = keys[_K_LOSS], keys[_K_UPDATE]
         task = self.task_family.task_fn(state.task_param)
         params, model_state = opt.get_params_state(state.inner_opt_state)
-        (loss, new_model_state), grads = jax.value_and_grad(task.loss_with_state, has_aux=True)(
-            params, model_state, k_loss, data
-        )
+        aux_key = self.meta_loss_with_aux_key
+        if aux_key is None:
+            (loss, new_model_state), grads = jax.value_and_grad(task.loss_with_state, has_aux=True)(
+                params, model_state, k_loss, data
+            )
+            meta = loss
+        else:
+
+            def loss_fn(p: Any, s: Any, k: PRNGKey, d: Any) -> tuple[Any, tuple[Any, Any]]:
+                loss, s, aux = task.loss_with_state_and_aux(p, s, k, d)
+                return loss, (s, aux)
+
+            (loss, (new_model_state, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, model_state, k_loss, data
+            )
+            meta = self._aux_value(aux)
         opt_state = opt.update(
             state.inner_opt_state, grads, loss=loss, model_state=new_model_state, key=k_update
         )
-        return opt_state, state.task_param, state.inner_step + 1, jnp.asarray(loss, jnp.float32)
+        return opt_state, state.task_param, state.inner_step + 1, jnp.asarray(meta, jnp.float32)
+
+    def _aux_value(self, aux: Any) -> jax.Array:
+        """`aux[meta_loss_with_aux_key]`, or a ValueError naming the keys the task has."""
+        key = self.meta_loss_with_aux_key
+        if not isinstance(aux, Mapping) or key not in aux:
+            found = sorted(map(str, aux)) if isinstance(aux, Mapping) else []
+            raise ValueError(
+                f"{type(self).__name__}: meta_loss_with_aux_key={key!r}, but the tasks of "
+                f"{self.task_family.name} return the aux values {found} "
+                "(Task.loss_and_aux / loss_with_state_and_aux). Pass one of those, or "
+                "meta_loss_with_aux_key=None to meta-train on the loss."
+            )
+        value = jnp.asarray(aux[key], jnp.float32)
+        if value.shape != ():
+            raise ValueError(
+                f"{type(self).__name__}: meta_loss_with_aux_key={key!r} names an aux value of "
+                f"shape {value.shape}; a meta-loss is a scalar per task. Pass the key of a "
+                "scalar aux value (or reduce it in the task's loss_and_aux)."
+            )
+        return value
 
     def _reset_one(
         self, theta: MetaParams, keys: PRNGKey, state: TruncatedUnrollState, override: Any
@@ -326,9 +374,11 @@ class _LOptTruncatedStep(TruncatedStep):
     ) -> jax.Array:
         opt = self.learned_opt.opt_fn(theta, is_training=True)
         params, model_state = opt.get_params_state(state.inner_opt_state)
-        loss, _ = self.task_family.task_fn(state.task_param).loss_with_state(
-            params, model_state, key, data
-        )
+        task = self.task_family.task_fn(state.task_param)
+        if self.meta_loss_with_aux_key is not None:
+            _, _, aux = task.loss_with_state_and_aux(params, model_state, key, data)
+            return self._aux_value(aux)
+        loss, _ = task.loss_with_state(params, model_state, key, data)
         return jnp.asarray(loss, jnp.float32)
 
     def _normalize(self, losses: jax.Array, task_params: Any) -> jax.Array:
@@ -348,7 +398,7 @@ class _LOptTruncatedStep(TruncatedStep):
     def _losses(
         self, theta: MetaParams, theta_axis: int | None, state: Any, keys: PRNGKey, data: Any
     ) -> jax.Array:
-        """The (unnormalised) loss of every task's current params on `data`."""
+        """The (unnormalised) loss (or aux value) of every task's current params on `data`."""
         return jax.vmap(self._loss_one, in_axes=(theta_axis, 0, 0, 0))(theta, state, keys, data)
 
     def unroll_step(
@@ -380,10 +430,12 @@ class _LOptTruncatedStep(TruncatedStep):
 
         Returns:
           The next state and a `TruncatedUnrollOut` with one entry per task; its
-          loss is normalised by the task's normalizer.
+          loss (the aux value, with `meta_loss_with_aux_key`) is normalised by the
+          task's normalizer.
 
         Raises:
-          ValueError: the state holds another number of tasks than the step trains.
+          ValueError: the state holds another number of tasks than the step trains,
+            or the tasks return no aux value of `meta_loss_with_aux_key`.
         """
         copies = 2 if antithetic else 1
         self._check_num_tasks(unroll_state, copies)
@@ -438,6 +490,10 @@ class _LOptTruncatedStep(TruncatedStep):
     ) -> jax.Array:
         """Normalised loss of every task's current params on `outer_data_split` data.
 
+        With `meta_loss_with_aux_key`, the aux value of that key instead, not
+        normalised (as the reference computes it; `unroll_step` passes its aux
+        values through the normalizer).
+
         Args:
           data: a batch per task from `get_outer_batch()`, or None to draw it from
             `key` inside jit.
@@ -453,9 +509,15 @@ class _LOptTruncatedStep(TruncatedStep):
         theta_axis = 0 if theta_is_vector else None
         keys = jax.random.split(k_loss, self.num_tasks)
         losses = self._losses(theta, theta_axis, unroll_state, keys, data)
+        if self.meta_loss_with_aux_key is not None:
+            return losses
         return self._normalize(losses, unroll_state.task_param)
 
 
+# `task_name=`, the reference's spelling, cannot be the field's name: `task_name()` is
+# the interface's method. (A reference name, not an older lopt one, so it is kept here
+# rather than in lopt_outer.compat's RENAMED.)
+@lopt_core.renamed_arguments(task_name="family_name")
 @lopt_core.declare
 class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
     """Inner-trains `num_tasks` samples of a task family with a learned optimizer, vectorised.
@@ -481,9 +543,20 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
       meta_loss_clip: None, or clip each per-step normalised loss to at most this
         value before it is averaged, so that a diverging task cannot dominate the
         meta-loss (as VeLO's meta-training clips exploding losses).
+      meta_loss_with_aux_key: None (meta-train on the loss), or the name of an aux
+        value of the tasks (`Task.loss_and_aux`; `FixedDimQuadraticFamilyData`'s
+        tasks have "l1" and "l2"): the meta-loss of every step is then that value
+        instead of the loss, at the params the loss is taken at (before the
+        update, or after it with `meta_loss_split`); the inner training still
+        follows the loss. A key the tasks do not return raises a ValueError
+        when the step is first traced.
+      family_name: the name `task_name()` returns and `cfg_name()` starts with,
+        labelling this step's metrics; None: the task family's name. Also
+        accepted as `task_name=`, the reference's spelling.
 
     Raises:
-      TypeError: a component of the wrong kind, or a meta_loss_clip that is not a number.
+      TypeError: a component of the wrong kind, a meta_loss_clip that is not a
+        number, or a meta_loss_with_aux_key or task_name that is not a string.
       ValueError: a bad split name or meta_loss_type, a non-positive `num_tasks` or a
         negative offset.
     """
@@ -498,6 +571,8 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
     outer_data_split: str = "train"
     meta_loss_type: str = "mean"
     meta_loss_clip: float | None = None
+    meta_loss_with_aux_key: str | None = None
+    family_name: str | None = None
 
     _kinds = (
         ("task_family", TaskFamily),
@@ -532,6 +607,8 @@ class SimpleVecLOptTruncatedStep(_LOptTruncatedStep):
     outer_data_split = "train"
     meta_loss_type = "mean"
     meta_loss_clip = None
+    meta_loss_with_aux_key = None
+    family_name = None
 
     _kinds = (("task", Task), ("learned_opt", LearnedOptimizer))
 

@@ -91,7 +91,9 @@ def fingerprint(learner: Any) -> dict[str, Any]:
     Returns:
       `{"learned_optimizer", "theta_opt", "estimators", "init_theta"}`: each
       component as `{"class", "config"}` (`lopt_core.component.describe`), and a
-      SHA-256 of the starting theta when one was given.
+      SHA-256 of the starting theta when one was given; plus, when the learner
+      sets them, `init_theta_from_path`, `init_outer_state_from_path`,
+      `reset_outer_iteration`, `init_seed` and `num_steps`.
     """
     gl = learner.gradient_learner
     init_theta = gl.init_theta
@@ -102,7 +104,23 @@ def fingerprint(learner: Any) -> dict[str, Any]:
             _describe(est, f"estimators[{i}]") for i, est in enumerate(learner.gradient_estimators)
         ],
         "init_theta": None if init_theta is None else _digest(init_theta),
+        # Only the options a run sets, so runs that set none keep their fingerprint.
+        **{
+            name: str(value) if isinstance(value, os.PathLike) else value
+            for name in _START_OPTIONS
+            if (value := getattr(gl, name, None)) not in (None, False)
+        },
     }
+
+
+#: The GradientLearner options that choose where meta-training starts.
+_START_OPTIONS = (
+    "init_theta_from_path",
+    "init_outer_state_from_path",
+    "reset_outer_iteration",
+    "init_seed",
+    "num_steps",
+)
 
 
 def _digest(tree: Any) -> str:
