@@ -41,6 +41,7 @@ import numpy as np
 
 import lopt_core
 from lopt_core import GradientEstimatorOut
+from lopt_core.summary import summary
 from lopt_core.typing import MetaParams, PRNGKey
 from lopt_core.validation import check_positive
 from lopt_outer._common import masked_mean, scale_per_task, set_field, tree_stack
@@ -285,6 +286,7 @@ class ESEstimator(UnrollEstimator):
     ) -> tuple[GradientEstimatorOut, dict[str, jax.Array]]:
         """The estimator's output and metrics from an `ESGradient`."""
         mean_loss, grad, delta, num_nonfinite = estimate
+        summary("delta_loss_sample", delta, aggregation="sample")  # recorded with_summary only
         out = GradientEstimatorOut(
             mean_loss=mean_loss, grad=grad, unroll_state=unroll_state, unroll_info=p_ys
         )

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 import lopt_core
-from lopt_core import GradientEstimator, GradientEstimatorOut, TruncatedStep, WorkerWeights
+from lopt_core import GradientEstimator, GradientEstimatorOut, TruncatedStep, WorkerWeights, summary
 from lopt_core.typing import PRNGKey
 from lopt_core.validation import check_positive_int
 from lopt_outer._common import (
@@ -37,6 +37,9 @@ from lopt_outer._common import (
     static_arg,
     strong,
 )
+
+#: Folded into an estimate's key to draw the "sample" summaries' elements.
+_SUMMARY_SAMPLE_SALT = 0x5A3
 
 
 @flax.struct.dataclass
@@ -53,25 +56,31 @@ def _init_jit(est: Any, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
     return from_static_arg(est)._init_state(theta, outer_state, key)
 
 
-@functools.partial(jit, static_argnums=0)
-def _whole_jit(est: Any, theta, key, state, datas, outer_state, extra) -> Any:
-    return from_static_arg(est)._whole(theta, key, state, datas, outer_state, extra)
+# The second static argument says whether the trace records `lopt_core.summary`
+# values, so the programs with and without summaries are compiled and cached apart.
+@functools.partial(jit, static_argnums=(0, 1))
+def _whole_jit(est: Any, rec: bool, theta, key, state, datas, outer_state, extra) -> Any:
+    with summary.recording(rec):
+        return from_static_arg(est)._whole(theta, key, state, datas, outer_state, extra)
 
 
-@functools.partial(jit, static_argnums=0)
-def _begin_jit(est: Any, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
-    return from_static_arg(est)._begin(theta, key, state, outer_state)
+@functools.partial(jit, static_argnums=(0, 1))
+def _begin_jit(est: Any, rec: bool, theta: Any, key: PRNGKey, state: Any, outer_state: Any) -> Any:
+    with summary.recording(rec):
+        return from_static_arg(est)._begin(theta, key, state, outer_state)
 
 
-@functools.partial(jit, static_argnums=0)
-def _chunk_jit(est: Any, carry: Any, key: PRNGKey, datas: Any, outer_state: Any) -> Any:
+@functools.partial(jit, static_argnums=(0, 1))
+def _chunk_jit(est: Any, rec: bool, carry: Any, key: PRNGKey, datas: Any, outer_state: Any) -> Any:
     est = from_static_arg(est)
-    return est._chunk(carry, key, datas, outer_state, est.steps_per_jit)
+    with summary.recording(rec):
+        return est._chunk(carry, key, datas, outer_state, est.steps_per_jit)
 
 
-@functools.partial(jit, static_argnums=0)
-def _end_jit(est: Any, theta, carry, ys, key, state, outer_state, extra) -> Any:
-    return from_static_arg(est)._end(theta, carry, ys, key, state, outer_state, extra)
+@functools.partial(jit, static_argnums=(0, 1))
+def _end_jit(est: Any, rec: bool, theta, carry, ys, key, state, outer_state, extra) -> Any:
+    with summary.recording(rec):
+        return from_static_arg(est)._end(theta, carry, ys, key, state, outer_state, extra)
 
 
 @lopt_core.declare
@@ -177,6 +186,7 @@ class UnrollEstimator(GradientEstimator):
         )
         _whole_jit.lower(
             static_arg(self),
+            False,
             abstract(worker_weights.theta),
             abstract(key),
             abstract(state),
@@ -200,23 +210,35 @@ class UnrollEstimator(GradientEstimator):
     ) -> tuple[GradientEstimatorOut, dict[str, Any]]:
         """One gradient estimate: one jitted call (or one per `steps_per_jit` chunk).
 
-        `with_summary` is accepted for API compatibility; metrics (scalar arrays)
-        are always returned.
+        The metrics (scalar arrays) are always returned. With `with_summary=True`
+        the estimate is traced with `lopt_core.summary` recording on (a program
+        compiled apart from the plain one), and the metrics also hold every
+        summary that the task, the learned optimizer and the estimator recorded,
+        aggregated, under `"<aggregation>||<name>"` keys.
         """
-        del with_summary
+        if not with_summary:
+            return self._estimate(worker_weights, key, state, False)
+        with summary.collecting() as collector:
+            out, metrics = jax.block_until_ready(self._estimate(worker_weights, key, state, True))
+        recorded = collector.metrics(jax.random.fold_in(key, _SUMMARY_SAMPLE_SALT))
+        return out, {**metrics, **recorded}
+
+    def _estimate(
+        self, worker_weights: WorkerWeights, key: PRNGKey, state: Any, rec: bool
+    ) -> tuple[GradientEstimatorOut, dict[str, Any]]:
         me = static_arg(self)
         theta, outer_state = worker_weights.theta, worker_weights.outer_state
         extra = self._extra_data()
         if not self._chunked:
             datas = self.truncated_step.get_batch(self.length)
-            return _whole_jit(me, theta, key, state, datas, outer_state, extra)
+            return _whole_jit(me, rec, theta, key, state, datas, outer_state, extra)
         k_begin, k_chunk, k_end = split_jit(key, 3)
-        carry = _begin_jit(me, theta, k_begin, state, outer_state)
+        carry = _begin_jit(me, rec, theta, k_begin, state, outer_state)
         ys_list = []
         for k in split_jit(k_chunk, self.length // self.steps_per_jit):
             datas = self.truncated_step.get_batch(self.steps_per_jit)
-            carry, ys = _chunk_jit(me, carry, k, datas, outer_state)
+            carry, ys = _chunk_jit(me, rec, carry, k, datas, outer_state)
             ys_list.append(ys)
         ys = jax.tree_util.tree_map(lambda *xs: jax.numpy.concatenate(xs), *ys_list)
-        out, metrics = _end_jit(me, theta, carry, ys, k_end, state, outer_state, extra)
+        out, metrics = _end_jit(me, rec, theta, carry, ys, k_end, state, outer_state, extra)
         return out.replace(unroll_state=match_dtypes(state, out.unroll_state)), metrics

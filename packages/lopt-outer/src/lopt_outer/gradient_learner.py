@@ -562,7 +562,9 @@ def gradient_worker_compute(
       gradient_estimators: the estimators.
       unroll_states: one worker state per estimator.
       key: random key.
-      with_metrics: passed to the estimators.
+      with_metrics: passed to the estimators as `with_summary`: their metrics
+        then also hold the `lopt_core.summary` values recorded in the estimate,
+        named `"<aggregation>||<estimator name>/<summary name>"`.
 
     Returns:
       A `WorkerComputeOut`: the averaged gradient and mean loss (non-finite values
@@ -589,7 +591,9 @@ def gradient_worker_compute(
         events.append(out.unroll_info)
         name = _cfg_name(est)
         for k_name, v in m.items():
-            metrics[f"{name}/{k_name}"] = v
+            # A summary's key keeps its aggregation in front: "mean||<name>/<summary>".
+            agg, sep, rest = k_name.rpartition("||")
+            metrics[f"{agg}{sep}{name}/{rest}"] = v
     if len(grads) == 1:
         mean_grad, mean_loss = grads[0], losses[0]
     else:

@@ -63,8 +63,9 @@ class InProcessBackend(Backend):
             start_state=state,
         ) as loop:
             while loop.running:
+                record = config.summaries and loop.logs(loop.step + 1)
                 state, loss, metrics = learner.update(
-                    state, run_layer.step_key(config.seed, loop.step)
+                    state, run_layer.step_key(config.seed, loop.step), with_metrics=record
                 )
                 loop.advance(state)
                 loop.report(state, loss, metrics)

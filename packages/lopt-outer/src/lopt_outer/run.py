@@ -113,6 +113,13 @@ class RunConfig:
       metric_writers: names of registered metric writers or writer objects; None
         uses every registered writer (JSON lines are always written).
       progress: show a progress bar with the meta-loss and steps/s.
+      summaries: also record the `lopt_core.summary` values that tasks, learned
+        optimizers and estimators emit (`compute_gradient_estimate(...,
+        with_summary=True)`), and log them with the metrics as
+        `<aggregation>||<estimator>/<name>` keys. In process they are recorded
+        on the logged steps only; on Ray, whose estimates arrive out of step
+        order, on every estimate. Off by default: recording adds host callbacks
+        to the compiled unroll.
 
     Raises:
       ValueError: a field is out of range; the message names it.
@@ -130,6 +137,7 @@ class RunConfig:
     override: tuple[str, ...] = ()
     metric_writers: tuple[Any, ...] | None = None
     progress: bool = True
+    summaries: bool = False
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -143,6 +151,7 @@ class RunConfig:
             "resume": bool(self.resume),
             "overwrite": bool(self.overwrite),
             "progress": bool(self.progress),
+            "summaries": bool(self.summaries),
         }
         if isinstance(self.override, (str, bytes)):
             raise TypeError(
@@ -764,6 +773,10 @@ class RunLoop:
             self.checkpoint(state)
         return self.step
 
+    def logs(self, step: int) -> bool:
+        """True when outer step `step` (counted from 1) is logged."""
+        return step % self.config.log_every == 0 or step == self.config.num_steps
+
     def report(
         self,
         state: Any,
@@ -779,7 +792,7 @@ class RunLoop:
         """
         step, config = self.step, self.config
         self._count_nonfinite(metrics)
-        if step % config.log_every == 0 or step == config.num_steps:
+        if self.logs(step):
             now = time.perf_counter()
             row = metrics_row(
                 metrics,

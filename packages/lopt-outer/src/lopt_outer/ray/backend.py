@@ -447,7 +447,7 @@ class RayRun:
     def _dispatch(self, slot: int, step: int) -> None:
         """Hands worker `slot` the next estimate, on the theta of update `step`."""
         k_worker, k_learner = estimate_keys(self.config.seed, self.estimates)
-        ref = self.workers[slot].compute.remote(self._weights_ref, k_worker, False)
+        ref = self.workers[slot].compute.remote(self._weights_ref, k_worker, self.config.summaries)
         self._in_flight[ref] = (slot, step, k_learner)
         self._handed_out_at[slot] = time.monotonic()
         self.estimates += 1
