@@ -61,6 +61,11 @@ def lopt_register_metric_writers(register: Register) -> None:
 
 
 @hookspec
+def lopt_register_suites(register: Register) -> None:
+    """Registers evaluation suites: factories returning a `lopt_core.Suite`."""
+
+
+@hookspec
 def lopt_register_commands(register: Register) -> None:
     """Registers `lopt` CLI subcommands.
 

@@ -29,6 +29,7 @@ from lopt_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # the registry itself never imports JAX
     from lopt_core.optimizers import LearnedOptimizer, Optimizer
+    from lopt_core.suites import Suite
     from lopt_core.tasks import Task, TaskFamily
 
 T = TypeVar("T")
@@ -44,6 +45,7 @@ KINDS: dict[str, str] = {
     "learned_optimizers": "lopt_register_learned_optimizers",
     "outer_trainers": "lopt_register_outer_trainers",
     "metric_writers": "lopt_register_metric_writers",
+    "suites": "lopt_register_suites",
     "commands": "lopt_register_commands",
 }
 
@@ -642,6 +644,7 @@ LEARNED_OPTIMIZERS: Kind[LearnedOptimizer] = Kind(
 )
 OUTER_TRAINERS: Kind[Any] = Kind("outer_trainers", "outer_trainer")
 METRIC_WRITERS: Kind[Any] = Kind("metric_writers", "metric_writer")
+SUITES: Kind[Suite] = Kind("suites", "suite", "lopt_core.suites:Suite")
 
 get_task = TASKS.get
 list_tasks = TASKS.list
@@ -655,6 +658,8 @@ get_outer_trainer = OUTER_TRAINERS.get
 list_outer_trainers = OUTER_TRAINERS.list
 get_metric_writer = METRIC_WRITERS.get
 list_metric_writers = METRIC_WRITERS.list
+get_suite = SUITES.get
+list_suites = SUITES.list
 
 
 class _CatalogHooks(abc.ABC):
@@ -687,6 +692,10 @@ class _CatalogHooks(abc.ABC):
     @hookimpl
     def lopt_register_metric_writers(self, register: Callable[..., None]) -> None:
         self._register("metric_writers", register)
+
+    @hookimpl
+    def lopt_register_suites(self, register: Callable[..., None]) -> None:
+        self._register("suites", register)
 
     @hookimpl
     def lopt_register_commands(self, register: Callable[..., None]) -> None:
@@ -761,6 +770,10 @@ class Catalog(_CatalogHooks):
     def metric_writer(self, name: str | None = None, description: str | None = None) -> Any:
         """Decorator: declares a metric writer class or factory."""
         return self._decorator("metric_writers", name, description)
+
+    def suite(self, name: str | None = None, description: str | None = None) -> Any:
+        """Decorator: declares an evaluation suite factory (returns a `lopt_core.Suite`)."""
+        return self._decorator("suites", name, description)
 
     def command(self, name: str, description: str | None = None) -> Any:
         """Decorator: declares a `lopt NAME` subcommand (a `setup(subparsers)` function)."""
