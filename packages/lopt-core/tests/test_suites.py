@@ -14,7 +14,7 @@ def test_a_suite_holds_its_tasks_kinds_and_settings():
     s = Suite("mini", "1.0", TASKS, horizons=(10, 20), seeds=2, description="two tasks")
     assert s.task_names == ("QuadraticTask", "ImageMLP_Digits8_Relu32")
     assert s.kinds == ("quadratic", "image_mlp")
-    assert (s.horizons, s.seeds, s.eval_every, s.eval_batches) == ((10, 20), 2, 100, 4)
+    assert (s.horizons, s.seeds, s.num_evals, s.eval_batches) == ((10, 20), 2, 20, 4)
     # lists become tuples, so equal suites hash equal
     assert (
         Suite("mini", "1.0", list(TASKS), horizons=[10, 20], seeds=2, description="two tasks") == s
@@ -47,7 +47,7 @@ def test_a_subset_keeps_name_and_version():
         ({"horizons": (0,)}, "horizons must be increasing positive integers"),
         ({"horizons": (10, 10)}, "horizons must be increasing positive integers"),
         ({"seeds": 0}, "seeds must be an integer >= 1"),
-        ({"eval_every": True}, "eval_every must be an integer >= 1"),
+        ({"num_evals": True}, "num_evals must be an integer >= 1"),
         ({"eval_batches": 0}, "eval_batches must be an integer >= 1"),
     ],
 )

@@ -57,8 +57,9 @@ class Suite:
       tasks: the `SuiteTask`s, each task name once.
       horizons: inner-step counts each optimizer is run for, increasing.
       seeds: seeds per task and horizon (seeds 0 .. seeds - 1).
-      eval_every: inner steps between evaluations of the validation and test
-        losses along a run (the last step is always evaluated).
+      num_evals: evaluations of the train, validation and test losses along a
+        run of each horizon, evenly spaced (step 0 and the last step included:
+        `num_evals + 1` points when it divides the horizon).
       eval_batches: batches averaged for each validation or test loss.
       description: one line for `lopt list suites`.
 
@@ -72,7 +73,7 @@ class Suite:
     tasks: tuple[SuiteTask, ...]
     horizons: tuple[int, ...] = (200, 1000, 5000)
     seeds: int = 3
-    eval_every: int = 100
+    num_evals: int = 20
     eval_batches: int = 4
     description: str = ""
 
@@ -98,7 +99,7 @@ class Suite:
             raise ValueError(
                 f"{owner}: horizons must be increasing positive integers, got {self.horizons!r}."
             )
-        for field, minimum in (("seeds", 1), ("eval_every", 1), ("eval_batches", 1)):
+        for field, minimum in (("seeds", 1), ("num_evals", 1), ("eval_batches", 1)):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ValueError(
@@ -145,7 +146,7 @@ class Suite:
             tasks,
             tuple(horizons) if horizons is not None else self.horizons,
             self.seeds if seeds is None else seeds,
-            self.eval_every,
+            self.num_evals,
             self.eval_batches,
             self.description,
         )
