@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import lopt_core
 from lopt_outer import (
+    bench_cli,
     cli,
     full_es,
     lopt_truncated_step,
@@ -56,3 +57,6 @@ CATALOG.command("meta-train", "meta-train a learned optimizer on a task family")
     cli.setup_meta_train
 )
 CATALOG.command("eval", "compare a (meta-trained) learned optimizer with Adam")(cli.setup_eval)
+CATALOG.command("bench", "score an optimizer on an evaluation suite against tuned baselines")(
+    bench_cli.setup_bench
+)

@@ -1097,7 +1097,7 @@ def _registered_class(name: str) -> type:
     return factory if isinstance(factory, type) else type(factory())
 
 
-def _eval_optimizer(args: argparse.Namespace) -> tuple[Any, Any]:
+def _eval_optimizer(args: argparse.Namespace, command: str = "eval") -> tuple[Any, Any]:
     """The learned optimizer and theta to evaluate: the --theta file's architecture, or
     --learned-optimizer (MLPLOpt by default) at its initial theta. One-line errors."""
     import lopt_core
@@ -1119,13 +1119,13 @@ def _eval_optimizer(args: argparse.Namespace) -> tuple[Any, Any]:
                 f"--theta {path}: reading the learned optimizer's architecture from the file "
                 "needs lopt-learned, which is not installed; pip install lopt-learned, or name "
                 "the architecture with --learned-optimizer.",
-                "eval",
+                command,
             )
-        return _load_theta_as(name, path)
+        return _load_theta_as(name, path, command)
     try:
         loaded = load_learned_optimizer(path)
     except lopt_core.CheckpointError as exc:
-        _fail(f"--theta {path}: {exc}", "eval")
+        _fail(f"--theta {path}: {exc}", command)
     if name is not None:
         want = _registered_class(name)
         got = type(loaded.lopt)
@@ -1135,12 +1135,12 @@ def _eval_optimizer(args: argparse.Namespace) -> tuple[Any, Any]:
                 f"--theta {path} holds a {got.__name__} theta, but --learned-optimizer is "
                 f"{named}; drop --learned-optimizer to evaluate the file's "
                 f"{got.__name__}, or pass the theta file of a {want.__name__}.",
-                "eval",
+                command,
             )
     return loaded.lopt, loaded.theta
 
 
-def _load_theta_as(name: str, path: Path) -> tuple[Any, Any]:
+def _load_theta_as(name: str, path: Path, command: str = "eval") -> tuple[Any, Any]:
     """Without lopt-learned: theta loaded into `name`'s default configuration, if it fits."""
     import jax
 
@@ -1151,19 +1151,19 @@ def _load_theta_as(name: str, path: Path) -> tuple[Any, Any]:
     try:
         recorded = (lopt_core.load_metadata(path).get("producer") or {}).get("class")
     except lopt_core.CheckpointError as exc:
-        _fail(f"--theta {path}: {exc}", "eval")
+        _fail(f"--theta {path}: {exc}", command)
     if recorded and recorded != f"{cls.__module__}:{cls.__qualname__}":
         _fail(
             f"--theta {path} holds a theta of {recorded}, but --learned-optimizer is {name} "
             f"({cls.__name__}); pass the theta file of a {cls.__name__}, or name its "
             "architecture with --learned-optimizer.",
-            "eval",
+            command,
         )
     like = lopt.init(jax.random.PRNGKey(0))
     try:
         return lopt, lopt_core.load(path, like=like).tree
     except lopt_core.CheckpointError as exc:
-        _fail(f"--theta {path}: {exc}", "eval")
+        _fail(f"--theta {path}: {exc}", command)
 
 
 def _check_eval(args: argparse.Namespace) -> None:
