@@ -3,7 +3,7 @@
 `run_baselines(suite)` trains every task of a `lopt_core.Suite` at each horizon
 with each baseline of `DEFAULT_BASELINES` (learning-rate sweeps of Adam, AdamW
 and SGD with momentum, a joint learning rate / weight decay / warm-up sweep of
-NAdamW, and the tuning-free optimizers at their defaults) over the suite's
+NAdamW) over the suite's
 seeds, and caches the curves as JSON, one file per task and baseline.
 `run_suite(suite, optimizer)` trains the candidate the same way and scores it
 against the tuned baselines (`score`).
@@ -133,10 +133,6 @@ DEFAULT_BASELINES: tuple[Baseline, ...] = (
         ),
     ),
     Baseline("SGDM", "SGDM", (("learning_rate", _log_grid(1e-3, 1.0, 7)),), (("momentum", 0.9),)),
-    Baseline("Prodigy", "Prodigy"),
-    Baseline("ScheduleFreeAdamW", "ScheduleFreeAdamW"),
-    Baseline("DoG", "DoG"),
-    Baseline("Mechanic", "Mechanic"),
 )
 
 
