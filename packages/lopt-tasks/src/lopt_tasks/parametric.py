@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import haiku as hk
@@ -537,21 +537,12 @@ def sample_image_conv(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> Im
 def sample_image_mlp_ae(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
     """Samples an MLP-autoencoder family structure like the reference's `sample_image_mlp_ae`.
 
-    Hidden width log-uniform in [8, 128], depth uniform in 0..4, image size
-    log-uniform in [4, 32], batch size log-uniform in [4, 512], dataset uniform over
-    `datasets` (only the embedded digits by default, which need no download).
+    The draws are `sample_image_mlp`'s (the reference's two samplers draw the same
+    ranges): hidden width log-uniform in [8, 128], depth uniform in 0..4, image
+    size log-uniform in [4, 32], batch size log-uniform in [4, 512], dataset
+    uniform over `datasets`; only the kind differs.
     """
-    names = check_names(datasets, IMAGE_DATASETS, "image datasets")
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    width = log_uniform_int(k1, 8, 128)
-    depth = choice(k2, range(5))
-    return ImageFamilyConfig(
-        "mlp_ae",
-        choice(k5, names),
-        log_uniform_int(k3, 4, 32),
-        log_uniform_int(k4, 4, 512),
-        (width,) * depth,
-    )
+    return replace(sample_image_mlp(key, datasets), kind="mlp_ae")
 
 
 def sample_image_mlp_vae(key: PRNGKey, datasets: Sequence[str] = ("digits",)) -> ImageFamilyConfig:
