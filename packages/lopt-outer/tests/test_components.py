@@ -288,7 +288,7 @@ def test_the_catalog_is_registered_and_exported():
     )
     assert entries["TruncatedPES"].description.startswith("PES: ES over truncations")
     assert {"jsonl"} <= set(CATALOG.names("metric_writers"))
-    assert CATALOG.names("commands") == ["meta-train", "eval"]
+    assert CATALOG.names("commands") == ["meta-train", "eval", "bench"]
     # Every component class is a public name of the package (the commands' setup
     # functions are not).
     for kind in ("outer_trainers", "metric_writers"):
