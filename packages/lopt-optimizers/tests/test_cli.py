@@ -17,7 +17,7 @@ def _ours() -> dict[str, lopt_core.Entry]:
 
 def _check_listing(out: str) -> None:
     ours = _ours()
-    assert len(ours) == 21  # 19 + Fromage and PiecewiseLinearAdam
+    assert len(ours) == 25  # 19 + Fromage and PiecewiseLinearAdam + the 4 tuning-free
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     for name, entry in ours.items():
         assert name in rows, name

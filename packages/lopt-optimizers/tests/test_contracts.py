@@ -43,20 +43,24 @@ EXPECTED = {
     "Adafactor",
     "Adam",
     "AdamW",
+    "DoG",
     "Fromage",
     "GradientAccumulator",
     "GradientClipOptimizer",
     "GraftedOptimizer",
     "Lamb",
     "Lars",
+    "Mechanic",
     "NAdamW",
     "OptaxOptimizer",
     "PiecewiseLinearAdam",
+    "Prodigy",
     "RAdam",
     "RMSProp",
     "SGD",
     "SGDM",
     "SM3",
+    "ScheduleFreeAdamW",
     "WeightDecayWrapper",
     "Yogi",
 }
@@ -89,6 +93,12 @@ SETTINGS = {
     "WeightDecayWrapper": ((0.1, 1e-3), (0.3, 0.1)),
     "GraftedOptimizer": ((0.1, 1e-3), (0.3, 0.25)),
     "GradientAccumulator": ((0.1, 1e-2), (0.3, 0.2)),
+    # Tuning-free: the learning rate multiplies the step size they estimate (1.0: untuned).
+    "Prodigy": ((1.0, 1e-3), (1.0, 0.2)),
+    "DoG": ((1.0, 0.15), (1.0, 0.25)),
+    "Mechanic": ((1.0, 1e-3), (1.0, 0.25)),
+    # Schedule-free AdamW's learning rate is Adam's; the loss is at the training point.
+    "ScheduleFreeAdamW": ((0.3, 1e-3), (1.0, 0.05)),
 }
 STEPS = 100
 

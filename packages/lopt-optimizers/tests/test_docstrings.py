@@ -7,12 +7,12 @@ import doctest
 import pytest
 
 import lopt_optimizers
-from lopt_optimizers import optax_optimizer, optimizers, schedules, to_optax, wrappers
+from lopt_optimizers import optax_optimizer, optimizers, schedules, to_optax, tuning_free, wrappers
 
 
 @pytest.mark.parametrize(
     "module",
-    [lopt_optimizers, optimizers, wrappers, optax_optimizer, to_optax, schedules],
+    [lopt_optimizers, optimizers, wrappers, optax_optimizer, to_optax, schedules, tuning_free],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

@@ -39,6 +39,7 @@ __getattr__, __dir__, __all__ = attach(
         "Interface": "interface",
         "LearnedOptimizer": "optimizers",
         "Optimizer": "optimizers",
+        "evaluation_point": "optimizers",
         "GradientEstimator": "outer",
         "GradientEstimatorOut": "outer",
         "OuterState": "outer",

@@ -16,6 +16,8 @@ class Optimizer(Interface):
     whatever the optimizer needs (momenta, iteration, ...). Subclasses implement
     `init` and `update`; `get_params`, `get_state` and `set_params` work on any
     state that has those fields (a flax dataclass, a NamedTuple, ...).
+    `eval_params` is where the model is evaluated: `get_params` unless the
+    optimizer (schedule-free ones) evaluates at another point.
 
     Attributes:
       needs_loss: True when `update` must be given the loss (read it through
@@ -65,6 +67,19 @@ class Optimizer(Interface):
         """`(get_params(opt_state), get_state(opt_state))`."""
         return self.get_params(opt_state), self.get_state(opt_state)
 
+    def eval_params(self, opt_state: OptState) -> Params:
+        """The parameters to evaluate the model at; `get_params(opt_state)` by default.
+
+        Schedule-free optimizers evaluate at a different point than they train
+        at (an average of the iterates rather than the point where gradients are
+        taken); they override this. Evaluation losses should be computed here.
+        """
+        return self.get_params(opt_state)
+
+    def eval_params_state(self, opt_state: OptState) -> tuple[Params, ModelState]:
+        """`(eval_params(opt_state), get_state(opt_state))`, for evaluation."""
+        return self.eval_params(opt_state), self.get_state(opt_state)
+
     def set_params(self, opt_state: OptState, params: Params) -> OptState:
         """A copy of `opt_state` holding `params` instead."""
         return opt_state.replace(params=params)
@@ -100,3 +115,15 @@ class LearnedOptimizer(Interface):
     def name(self) -> str:
         """A short name; the class name by default."""
         return getattr(self, "_name", None) or type(self).__name__
+
+
+def evaluation_point(opt: Any, opt_state: OptState) -> tuple[Params, ModelState]:
+    """`opt.eval_params_state(opt_state)`: the params and model state to evaluate at.
+
+    Optimizers written without subclassing `Optimizer` (duck-typed ones, which
+    lopt accepts) have no `eval_params_state`; they are evaluated at
+    `get_params_state`, where they train.
+    """
+    method = getattr(opt, "eval_params_state", None)
+    params, model_state = (method if callable(method) else opt.get_params_state)(opt_state)
+    return params, model_state

@@ -7,6 +7,9 @@ way and turns any lopt `Optimizer`, learned ones included, into an optax
 transform. `lopt_optimizers.schedules` holds the reference library's learning-rate
 schedules; an optimizer whose schedule depends on the training horizon needs
 `num_steps` at `init` (`needs_num_steps`), and `as_optax(opt, num_steps=N)` passes it.
+The tuning-free optimizers of `optax.contrib` (`TUNING_FREE`: Prodigy,
+ScheduleFreeAdamW, DoG, Mechanic) need no learning-rate search; evaluate models
+at `opt.eval_params(state)`, which for ScheduleFreeAdamW is not the training point.
 
 Example:
   >>> import jax.numpy as jnp
@@ -41,6 +44,7 @@ __getattr__, __dir__, __all__ = attach(
         "SGDM": "optimizers",
         "SM3": "optimizers",
         "Yogi": "optimizers",
+        "TUNING_FREE": "tuning_free",
         "as_optax": "to_optax",
         "needs_loss": "to_optax",
         "needs_num_steps": "to_optax",

@@ -86,6 +86,10 @@ class _Delegating(_Wrapping):
         """The wrapped optimizer's params."""
         return self.opt.get_params(opt_state)
 
+    def eval_params(self, opt_state: OptState) -> Params:
+        """The wrapped optimizer's evaluation params (its `eval_params`)."""
+        return lopt_core.evaluation_point(self.opt, opt_state)[0]
+
     def get_state(self, opt_state: OptState) -> ModelState:
         """The wrapped optimizer's model state."""
         return self.opt.get_state(opt_state)
@@ -392,6 +396,10 @@ class GradientAccumulator(_Wrapping):
     def get_params(self, opt_state: GradientAccumulatorState) -> Params:
         """The wrapped optimizer's params."""
         return self.opt.get_params(opt_state.inner_opt_state)
+
+    def eval_params(self, opt_state: GradientAccumulatorState) -> Params:
+        """The wrapped optimizer's evaluation params (its `eval_params`)."""
+        return lopt_core.evaluation_point(self.opt, opt_state.inner_opt_state)[0]
 
     def get_state(self, opt_state: GradientAccumulatorState) -> ModelState:
         """The latest model state given to `update` (or to `init`)."""

@@ -3,7 +3,8 @@
 `run_baselines(suite)` trains every task of a `lopt_core.Suite` at each horizon
 with each baseline of `DEFAULT_BASELINES` (learning-rate sweeps of Adam, AdamW
 and SGD with momentum, a joint learning rate / weight decay / warm-up sweep of
-NAdamW) over the suite's
+NAdamW, and the tuning-free Prodigy, ScheduleFreeAdamW, DoG and Mechanic at
+their defaults, one configuration each) over the suite's
 seeds, and caches the curves as JSON, one file per task and baseline.
 `run_suite(suite, optimizer)` trains the candidate the same way and scores it
 against the tuned baselines (`score`).
@@ -16,7 +17,8 @@ How a run is measured:
 - each horizon is its own run (an optimizer with a schedule over the horizon
   sees the horizon it is scored at); the train, validation (`outer_valid`) and
   test losses are evaluated `suite.num_evals + 1` times along it, each the mean
-  of `suite.eval_batches` batches;
+  of `suite.eval_batches` batches, at the optimizer's `eval_params` (for a
+  schedule-free optimizer, not the point it trains at);
 - tuning picks, per task and horizon, the configuration with the lowest final
   validation loss averaged over seeds (a non-finite one never wins); the scores
   report test losses;
@@ -133,6 +135,11 @@ DEFAULT_BASELINES: tuple[Baseline, ...] = (
         ),
     ),
     Baseline("SGDM", "SGDM", (("learning_rate", _log_grid(1e-3, 1.0, 7)),), (("momentum", 0.9),)),
+    # Tuning-free optimizers: one configuration each, their defaults.
+    Baseline("Prodigy", "Prodigy"),
+    Baseline("ScheduleFreeAdamW", "ScheduleFreeAdamW"),
+    Baseline("DoG", "DoG"),
+    Baseline("Mechanic", "Mechanic"),
 )
 
 
@@ -222,7 +229,8 @@ def run_curves(
     values = [jnp.asarray(np.asarray(grid[n], np.float32)) for n in names]
 
     def evaluate(opt: Optimizer, state: Any, key: jax.Array) -> jax.Array:
-        p, s = opt.get_params_state(state)
+        # The evaluation point (schedule-free optimizers train at another one).
+        p, s = lopt_core.evaluation_point(opt, state)
         losses = []
         for split, k in zip(SPLITS, jax.random.split(key, len(SPLITS))):
 

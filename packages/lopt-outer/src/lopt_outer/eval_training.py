@@ -27,6 +27,7 @@ from lopt_core import (
     PRNGKey,
     Task,
     TaskFamily,
+    evaluation_point,
 )
 from lopt_core.validation import check_positive_int
 from lopt_outer._common import host_batches, jit, strong
@@ -62,7 +63,8 @@ def _train_steps(
 
 
 def _eval_one(task: Task, opt: Optimizer, opt_state: Any, key: PRNGKey, data: Any):
-    p, s = opt.get_params_state(opt_state)
+    # The evaluation point, which schedule-free optimizers keep apart from the training one.
+    p, s = evaluation_point(opt, opt_state)
     loss, _, aux = task.loss_with_state_and_aux(p, s, key, data)
     return loss, task.normalizer(loss), aux
 
