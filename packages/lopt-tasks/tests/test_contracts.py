@@ -11,7 +11,7 @@ def _ours(kind):
 
 
 def test_the_entry_point_registers_exactly_the_catalog():
-    for kind in ("tasks", "task_families", "commands"):
+    for kind in ("tasks", "task_families", "commands", "suites"):
         registered = sorted(
             n for n, e in lopt_core.REGISTRY.entries(kind).items() if e.plugin == PLUGIN
         )
@@ -26,7 +26,7 @@ def test_the_entry_point_registers_exactly_the_catalog():
 
 def test_all_derives_from_the_catalog():
     declared = CATALOG.exported_names()
-    assert len(declared) == len(CATALOG.names("tasks")) + len(CATALOG.names("task_families"))
+    assert len(declared) == sum(len(CATALOG.names(k)) for k in ("tasks", "task_families", "suites"))
     assert set(declared) <= set(lopt_tasks.__all__)
     assert "Conv_Digits8_16x32" in declared and "LMRNNFamily_EmbeddedText" in declared
     for name in lopt_tasks.__all__:
