@@ -51,6 +51,7 @@ from jax import lax
 import lopt_core
 from lopt_core import Optimizer, Suite, Task
 from lopt_core.component import component
+from lopt_core.validation import check_positive_int
 from lopt_outer._common import jit
 from lopt_outer.eval_training import _train_steps
 
@@ -59,6 +60,7 @@ __all__ = [
     "SPLITS",
     "Baseline",
     "BaselineResult",
+    "SuiteEvaluation",
     "Curves",
     "load_baseline",
     "run_baselines",
@@ -666,3 +668,77 @@ def run_suite(
         "summary": summarize_scores(scores),
         "curves": curves_out,
     }
+
+
+@component
+class SuiteEvaluation:
+    """Continuous evaluation: score theta on a (small) suite every `every` outer steps.
+
+    Give it to `RunConfig(evaluation=...)`; the run loop calls it on every
+    `every`-th step and on the last, and writes its scores into that step's metrics
+    row, so every metric writer (JSONL, TensorBoard, ...) records them. The
+    baselines come from the cache in `cache_dir` (computed once and cached when
+    missing, unless `compute_missing` is False).
+
+    Attributes:
+      suite: a registered suite name or a `Suite` (use `Suite.subset` for a small one).
+      every: outer steps between evaluations.
+      cache_dir: the baseline cache (None: the one shipped with lopt-outer).
+      compute_missing: run and cache missing baselines (False: a missing one is
+        a FileNotFoundError naming the command that builds it).
+
+    Example:
+      >>> small = lopt_core.get_suite("offline").subset(("QuadraticTask",), (50,), 1)
+      >>> ev = SuiteEvaluation(small, every=100)
+    """
+
+    suite: Any
+    every: int = 100
+    cache_dir: str | None = None
+    compute_missing: bool = True
+
+    def __post_init__(self) -> None:
+        owner = "SuiteEvaluation"
+        if isinstance(self.suite, str):
+            object.__setattr__(self, "suite", lopt_core.get_suite(self.suite))
+        if not isinstance(self.suite, Suite):
+            raise TypeError(
+                f"{owner}: suite must be a registered suite name or a lopt_core.Suite, got "
+                f"{type(self.suite).__name__}; see `lopt list suites`."
+            )
+        object.__setattr__(self, "every", check_positive_int(self.every, owner, "every"))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", os.fspath(self.cache_dir))
+
+    def due(self, step: int, num_steps: int) -> bool:
+        """True when outer step `step` (counted from 1) is evaluated."""
+        return step % self.every == 0 or step == num_steps
+
+    def __call__(self, learned_optimizer: Any, theta: Any) -> dict[str, float]:
+        """The scores of `theta` as flat metrics named `suite/<suite>/...`.
+
+        Per horizon: `h<H>/win_fraction`, `h<H>/diverged_runs`, `h<H>/reached_adam`
+        and `h<H>/speedup_median` (NaN when no task reached tuned Adam's loss); per
+        task and horizon: `<task>/h<H>/final_test` and `<task>/h<H>/speedup`.
+        """
+        report = run_suite(
+            self.suite,
+            learned_optimizer=learned_optimizer,
+            theta=theta,
+            cache_dir=self.cache_dir,
+            compute_missing=self.compute_missing,
+        )
+        prefix = f"suite/{self.suite.name}"
+        out: dict[str, float] = {}
+        for h, s in report["summary"].items():
+            out[f"{prefix}/h{h}/win_fraction"] = float(s["win_fraction"])
+            out[f"{prefix}/h{h}/diverged_runs"] = float(s["diverged_runs"])
+            out[f"{prefix}/h{h}/reached_adam"] = float(s["reached_adam"])
+            med = s["speedup_median"]
+            out[f"{prefix}/h{h}/speedup_median"] = float("nan") if med is None else float(med)
+        for task, per in report["tasks"].items():
+            for h, s in per.items():
+                out[f"{prefix}/{task}/h{h}/final_test"] = float(s["final_test"])
+                sp = s["speedup"]
+                out[f"{prefix}/{task}/h{h}/speedup"] = float("nan") if sp is None else float(sp)
+        return out

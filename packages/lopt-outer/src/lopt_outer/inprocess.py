@@ -61,6 +61,7 @@ class InProcessBackend(Backend):
             callback,
             theta_of=learner.get_meta_params,
             start_state=state,
+            learned_optimizer=learner.gradient_learner.learned_optimizer,
         ) as loop:
             while loop.running:
                 record = config.summaries and loop.logs(loop.step + 1)

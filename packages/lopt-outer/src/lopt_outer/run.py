@@ -120,6 +120,11 @@ class RunConfig:
         on the logged steps only; on Ray, whose estimates arrive out of step
         order, on every estimate. Off by default: recording adds host callbacks
         to the compiled unroll.
+      evaluation: continuous evaluation, e.g. `lopt_outer.bench.SuiteEvaluation`:
+        anything with `due(step, num_steps)` and `__call__(learned_optimizer,
+        theta) -> {name: float}`. On due steps its scores join that step's
+        metrics row (the step is logged even off `log_every`), so every metric
+        writer records them.
 
     Raises:
       ValueError: a field is out of range; the message names it.
@@ -138,9 +143,17 @@ class RunConfig:
     metric_writers: tuple[Any, ...] | None = None
     progress: bool = True
     summaries: bool = False
+    evaluation: Any = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        ev = self.evaluation
+        if ev is not None and not (callable(ev) and callable(getattr(ev, "due", None))):
+            raise TypeError(
+                f"{owner}: evaluation must have due(step, num_steps) and be callable as "
+                f"evaluation(learned_optimizer, theta), like lopt_outer.bench.SuiteEvaluation; "
+                f"got {type(ev).__name__}."
+            )
         fields: dict[str, Any] = {
             "num_steps": check_positive_int(self.num_steps, owner, "num_steps", minimum=0),
             "seed": _check_seed(self.seed, owner),
@@ -688,6 +701,8 @@ class RunLoop:
       theta_of: `theta_of(state) -> theta`; with it and `start_state`, the
         summary says whether theta changed.
       start_state: the state the run starts from.
+      learned_optimizer: what theta parameterises; `config.evaluation` needs it
+        (and `theta_of`).
     """
 
     def __init__(
@@ -699,7 +714,14 @@ class RunLoop:
         *,
         theta_of: Callable[[Any], Any] | None = None,
         start_state: Any = None,
+        learned_optimizer: Any = None,
     ) -> None:
+        if config.evaluation is not None and (theta_of is None or learned_optimizer is None):
+            raise ValueError(
+                "RunLoop: RunConfig.evaluation needs the backend to pass theta_of= and "
+                "learned_optimizer=; this backend does not support continuous evaluation."
+            )
+        self._learned_optimizer = learned_optimizer
         self.config = config
         self.start = self.step = int(start)
         self.stopped_by = "num_steps"
@@ -792,8 +814,13 @@ class RunLoop:
         """
         step, config = self.step, self.config
         self._count_nonfinite(metrics)
-        if self.logs(step):
+        evaluates = config.evaluation is not None and config.evaluation.due(step, config.num_steps)
+        if self.logs(step) or evaluates:
             now = time.perf_counter()
+            if evaluates:
+                assert self._theta_of is not None  # checked in __init__
+                theta = self._theta_of(state)
+                extra = {**(extra or {}), **config.evaluation(self._learned_optimizer, theta)}
             row = metrics_row(
                 metrics,
                 meta_loss,
@@ -801,7 +828,8 @@ class RunLoop:
                 elapsed_s=now - self._t0,
                 extra=extra,
             )
-            self._last_t, self._last_step = now, step
+            # The next interval's steps/s leaves out the evaluation's time.
+            self._last_t, self._last_step = time.perf_counter(), step
             self.history.append({"step": step, **row})
             for w in self._writers:
                 w.write(step, row)

@@ -617,6 +617,7 @@ class RayRun:
             self.callback,
             theta_of=self.gradient_learner.get_meta_params,
             start_state=self.state,
+            learned_optimizer=self.gradient_learner.learned_optimizer,
         ) as loop:
             while loop.running:
                 ref = self._next_report()
