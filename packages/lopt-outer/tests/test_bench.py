@@ -257,3 +257,25 @@ def test_the_cli_builds_baselines_and_scores_an_optimizer(
             ]
         )
     assert "has no tasks ['Nope']" in capsys.readouterr().err
+
+
+def test_the_tfds_suite_runs_on_mock_data(tmp_path, monkeypatch):
+    from lopt_tasks.tfds_data import mock_tfds_data
+
+    monkeypatch.setenv("LOPT_DATA_DIR", str(tmp_path / "data"))
+    suite = lopt_core.get_suite("tfds")
+    small = suite.subset(
+        ("ImageMLP_FashionMnist8_Relu32", "RNNLM_lm1bbytes_Patch32_LSTM128_Embed64"), (6,), 1
+    )
+    assert (small.name, small.version) == ("tfds", suite.version)
+    with mock_tfds_data(num_examples=24):
+        report = bench.run_suite(small, SGD(0.05), baselines=BASELINES[:1], cache_dir=tmp_path)
+    assert list(report["tasks"]) == list(small.task_names)
+    for task, per in report["tasks"].items():
+        s = per["6"]
+        assert np.isfinite(s["final_test"]) and np.isfinite(s["adam_final_test"]), task
+        assert s["seeds"] == 1
+    assert sorted(p.name for p in (tmp_path / "tfds-1").iterdir()) == [
+        "ImageMLP_FashionMnist8_Relu32__Adam.json",
+        "RNNLM_lm1bbytes_Patch32_LSTM128_Embed64__Adam.json",
+    ]
