@@ -128,6 +128,7 @@ def test_baselines_are_cached_reused_and_tampered_files_recomputed(tmp_path, mon
         {"learning_rate": 3e-2},
     ]
     assert set(body["versions"]) >= {"jax", "lopt-outer"}
+    assert set(body["cost"]) == {"wall_s", "cpu_s"} and body["cost"]["wall_s"] > 0
 
     def refuse(*args):
         raise AssertionError("recomputed a cached baseline")

@@ -39,6 +39,7 @@ import itertools
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -322,10 +323,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _write_cache(path: Path, key: Mapping[str, Any], result: BaselineResult) -> None:
+def _write_cache(
+    path: Path,
+    key: Mapping[str, Any],
+    result: BaselineResult,
+    cost: Mapping[str, float] | None = None,
+) -> None:
     body = {
         **key,
         "versions": _versions(),
+        # What computing it took (wall and process CPU seconds, compiles included);
+        # benchmarks/suite_time.py sums it over a suite. Not part of the key.
+        "cost": dict(cost or {}),
         "configs": result.configs,
         "horizons": {
             str(h): {"xs": c.xs.tolist(), "loss": _json_floats(c.loss)}
@@ -480,8 +489,10 @@ def run_baselines(
                         progress(f"recomputing: {exc}")
             if progress:
                 progress(f"{t}: {b.name} ({len(b.configs)} configurations)")
+            wall, cpu = time.perf_counter(), time.process_time()
             result = run_baseline(suite, t, b)
-            _write_cache(path, key, result)
+            cost = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+            _write_cache(path, key, result, cost)
             out[t][b.name] = result
     return out
 
