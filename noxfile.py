@@ -85,12 +85,13 @@ def tests(session: nox.Session, package: str) -> None:
     """Runs one package's tests in an env holding only what it declares."""
     _install_package(session, package)
     # Two workers (one per core here), a test file per worker at a time, so the jit
-    # caches a file builds up stay in one process: about 0.7x the serial time.
+    # caches a file builds up stay in one process: about 0.7x the serial time. A slow
+    # file therefore sets the floor; --durations names the slowest tests in CI's log.
     session.install("pytest-xdist>=3.5", env=_ENV)
     path = PACKAGES[package]["path"]
     session.run(
         "pytest", str(path / "tests"), "-q", "-n", "2", "--dist", "loadfile",
-        *session.posargs, env=_ENV,
+        "--durations=10", *session.posargs, env=_ENV,
     )  # fmt: skip
 
 

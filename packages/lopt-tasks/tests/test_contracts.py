@@ -1,6 +1,6 @@
 import lopt_core
 import lopt_tasks
-from lopt_core.testing import check_task, check_task_family
+from lopt_core.testing import check_task
 from lopt_tasks import CATALOG
 
 PLUGIN = "lopt-tasks"
@@ -66,13 +66,6 @@ def test_every_registered_task_passes_check_task(mock_tfds):
     assert len(names) >= 20
     for name in names:
         check_task(lopt_core.get_task(name))
-
-
-def test_every_registered_family_passes_check_task_family(mock_tfds):
-    names = _ours("task_families")
-    assert len(names) >= 7
-    for name in names:
-        check_task_family(lopt_core.get_task_family(name))
 
 
 def test_registering_and_constructing_read_no_data(tmp_path, monkeypatch):
