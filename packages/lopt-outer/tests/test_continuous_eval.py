@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from outer_helpers import FixedQuadraticFamily, LearnableSGD
+from outer_helpers import FixedQuadraticFamily, LearnableSGD, refused_cli
 
 import lopt_core
 from lopt_core import Suite, SuiteTask
+from lopt_core.cli import main
 from lopt_optimizers import Adam
 from lopt_outer import (
     ConstantTruncationSchedule,
@@ -87,3 +88,38 @@ def test_bad_evaluations_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="lopt bench baselines --suite tiny_eval"):
         meta_train(_learner(), config)
     assert SuiteEvaluation("offline", every=3).suite.name == "offline"
+
+
+def _cli(out, *extra):
+    return [
+        "meta-train", "--task-family", "FixedDimQuadraticFamily", "--learned-optimizer",
+        "LearnableAdam", "--num-tasks", "2", "--trunc-length", "2", "--max-length", "10",
+        "--num-steps", "2", "--no-progress", "--output-dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_the_cli_evaluates_on_a_suite_subset(tmp_path, monkeypatch):
+    from lopt_outer import bench
+
+    monkeypatch.setattr(bench, "default_cache_dir", lambda: tmp_path / "cache")
+    flags = ["--eval-suite", "offline", "--eval-tasks", "QuadraticTask", "--eval-horizons", "10"]
+    assert main(_cli(tmp_path / "run", *flags, "--eval-every", "2")) == 0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2
+    assert rows[-1]["suite/offline/h10/win_fraction"] in (0.0, 1.0)
+    assert np.isfinite(rows[-1]["suite/offline/QuadraticTask/h10/final_test"])
+    assert (tmp_path / "cache" / "offline-1" / "QuadraticTask__Adam.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--eval-tasks", "QuadraticTask"], "--eval-tasks need --eval-suite NAME"),
+        (["--eval-suite", "nope"], "--eval-suite nope: no such suite; the suites are"),
+        (["--eval-suite", "offline", "--eval-tasks", "Nope"], "--eval-tasks: Suite 'offline' has"),
+        (["--eval-suite", "offline", "--eval-horizons", "a"], "--eval-horizons a: expected"),
+        (["--eval-suite", "offline", "--eval-horizons", "20,10"], "--eval-horizons: Suite"),
+    ],
+)
+def test_bad_eval_flags_are_one_line_naming_the_flag(tmp_path, capsys, monkeypatch, flags, message):
+    refused_cli(_cli(tmp_path / "run", *flags), capsys, monkeypatch, message)

@@ -439,6 +439,55 @@ def _ray_only_flags(args: argparse.Namespace) -> None:
         )
 
 
+def _evaluation(args: argparse.Namespace) -> Any:
+    """The `SuiteEvaluation` that --eval-suite and its flags describe, or None.
+
+    Raises:
+      ValueError: an --eval-* flag without --eval-suite, an unknown suite, or tasks
+        or horizons the suite cannot take (the message names the flag).
+    """
+    given = [
+        flag
+        for dest, flag in (("eval_tasks", "--eval-tasks"), ("eval_horizons", "--eval-horizons"))
+        if getattr(args, dest, None) is not None
+    ]
+    if args.eval_suite is None:
+        if given:
+            raise ValueError(f"{', '.join(given)} need --eval-suite NAME (`lopt list suites`).")
+        return None
+    import lopt_core
+    from lopt_outer.bench import SuiteEvaluation
+
+    if args.eval_suite not in lopt_core.list_suites():
+        raise ValueError(
+            f"--eval-suite {args.eval_suite}: no such suite; the suites are "
+            f"{', '.join(lopt_core.list_suites())}."
+        )
+    suite = lopt_core.get_suite(args.eval_suite)
+    tasks = None
+    if args.eval_tasks is not None:
+        tasks = tuple(t.strip() for t in args.eval_tasks.split(",") if t.strip())
+    horizons = None
+    if args.eval_horizons is not None:
+        try:
+            horizons = tuple(int(h) for h in args.eval_horizons.split(",") if h.strip())
+        except ValueError:
+            raise ValueError(
+                f"--eval-horizons {args.eval_horizons}: expected comma-separated integers "
+                "such as 200,1000."
+            ) from None
+    try:
+        suite = suite.subset(tasks, horizons=horizons)
+    except ValueError as exc:
+        flag = (
+            "--eval-tasks"
+            if tasks is not None and "has no tasks" in str(exc)
+            else "--eval-horizons"
+        )
+        raise ValueError(f"{flag}: {exc}") from None
+    return SuiteEvaluation(suite, every=args.eval_every)
+
+
 def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
     """The `RunConfig` and the backend that `lopt meta-train`'s `args` describe.
 
@@ -461,6 +510,7 @@ def build_run(args: argparse.Namespace) -> tuple[Any, Any]:
         overwrite=args.overwrite,
         override=override,
         progress=not args.no_progress,
+        evaluation=_evaluation(args),
     )
     options = {}
     if args.backend == "ray":
@@ -1058,6 +1108,33 @@ def setup_meta_train(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no progress bar and no progress messages (resuming, compiling) on stderr "
         "(default: show them)",
+    )
+    add(
+        "--eval-suite",
+        default=None,
+        metavar="NAME",
+        help="continuous evaluation: score theta on this suite (`lopt list suites`) every "
+        "--eval-every steps and at the end, against its cached tuned baselines; the scores "
+        "join the metrics rows (default: none)",
+    )
+    add(
+        "--eval-every",
+        type=_int_at_least(1, 100),
+        default=100,
+        metavar="N",
+        help="outer steps between evaluations on --eval-suite (default: 100)",
+    )
+    add(
+        "--eval-tasks",
+        default=None,
+        metavar="A,B",
+        help="only these tasks of --eval-suite (default: all of them)",
+    )
+    add(
+        "--eval-horizons",
+        default=None,
+        metavar="N,N",
+        help="other horizons than --eval-suite's, e.g. 200 (default: the suite's)",
     )
     add(
         "--backend",
