@@ -53,7 +53,8 @@ def _cost(args: argparse.Namespace) -> int:
         print(f"| {task} | {wall:.0f} | {cpu:.0f} |")
     print(f"| all | {total_wall:.0f} | {total_cpu:.0f} |")
     if missing:
-        print(f"\n{len(missing)} cache files missing or without a cost: {', '.join(missing)}")
+        tasks = sorted({m.split("__")[0] for m in missing}, key=suite.task_names.index)
+        print(f"\n{len(missing)} cache files missing or without a cost, for: {', '.join(tasks)}")
     return 0
 
 
@@ -65,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     argv += ["--output-dir", str(out), "--no-compute"]
     if args.cache_dir:
         argv += ["--cache-dir", args.cache_dir]
+    if args.tasks:
+        argv += ["--tasks", args.tasks]
     wall, cpu = time.perf_counter(), time.process_time()
     code = main(argv)
     cost = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--optimizer", required=True)
     run.add_argument("--output-dir", required=True)
     run.add_argument("--cache-dir", default=None)
+    run.add_argument("--tasks", default=None, help="only these tasks (A,B) of the suite")
     run.set_defaults(func=_run)
     args = parser.parse_args(argv)
     return args.func(args)
