@@ -1,4 +1,9 @@
 import os
+import sys
+from pathlib import Path
+
+# The shared test helpers (task_helpers.py) import under --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).parent))
 
 # The tests compile dozens of small programs and check behaviour, not speed: skipping
 # XLA's LLVM optimization passes cuts their compile time by about 3x on CPU.

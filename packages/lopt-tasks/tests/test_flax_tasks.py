@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from task_helpers import adam_train
 
 import lopt_core
 from lopt_core.testing import check_task
@@ -36,23 +37,11 @@ def test_the_linen_mlp_task_has_linen_parameters_and_logits():
 
 def test_adam_lowers_its_train_and_test_loss():
     task = lopt_core.get_task("FlaxLinenMLP_Digits8_32x32")
-    ds, opt = task.datasets, optax.adam(3e-3)
-
-    @jax.jit
-    def train(params, key):
-        def step(carry, k):
-            p, s = carry
-            k1, k2 = jax.random.split(k)
-            loss, g = jax.value_and_grad(task.loss)(p, k2, ds.sample("train", k1))
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        return jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, 200))
-
+    ds = task.datasets
     params = task.init(jax.random.PRNGKey(0))
     test = ds.sample("test", jax.random.PRNGKey(5))
     before = float(task.loss(params, jax.random.PRNGKey(0), test))
-    (trained, _), losses = train(params, jax.random.PRNGKey(1))
+    trained, losses = adam_train(task, params, jax.random.PRNGKey(1), 200, 3e-3)
     assert float(losses[-10:].mean()) < 0.3 < float(losses[0])
     assert float(task.loss(trained, jax.random.PRNGKey(0), test)) < before / 4
     assert isinstance(LinenMLP((4,), 2), nn.Module)

@@ -4,8 +4,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
+from task_helpers import adam_train
 
 import lopt_core
 from lopt_tasks import CATALOG
@@ -89,21 +89,8 @@ def test_irnn_task_inits_identity_recurrence():
 def test_adam_lowers_the_loss_on_the_embedded_text(core):
     ds = embedded_text_datasets(8, 16)
     task = RNNLanguageModelTask(ds, 16, 32, core=core)
-    opt = optax.adam(1e-2)
     params = task.init(jax.random.PRNGKey(0))
-
-    @jax.jit
-    def train(params, key):
-        def step(carry, k):
-            p, s = carry
-            k1, k2 = jax.random.split(k)
-            loss, g = jax.value_and_grad(task.loss)(p, k2, ds.sample("train", k1))
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        return jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, 30))
-
-    _, losses = train(params, jax.random.PRNGKey(1))
+    _, losses = adam_train(task, params, jax.random.PRNGKey(1), 30, 1e-2)
     assert np.all(np.isfinite(losses))
     assert float(losses[-5:].mean()) < float(losses[:5].mean()) - 1.0
 

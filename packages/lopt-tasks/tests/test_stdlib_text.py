@@ -4,8 +4,8 @@ import zlib
 
 import jax
 import numpy as np
-import optax
 import pytest
+from task_helpers import adam_train
 
 import lopt_core
 from lopt_tasks.stdlib_text import (
@@ -64,18 +64,6 @@ def test_datasets_are_lazy_keyed_and_pickle():
 def test_an_lstm_learns_code_that_generalises_to_held_out_files():
     task = lopt_core.get_task("LSTMLM_PyStdlib_Embed32_LSTM64")
     ds = task.datasets
-    opt = optax.adam(1e-2)
-
-    @jax.jit
-    def train(params, key):
-        def step(carry, k):
-            p, s = carry
-            k1, k2 = jax.random.split(k)
-            loss, g = jax.value_and_grad(task.loss)(p, k2, ds.sample("train", k1))
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), loss
-
-        return jax.lax.scan(step, (params, opt.init(params)), jax.random.split(key, 100))
 
     def valid_loss(params):
         keys = jax.random.split(jax.random.PRNGKey(9), 4)
@@ -83,7 +71,7 @@ def test_an_lstm_learns_code_that_generalises_to_held_out_files():
 
     params = task.init(jax.random.PRNGKey(0))
     before = valid_loss(params)
-    (trained, _), losses = train(params, jax.random.PRNGKey(1))
+    trained, losses = adam_train(task, params, jax.random.PRNGKey(1), 100, 1e-2)
     assert before == pytest.approx(np.log(256), rel=0.05)
     assert float(losses[-10:].mean()) < float(losses[0]) - 2.5
     # Held-out files, not held-out bytes of the same files: the drop is generalisation.

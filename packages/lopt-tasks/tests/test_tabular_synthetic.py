@@ -6,6 +6,7 @@ import numpy as np
 import optax
 import pytest
 import sklearn.datasets
+from task_helpers import adam_train
 
 from lopt_core import SPLITS
 from lopt_core.testing import check_task
@@ -150,20 +151,7 @@ def test_named_tabular_tasks_pass_check_task(task_name):
 
 
 def _adam_steps(task, params, num_steps):
-    opt = optax.adam(1e-2)
-
-    @jax.jit
-    def train(p, key):
-        def step(carry, k):
-            p, s = carry
-            g = jax.grad(task.loss)(p, k, task.datasets.train.sample(k))
-            u, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, u), s), None
-
-        (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), jax.random.split(key, num_steps))
-        return p
-
-    return train(params, jax.random.PRNGKey(1))
+    return adam_train(task, params, jax.random.PRNGKey(1), num_steps, 1e-2)[0]
 
 
 @pytest.mark.parametrize("task_name", list(TASKS))
