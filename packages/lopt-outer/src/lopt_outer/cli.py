@@ -457,6 +457,7 @@ def _evaluation(args: argparse.Namespace) -> Any:
         return None
     import lopt_core
     from lopt_outer.bench import SuiteEvaluation
+    from lopt_outer.bench_cli import _ints, _names
 
     if args.eval_suite not in lopt_core.list_suites():
         raise ValueError(
@@ -464,27 +465,22 @@ def _evaluation(args: argparse.Namespace) -> Any:
             f"{', '.join(lopt_core.list_suites())}."
         )
     suite = lopt_core.get_suite(args.eval_suite)
-    tasks = None
-    if args.eval_tasks is not None:
-        tasks = tuple(t.strip() for t in args.eval_tasks.split(",") if t.strip())
-    horizons = None
-    if args.eval_horizons is not None:
+    # The comma lists parse as `lopt bench`'s --tasks and --horizons do.
+    for dest, flag, parse, field in (
+        ("eval_tasks", "--eval-tasks", _names, "task_names"),
+        ("eval_horizons", "--eval-horizons", _ints, "horizons"),
+    ):
+        text = getattr(args, dest)
+        if text is None:
+            continue
         try:
-            horizons = tuple(int(h) for h in args.eval_horizons.split(",") if h.strip())
-        except ValueError:
-            raise ValueError(
-                f"--eval-horizons {args.eval_horizons}: expected comma-separated integers "
-                "such as 200,1000."
-            ) from None
-    try:
-        suite = suite.subset(tasks, horizons=horizons)
-    except ValueError as exc:
-        flag = (
-            "--eval-tasks"
-            if tasks is not None and "has no tasks" in str(exc)
-            else "--eval-horizons"
-        )
-        raise ValueError(f"{flag}: {exc}") from None
+            values = parse(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{flag} {text}: {exc}.") from None
+        try:
+            suite = suite.subset(**{field: values})
+        except ValueError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
     return SuiteEvaluation(suite, every=args.eval_every)
 
 
