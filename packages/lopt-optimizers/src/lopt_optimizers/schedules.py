@@ -29,6 +29,7 @@ to this module, and its `optax_opts.piecewise_linear(times, vals)` to
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
@@ -56,7 +57,7 @@ def _f32(x: Any) -> jnp.ndarray:
     return jnp.asarray(x, dtype=jnp.float32)
 
 
-class ScalarSchedule:
+class ScalarSchedule(abc.ABC):
     """Base of the schedules here: `schedule(step, max_steps=None) -> value`.
 
     Attributes:
@@ -66,8 +67,9 @@ class ScalarSchedule:
 
     needs_num_steps: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def __call__(self, step: Any, max_steps: Any = None) -> jnp.ndarray:
-        raise NotImplementedError
+        """The value at `step` (of `max_steps`, for those that need it)."""
 
 
 def needs_num_steps(value: Any) -> bool:
