@@ -126,10 +126,6 @@ class Prodigy(_OptaxFunction):
         )
 
 
-def _check_warmup_steps(value: Any, owner: str, argument: str) -> int:
-    return check_positive_int(value, owner, argument)
-
-
 @CATALOG.optimizer("ScheduleFreeAdamW", "Schedule-free AdamW: evaluate at eval_params.")
 @lopt_core.declare
 class ScheduleFreeAdamW(_OptaxFunction):
@@ -167,7 +163,7 @@ class ScheduleFreeAdamW(_OptaxFunction):
     weight_lr_power: float = 2.0
 
     checks = {
-        "warmup_steps": _check_warmup_steps,
+        "warmup_steps": check_positive_int,
         "b1": _check_open_unit,
         "b2": check_unit_interval,
         "eps": check_nonnegative,
