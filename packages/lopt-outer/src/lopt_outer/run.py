@@ -796,8 +796,14 @@ class RunLoop:
         return self.step
 
     def logs(self, step: int) -> bool:
-        """True when outer step `step` (counted from 1) is logged."""
-        return step % self.config.log_every == 0 or step == self.config.num_steps
+        """True when outer step `step` (counted from 1) is logged: every `log_every`-th,
+        the last, and every step `config.evaluation` is due on."""
+        config = self.config
+        return step % config.log_every == 0 or step == config.num_steps or self._evaluates(step)
+
+    def _evaluates(self, step: int) -> bool:
+        ev = self.config.evaluation
+        return ev is not None and ev.due(step, self.config.num_steps)
 
     def report(
         self,
@@ -814,10 +820,9 @@ class RunLoop:
         """
         step, config = self.step, self.config
         self._count_nonfinite(metrics)
-        evaluates = config.evaluation is not None and config.evaluation.due(step, config.num_steps)
-        if self.logs(step) or evaluates:
+        if self.logs(step):
             now = time.perf_counter()
-            if evaluates:
+            if self._evaluates(step):
                 assert self._theta_of is not None  # checked in __init__
                 theta = self._theta_of(state)
                 extra = {**(extra or {}), **config.evaluation(self._learned_optimizer, theta)}
