@@ -32,6 +32,9 @@ __getattr__, __dir__, __all__ = attach(
         "Datasets": "datasets",
         "dataset_lru_cache": "datasets",
         "dataset_lru_cache_clear": "datasets",
+        "array_splits": "datasets",
+        "bind_arrays": "datasets",
+        "jit_with_data": "datasets",
         # hooks
         "hookimpl": "hookspecs",
         "hookspec": "hookspecs",

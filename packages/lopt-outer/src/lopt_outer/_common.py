@@ -9,11 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import lopt_core
 from lopt_core.typing import PRNGKey
 
 # XLA:CPU's default backend level (3) spends most of a meta-training step's compile
 # time in LLVM; level 1 measured ~1.8x less compile time (7.3 s -> 4.1 s CPU for the
-# W5 PES step) and no slower steps on the learned-optimizer workloads here.
+# W5 PES step) and no slower steps on the learned-optimizer workloads here. The
+# option is XLA:CPU's trade only: on a GPU or TPU backend lopt passes no compiler
+# options, so the generated code is XLA's default there (see `compiler_options`).
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
@@ -22,18 +25,38 @@ COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 ONCE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-class _JitWithOptions:
-    """`jax.jit` with compiler options at top level, a plain `jax.jit` inside other traces.
+def compiler_options(options: dict[str, Any], backend: str) -> dict[str, Any] | None:
+    """The compiler options lopt passes on `backend`: `options` on "cpu", none elsewhere."""
+    return dict(options) if backend == "cpu" else None
 
-    JAX accepts compiler options only on a top-level jit; called under another
-    transformation (a user's `jax.jit`, `jax.eval_shape`, ...) the function is
-    traced by a plain jit instead, so it still composes.
+
+class _JitWithOptions:
+    """lopt's jit: data as arguments, compiler options on CPU at top level, composable.
+
+    It is `lopt_core.jit_with_data` (the in-memory splits the function reads are
+    passed as arguments, so programs hold no data). JAX accepts compiler options
+    only on a top-level jit, and they are XLA:CPU's (`compiler_options`); called
+    under another transformation (a user's `jax.jit`, `jax.eval_shape`, ...) the
+    function is traced by a plain jit instead, so it still composes.
     """
 
     def __init__(self, fun: Any, options: dict[str, Any], **kwargs: Any) -> None:
-        self._fast = jax.jit(fun, compiler_options=options, **kwargs)
-        self._plain = jax.jit(fun, **kwargs)
+        self._fun, self._options, self._kwargs = fun, options, kwargs
+        self._plain = lopt_core.jit_with_data(fun, **kwargs)
+        self._top: Any = None
         functools.update_wrapper(self, fun)
+
+    @property
+    def _fast(self) -> Any:
+        # Built on first use: asking for the backend at import would start JAX's backend.
+        if self._top is None:
+            options = compiler_options(self._options, jax.default_backend())
+            self._top = (
+                self._plain
+                if options is None
+                else lopt_core.jit_with_data(self._fun, compiler_options=options, **self._kwargs)
+            )
+        return self._top
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         leaves = jax.tree_util.tree_leaves((args, kwargs))
@@ -46,7 +69,7 @@ class _JitWithOptions:
         return self._fast.lower(*args, **kwargs)
 
     def _cache_size(self) -> int:
-        return self._fast._cache_size()
+        return int(self._fast._cache_size())
 
 
 class _ByIdentity:

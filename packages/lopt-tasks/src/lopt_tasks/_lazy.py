@@ -55,10 +55,9 @@ class LazyArraySplit(ArraySplit):
         self._unloaded()
 
     def _unloaded(self) -> None:
-        """The state that is never pickled: no arrays yet, a fresh lock and jitted `next()`."""
+        """The state that is never pickled: no arrays yet and a fresh lock."""
         self._loaded: ArraySplit | None = None
         self._lock = threading.Lock()
-        self._sample_jit = jax.jit(self.sample)
 
     def __getstate__(self) -> dict[str, Any]:
         """The loader and the configuration only: the copy reads the arrays itself."""
@@ -85,6 +84,10 @@ class LazyArraySplit(ArraySplit):
                         self._loader(), self.batch_size, transform=self.transform
                     )
             return self._loaded
+
+    def array_owner(self) -> ArraySplit:
+        """The loaded split (read on first use): `sample` and `next()` read its arrays."""
+        return self._materialize()
 
     @property
     def loaded(self) -> bool:
