@@ -59,9 +59,14 @@ def _local_closure(reqs: list[str]) -> tuple[list[str], list[str]]:
         req = todo.pop()
         name = _name(req)
         if name in PACKAGES:
+            project = PACKAGES[name]["data"]["project"]
+            # A local package's extras (`lopt-tasks[streaming]`): their requirements.
+            for extra in re.findall(r"\[([^\]]*)\]", req.split(";")[0])[:1]:
+                for one in extra.split(","):
+                    todo.extend(project.get("optional-dependencies", {})[one.strip()])
             if name not in local:
                 local[name] = PACKAGES[name]["path"]
-                todo.extend(PACKAGES[name]["data"]["project"].get("dependencies", []))
+                todo.extend(project.get("dependencies", []))
         else:
             external.append(req)
     return [str(p) for p in local.values()], external

@@ -35,6 +35,8 @@ __getattr__, __dir__, __all__ = attach(
         "array_splits": "datasets",
         "bind_arrays": "datasets",
         "jit_with_data": "datasets",
+        "iterator_states": "data_state",
+        "restore_iterator_states": "data_state",
         # hooks
         "hookimpl": "hookspecs",
         "hookspec": "hookspecs",

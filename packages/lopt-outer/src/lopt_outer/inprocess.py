@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 
@@ -24,8 +24,9 @@ class InProcessBackend(Backend):
     the meta-optimizer, every inner-training state) is checkpointed to
     `<output_dir>/checkpoint.lopt`. A killed run started again with the same
     config resumes from its last checkpoint and ends with bit-identical theta to a
-    run never interrupted (for keyed datasets; plain Python iterators cannot be
-    rewound).
+    run never interrupted, for keyed datasets and for streamed splits that report
+    their position (`get_state`/`set_state`, e.g. `lopt_tasks.streaming.GrainSplit`),
+    which the checkpoint records; other plain Python iterators cannot be rewound.
 
     Example:
       >>> result = meta_train(learner, RunConfig(num_steps=100), InProcessBackend())
@@ -54,10 +55,14 @@ class InProcessBackend(Backend):
                 saved.restored_worker_states(0, state.gradient_estimator_states),
             )
             start = saved.step
+            saved.restore_data_state(learner)  # after init, which may read batches
+        # The streamed splits' positions after the last completed step: what a
+        # checkpoint of that step records, also when a signal stops the next one.
+        positions = {"latest": lopt_core.iterator_states(learner)}
         with run_layer.RunLoop(
             config,
             start,
-            functools.partial(_save, learner, config),
+            functools.partial(_save, learner, config, positions),
             callback,
             theta_of=learner.get_meta_params,
             start_state=state,
@@ -68,14 +73,22 @@ class InProcessBackend(Backend):
                 state, loss, metrics = learner.update(
                     state, run_layer.step_key(config.seed, loop.step), with_metrics=record
                 )
+                positions["latest"] = lopt_core.iterator_states(learner)
                 loop.advance(state)
                 loop.report(state, loss, metrics)
             loop.finish(state)
         return MetaTrainResult(state=state, theta=learner.get_meta_params(state), **loop.summary())
 
 
-def _save(learner: Learner, config: RunConfig, state: SingleMachineState, step: int) -> Path:
-    """Writes the in-process checkpoint of `state`, a `SingleMachineState`."""
+def _save(
+    learner: Learner,
+    config: RunConfig,
+    positions: dict[str, Any],
+    state: SingleMachineState,
+    step: int,
+) -> Path:
+    """Writes the in-process checkpoint of `state`, a `SingleMachineState`, and the data
+    positions after the step that made it (`positions["latest"]`)."""
     return run_layer.save_checkpoint(
         config,
         run_layer.CHECKPOINT_NAME,
@@ -83,4 +96,5 @@ def _save(learner: Learner, config: RunConfig, state: SingleMachineState, step: 
         {"0": state.gradient_estimator_states},
         run_layer.RunCounters(step, step),
         producer=learner.gradient_learner.meta_init,
+        data_state=positions["latest"],
     )

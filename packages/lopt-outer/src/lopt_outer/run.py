@@ -44,6 +44,7 @@ from flax import serialization
 
 import lopt_core
 from lopt_core import MetaParams, PRNGKey, checkpoint
+from lopt_core.data_state import restore_iterator_states, stateful_splits
 from lopt_core.registry import UnknownComponentError
 from lopt_core.tree_utils import first_difference
 from lopt_core.validation import check_nonnegative, check_positive_int
@@ -329,12 +330,16 @@ class SavedRun:
       learner_state: the `GradientLearnerState` as a raw state dict (see `restore`).
       worker_states: the estimator states of each worker slot ("0", "1", ...), raw.
       counters: the run's counters at the checkpoint.
+      data_state: the positions of the learner's stateful (streamed) splits,
+        `lopt_core.iterator_states(learner)` at the checkpoint; None when the
+        checkpoint records none (see `restore_data_state`).
     """
 
     path: Path
     learner_state: Any
     worker_states: dict[str, Any]
     counters: RunCounters
+    data_state: Any = None
 
     @property
     def step(self) -> int:
@@ -352,6 +357,31 @@ class SavedRun:
         raw = self.worker_states[str(slot)]
         return jax.tree_util.tree_map(jax.numpy.asarray, restore(template, raw, "worker states"))
 
+    def restore_data_state(self, learner: Any) -> None:
+        """Puts the learner's streamed splits back where they were at the checkpoint.
+
+        Call it after `learner.init` (which may read batches). Splits drawn from
+        keys have no position and are left alone; a checkpoint that records no
+        positions (written before they were recorded) leaves streamed splits where
+        they are, with a warning that the resume is not exact.
+
+        Raises:
+          CheckpointError: the recorded positions are malformed or name other splits.
+        """
+        if self.data_state is None:
+            if stateful_splits(learner):
+                warnings.warn(
+                    f"{self.path} records no positions of the streamed data splits; they "
+                    "continue from where they are, so this resume is not bit-identical.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return
+        try:
+            restore_iterator_states(learner, self.data_state)
+        except (ValueError, TypeError) as exc:
+            raise checkpoint.CheckpointError(f"{self.path}: {exc}") from None
+
 
 def save_checkpoint(
     config: RunConfig,
@@ -361,6 +391,7 @@ def save_checkpoint(
     counters: RunCounters,
     producer: Any,
     num_workers: int = 1,
+    data_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes a run checkpoint atomically to `<output_dir>/<name>`.
 
@@ -376,6 +407,9 @@ def save_checkpoint(
       counters: the run's counters.
       producer: what made theta (the learned optimizer), recorded as provenance.
       num_workers: the Ray backend's worker count (recorded in its checkpoint).
+      data_state: the positions of the streamed splits
+        (`lopt_core.iterator_states(learner)`), recorded as JSON in the metadata
+        under "data_state" when not empty.
 
     Returns:
       The path written.
@@ -387,6 +421,8 @@ def save_checkpoint(
         "seed": config.seed,
         "num_steps": config.num_steps,
     }
+    if data_state:
+        meta["data_state"] = dict(data_state)
     if name == CHECKPOINT_NAME:
         # The fields of SingleMachineState, so `lopt_core.load(path, like=state)` works.
         tree: Any = {
@@ -453,13 +489,17 @@ def _read_checkpoint(path: Path, seed: int) -> SavedRun:
         if not isinstance(workers, dict):
             workers = {}
         return SavedRun(
-            path, _subtree(ck.tree, "learner", path), dict(workers), RunCounters(**counts)
+            path,
+            _subtree(ck.tree, "learner", path),
+            dict(workers),
+            RunCounters(**counts),
+            meta.get("data_state"),
         )
     # A SingleMachineState: its estimator states are worker 0's, and its outer
     # step t was estimate t, exactly as for one Ray worker.
     workers = {"0": _subtree(ck.tree, "gradient_estimator_states", path)}
     learner_state = _subtree(ck.tree, "gradient_learner_state", path)
-    return SavedRun(path, learner_state, workers, RunCounters(step, step))
+    return SavedRun(path, learner_state, workers, RunCounters(step, step), meta.get("data_state"))
 
 
 def find_checkpoint(config: RunConfig, backend: Backend) -> SavedRun | None:
