@@ -48,7 +48,8 @@ def meta_train(
     The key of each outer step depends only on the seed and the step number, and
     the run checkpoints atomically to `config.output_dir`; a killed run started
     again with the same arguments resumes from its last checkpoint and ends with
-    bit-identical theta to a run never interrupted (keyed datasets, and streamed splits that report their position; in process only).
+    bit-identical theta to a run never interrupted (keyed datasets, and streamed
+    splits that report their position in process).
 
     Args:
       learner: the learner, with its estimators and meta-optimizer.
