@@ -89,6 +89,7 @@ _SUBMODULES = (
     "metric_writers",
     "mixture",
     "run",
+    "sharding",
     "training",
     "truncated_es",
     "truncated_grad",

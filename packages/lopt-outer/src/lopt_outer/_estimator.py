@@ -27,6 +27,7 @@ import lopt_core
 from lopt_core import GradientEstimator, GradientEstimatorOut, TruncatedStep, WorkerWeights, summary
 from lopt_core.typing import PRNGKey
 from lopt_core.validation import check_positive_int
+from lopt_outer import sharding
 from lopt_outer._common import (
     from_static_arg,
     jit,
@@ -53,15 +54,28 @@ class GradientEstimatorState:
 
 @functools.partial(jit_once, static_argnums=0)
 def _init_jit(est: Any, theta: Any, outer_state: Any, key: PRNGKey) -> Any:
-    return from_static_arg(est)._init_state(theta, outer_state, key)
+    est = from_static_arg(est)
+    return _sharded(est, est._init_state(theta, outer_state, key))
+
+
+def _sharded(est: Any, state: Any) -> Any:
+    """A worker state kept split over the devices when the step shards its tasks (else as is)."""
+    return sharding.constrain_worker_state(est.truncated_step, state)
+
+
+def _sharded_out(est: Any, out_metrics: tuple) -> tuple:
+    out, metrics = out_metrics
+    state = _sharded(est, out.unroll_state)
+    return out_metrics if state is out.unroll_state else (out.replace(unroll_state=state), metrics)
 
 
 # The second static argument says whether the trace records `lopt_core.summary`
 # values, so the programs with and without summaries are compiled and cached apart.
 @functools.partial(jit, static_argnums=(0, 1))
 def _whole_jit(est: Any, rec: bool, theta, key, state, datas, outer_state, extra) -> Any:
+    est = from_static_arg(est)
     with summary.recording(rec):
-        return from_static_arg(est)._whole(theta, key, state, datas, outer_state, extra)
+        return _sharded_out(est, est._whole(theta, key, state, datas, outer_state, extra))
 
 
 @functools.partial(jit, static_argnums=(0, 1))
@@ -79,8 +93,9 @@ def _chunk_jit(est: Any, rec: bool, carry: Any, key: PRNGKey, datas: Any, outer_
 
 @functools.partial(jit, static_argnums=(0, 1))
 def _end_jit(est: Any, rec: bool, theta, carry, ys, key, state, outer_state, extra) -> Any:
+    est = from_static_arg(est)
     with summary.recording(rec):
-        return from_static_arg(est)._end(theta, carry, ys, key, state, outer_state, extra)
+        return _sharded_out(est, est._end(theta, carry, ys, key, state, outer_state, extra))
 
 
 @lopt_core.declare

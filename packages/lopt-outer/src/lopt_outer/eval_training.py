@@ -30,6 +30,7 @@ from lopt_core import (
     evaluation_point,
 )
 from lopt_core.validation import check_positive_int
+from lopt_outer import sharding
 from lopt_outer._common import host_batches, jit, strong
 
 __all__ = ["multi_task_training_curves", "single_task_training_curves"]
@@ -188,6 +189,8 @@ def multi_task_training_curves(
     steps: int = 10000,
     splits: Sequence[str] = ("train",),
     with_aux_values: Sequence[str] = (),
+    *,
+    shard_tasks: bool = False,
 ) -> dict[str, np.ndarray]:
     """Trains `n_tasks` samples of `task_family` in parallel with `learned_opt.opt_fn(theta)`.
 
@@ -209,6 +212,10 @@ def multi_task_training_curves(
       steps: inner steps; a multiple of `steps_per_jit`.
       splits: data splits to evaluate on.
       with_aux_values: aux values of the task's loss to report as well.
+      shard_tasks: split the tasks over every `jax.local_devices()` (as
+        `VectorizedLOptTruncatedStep(shard_tasks=True)`, see
+        `lopt_outer.sharding`); theta is replicated. The curves are the same as
+        unsharded, to float rounding.
 
     Returns:
       Arrays with a leading `n_tasks` axis: `train/xs`, `train/loss`,
@@ -217,7 +224,9 @@ def multi_task_training_curves(
       (tasks, evaluations); plus `eval/last_eval_batches` and `eval/eval_batches`.
 
     Raises:
-      ValueError: `steps` or `eval_every` is not a multiple of `steps_per_jit`.
+      ValueError: `steps` or `eval_every` is not a multiple of `steps_per_jit`,
+        or `shard_tasks=True` with an `n_tasks` that is not a multiple of the
+        number of local devices.
     """
     owner = "multi_task_training_curves"
     n_tasks = check_positive_int(n_tasks, owner, "n_tasks")
@@ -229,15 +238,26 @@ def multi_task_training_curves(
             f"steps ({steps}) and eval_every ({eval_every}) must be multiples of "
             f"steps_per_jit ({steps_per_jit})."
         )
+    if not isinstance(shard_tasks, bool):
+        raise TypeError(f"{owner}: shard_tasks must be True or False, got {shard_tasks!r}.")
+    mesh = sharding.task_mesh(n_tasks, owner, "n_tasks") if shard_tasks else None
     if key is None:
         key = jax.random.PRNGKey(0 if seed is None else seed)
     ds = task_family.datasets
     keyed = _keyed(ds)
     with_aux = tuple(with_aux_values)
-    fns = _train_fns(task_family, learned_opt, steps_per_jit, keyed, with_aux)
+    fns = _train_fns(task_family, learned_opt, steps_per_jit, keyed, with_aux, mesh)
+    # Per-task keys and host batches go to their tasks' devices; theta to every device.
+    theta = sharding.replicate(theta, mesh)
+
+    def split_tasks(k: PRNGKey) -> PRNGKey:
+        return sharding.put_tasks(jax.random.split(k, n_tasks), mesh)
+
+    def batches(split: str, shape: tuple[int, ...]) -> Any:
+        return sharding.put_tasks(host_batches(ds, split, shape), mesh)
 
     key, k_init = jax.random.split(key)
-    opt_states, cfgs = fns["init"](theta, jax.random.split(k_init, n_tasks), steps)
+    opt_states, cfgs = fns["init"](theta, split_tasks(k_init), steps)
     opt_states = strong(opt_states)
 
     def eval_loop(key: PRNGKey, calls: int) -> dict[str, np.ndarray]:
@@ -245,12 +265,8 @@ def multi_task_training_curves(
         for s in splits:
             ls, ns, auxs = [], [], []
             for k in jax.random.split(key, calls):
-                datas = (
-                    None
-                    if keyed or ds is None
-                    else host_batches(ds, s, (n_tasks, n_eval_batches_vec))
-                )
-                keys = jax.random.split(k, n_tasks)
+                datas = None if keyed or ds is None else batches(s, (n_tasks, n_eval_batches_vec))
+                keys = split_tasks(k)
                 loss, norm, aux = fns["eval"](
                     theta, opt_states, cfgs, keys, datas, s, n_eval_batches_vec
                 )
@@ -273,9 +289,9 @@ def multi_task_training_curves(
         ):
             evals.append(eval_loop(k_eval, n_eval_batches))
             eval_xs.append(i * steps_per_jit)
-        datas = None if keyed or ds is None else host_batches(ds, "train", (n_tasks, steps_per_jit))
+        datas = None if keyed or ds is None else batches("train", (n_tasks, steps_per_jit))
         opt_states, losses, norms = fns["unroll"](
-            theta, opt_states, cfgs, jax.random.split(k_train, n_tasks), datas
+            theta, opt_states, cfgs, split_tasks(k_train), datas
         )
         train_losses.append(np.asarray(losses))
         train_norms.append(np.asarray(norms))
@@ -308,9 +324,17 @@ def _train_fns(
     steps_per_jit: int,
     keyed: bool,
     with_aux: tuple[str, ...],
+    mesh: Any = None,
 ) -> dict[str, Any]:
-    """Jitted init / unroll / eval functions, cached so repeated evaluations compile once."""
+    """Jitted init / unroll / eval functions, cached so repeated evaluations compile once.
+
+    With a task `mesh` (`shard_tasks`), their per-task outputs are constrained to
+    be split over it; None adds no op.
+    """
     ds = task_family.datasets
+
+    def shard(tree: Any) -> Any:
+        return sharding.constrain_tasks(tree, mesh)
 
     @functools.partial(jit, static_argnums=(2,))
     def init(theta, keys, num_steps):
@@ -322,7 +346,7 @@ def _train_fns(
             p, s = task_family.task_fn(cfg).init_with_state(k_params)
             return opt.init(p, s, num_steps=num_steps, key=k_opt), cfg
 
-        return jax.vmap(one)(keys)
+        return shard(jax.vmap(one)(keys))
 
     @jit
     def unroll(theta, opt_states, cfgs, keys, datas):
@@ -335,7 +359,7 @@ def _train_fns(
             )
             return s, losses, jax.vmap(task.normalizer)(losses)
 
-        return jax.vmap(one)(opt_states, cfgs, keys, datas)
+        return shard(jax.vmap(one)(*shard((opt_states, cfgs, keys, datas))))
 
     @functools.partial(jit, static_argnums=(5, 6))
     def evaluate(theta, opt_states, cfgs, keys, datas, split, n):
@@ -354,6 +378,6 @@ def _train_fns(
             ls, ns, aux = jax.vmap(batch)(jax.random.split(key, n), data)
             return jnp.mean(ls), jnp.mean(ns), jax.tree_util.tree_map(jnp.mean, aux)
 
-        return jax.vmap(one)(opt_states, cfgs, keys, datas)
+        return shard(jax.vmap(one)(*shard((opt_states, cfgs, keys, datas))))
 
     return {"init": init, "unroll": unroll, "eval": evaluate}

@@ -10,6 +10,11 @@ Data follows keys: when the family's datasets can be sampled from keys
 `jit`. Otherwise `get_batch(steps)` pulls the batches of a whole unroll from the
 Python iterators at once, to be passed to `lax.scan` as its inputs.
 
+With `shard_tasks=True` the task axis is split over every local device
+(`lopt_outer.sharding`): the states, keys and batches of the tasks live on their
+devices, theta is replicated, and the estimators' reductions over tasks become
+all-reduces inserted by XLA.
+
 Steps are declarations (`lopt_core.declare`): their fields (the task family, the
 learned optimizer, the schedule, ...) are their configuration.
 
@@ -43,6 +48,7 @@ from lopt_core import (
 )
 from lopt_core.typing import MetaParams, PRNGKey
 from lopt_core.validation import check_choice, check_positive_int
+from lopt_outer import sharding
 from lopt_outer._common import host_batches, set_field
 from lopt_outer.truncation_schedule import ConstantTruncationSchedule
 
@@ -109,6 +115,8 @@ class _LOptTruncatedStep(TruncatedStep):
     meta_loss_clip: float | None
     meta_loss_with_aux_key: str | None
     family_name: str | None
+    # A field of VectorizedLOptTruncatedStep; the other steps never shard.
+    shard_tasks: bool = False
     _kinds: tuple[tuple[str, type], ...] = ()
 
     def __post_init__(self) -> None:
@@ -142,6 +150,25 @@ class _LOptTruncatedStep(TruncatedStep):
                 raise TypeError(
                     f"{owner}: {spelled} must be a non-empty string or None, got {value!r}."
                 )
+        if not isinstance(self.shard_tasks, bool):
+            raise TypeError(
+                f"{owner}: shard_tasks must be True or False, got {self.shard_tasks!r}."
+            )
+        self.task_mesh()  # checks that num_tasks splits over the local devices
+
+    def task_mesh(self) -> Any:
+        """The 1-D device mesh the tasks are split over (`shard_tasks`), else None.
+
+        Raises:
+          ValueError: `num_tasks` is not a multiple of the number of local devices.
+        """
+        if not self.shard_tasks:
+            return None
+        return sharding.task_mesh(self.num_tasks, type(self).__name__)
+
+    def _shard(self, tree: Any, axis: int = 0) -> Any:
+        """`tree` constrained to split its dimension `axis` over the task mesh (no op unsharded)."""
+        return sharding.constrain_tasks(tree, self.task_mesh(), axis) if self.shard_tasks else tree
 
     @property
     def datasets(self) -> Datasets | None:  # type: ignore[override]
@@ -208,18 +235,24 @@ class _LOptTruncatedStep(TruncatedStep):
             lambda th, k: self._init_one(th, outer_state, k, num_steps_override),
             in_axes=(0 if theta_is_vector else None, 0),
         )
-        state = init(theta, keys)
+        if theta_is_vector:
+            theta = self._shard(theta)
+        state = init(theta, self._shard(keys))
         if self.random_initial_iteration_offset and num_steps_override is None:
             inner_step = jax.random.randint(
                 k_offset, (self.num_tasks,), 0, self.random_initial_iteration_offset, jnp.int32
             )
             state = state.replace(inner_step=inner_step)
-        return state
+        return self._shard(state)
 
     # -- data -----------------------------------------------------------------
     def _host_batches(self, split: str, steps: int | None) -> Any:
         shape = (self.num_tasks,) if steps is None else (steps, self.num_tasks)
-        return host_batches(self.datasets, split, shape)
+        batches = host_batches(self.datasets, split, shape)
+        if self.shard_tasks:
+            # Each device receives only its own tasks' batches.
+            batches = sharding.put_tasks(batches, self.task_mesh(), axis=len(shape) - 1)
+        return batches
 
     def get_batch(self, steps: int | None = None) -> Any:
         """Training data for `steps` inner steps, or None when batches come from keys.
@@ -228,7 +261,8 @@ class _LOptTruncatedStep(TruncatedStep):
           None when the datasets are keyed or absent (each step then draws its
           own batches inside jit). Otherwise host arrays with leading axes
           `(steps, num_tasks)` (`(num_tasks,)` when `steps` is None); a pair
-          `(train, meta)` when `meta_loss_split` names a split.
+          `(train, meta)` when `meta_loss_split` names a split. With
+          `shard_tasks`, device arrays split over the devices along the task axis.
         """
         if self.datasets is None or self.keyed:
             return None
@@ -446,6 +480,10 @@ class _LOptTruncatedStep(TruncatedStep):
         # One split for every key of every task: each random call site costs compile time.
         flat = jax.random.split(key, self.num_tasks * _NUM_KEYS)
         keys = per_copy(flat.reshape((self.num_tasks, _NUM_KEYS, *flat.shape[1:])))
+        if self.shard_tasks:
+            keys, unroll_state = self._shard((keys, unroll_state))
+            if theta_is_vector:
+                theta = self._shard(theta)
         evaluate_meta = self.meta_loss_split is not None
         if self.datasets is None:
             # A family without data: a meta-loss split means the loss of the updated
@@ -464,6 +502,8 @@ class _LOptTruncatedStep(TruncatedStep):
         else:
             tr_data, meta_data = per_copy(data[0]), per_copy(data[1])
 
+        if self.shard_tasks:
+            tr_data, meta_data = self._shard((tr_data, meta_data))
         theta_axis = 0 if theta_is_vector else None
         next_state, ys = self._step_all(
             theta, theta_axis, keys, unroll_state, tr_data, outer_state, override_num_steps
@@ -477,6 +517,8 @@ class _LOptTruncatedStep(TruncatedStep):
         if self.meta_loss_type == "final":
             # Only the step that ends a task's unroll counts toward the meta-loss.
             ys = ys.replace(mask=ys.mask & ys.is_done)
+        if self.shard_tasks:
+            next_state, ys = self._shard((next_state, ys))
         return next_state, ys
 
     def meta_loss_batch(
@@ -508,10 +550,14 @@ class _LOptTruncatedStep(TruncatedStep):
             data = self._keyed_batches(self.outer_data_split, k_data, self.num_tasks)
         theta_axis = 0 if theta_is_vector else None
         keys = jax.random.split(k_loss, self.num_tasks)
+        if self.shard_tasks:
+            keys, unroll_state, data = self._shard((keys, unroll_state, data))
+            if theta_is_vector:
+                theta = self._shard(theta)
         losses = self._losses(theta, theta_axis, unroll_state, keys, data)
-        if self.meta_loss_with_aux_key is not None:
-            return losses
-        return self._normalize(losses, unroll_state.task_param)
+        if self.meta_loss_with_aux_key is None:
+            losses = self._normalize(losses, unroll_state.task_param)
+        return self._shard(losses)
 
 
 # `task_name=`, the reference's spelling, cannot be the field's name: `task_name()` is
@@ -553,12 +599,21 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
       family_name: the name `task_name()` returns and `cfg_name()` starts with,
         labelling this step's metrics; None: the task family's name. Also
         accepted as `task_name=`, the reference's spelling.
+      shard_tasks: split the task axis over every `jax.local_devices()` (a 1-D
+        mesh, axis "tasks"; see `lopt_outer.sharding`): each device trains
+        `num_tasks / devices` tasks, theta is replicated, and the estimators'
+        means over tasks (the meta-gradient) are all-reduced by XLA. Every
+        estimator over this step (TruncatedPES, TruncatedES, TruncatedGrad,
+        FullES, ...) then runs sharded, with the same estimate as unsharded (to
+        float rounding). False (default): one device, no sharding ops.
 
     Raises:
       TypeError: a component of the wrong kind, a meta_loss_clip that is not a
-        number, or a meta_loss_with_aux_key or task_name that is not a string.
+        number, a meta_loss_with_aux_key or task_name that is not a string, or a
+        shard_tasks that is not a bool.
       ValueError: a bad split name or meta_loss_type, a non-positive `num_tasks` or a
-        negative offset.
+        negative offset, or `shard_tasks=True` with a `num_tasks` that is not a
+        multiple of the number of local devices.
     """
 
     task_family: TaskFamily
@@ -573,6 +628,7 @@ class VectorizedLOptTruncatedStep(_LOptTruncatedStep):
     meta_loss_clip: float | None = None
     meta_loss_with_aux_key: str | None = None
     family_name: str | None = None
+    shard_tasks: bool = False
 
     _kinds = (
         ("task_family", TaskFamily),
