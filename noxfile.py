@@ -367,4 +367,12 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark suite: one JSON line per workload (see benchmarks/README.md)."""
     _install_all(session, "ray>=2.40")
-    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs, env=_ENV)
+    if shutil.which("nvidia-smi") and os.environ.get("JAX_PLATFORMS", "") in ("", "cuda"):
+        # An NVIDIA GPU: jax's CUDA plugin, so the workloads run on it.
+        session.install("jax[cuda12]", env=_ENV)
+    # No JAX_PLATFORMS unless the caller sets one: JAX runs the workloads on the
+    # machine's accelerator when the env's jax has one (each JSON line names it).
+    env = {"UV_COMPILE_BYTECODE": "1"}
+    if "JAX_PLATFORMS" in os.environ:
+        env["JAX_PLATFORMS"] = os.environ["JAX_PLATFORMS"]
+    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs, env=env)

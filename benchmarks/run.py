@@ -3,7 +3,10 @@
 Workloads live in `workloads_*.py` beside this file; each module exposes
 `WORKLOADS = {"W1": fn, ...}` where `fn()` runs the workload once and returns a dict
 of figures. This script prints one JSON line per workload with the median of every
-figure, and the ratio of each steps/s figure to W1's, taken in the same run.
+figure, and the ratio of each steps/s figure to W1's, taken in the same run. Each
+line names the backend and device the workload ran on (`backend`, `device`,
+`device_count`): JAX's default backend, a GPU where the env's jax has one, unless
+`JAX_PLATFORMS` is set.
 
 Usage:
   python benchmarks/run.py              # every workload
@@ -42,11 +45,21 @@ def _registry() -> dict[str, str]:
 def _run_single(module: str, wid: str) -> None:
     sys.path.insert(0, str(HERE))
     fn = importlib.import_module(module).WORKLOADS[wid]
-    print("RESULT " + json.dumps(fn()), flush=True)
+    result = fn()
+    import jax  # the workload has imported it: this names what it ran on
+
+    device = jax.devices()[0]
+    result.update(
+        backend=jax.default_backend(),
+        device=f"{device.platform}:{device.device_kind}",
+        device_count=jax.device_count(),
+    )
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def _spawn(module: str, wid: str) -> dict:
-    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+    # JAX picks the backend (a GPU where jax has one) unless JAX_PLATFORMS says otherwise.
+    env = dict(os.environ)
     out = subprocess.run(
         [sys.executable, __file__, "--single", module, wid],
         capture_output=True,
