@@ -3,10 +3,19 @@
 Workloads live in `workloads_*.py` beside this file; each module exposes
 `WORKLOADS = {"W1": fn, ...}` where `fn()` runs the workload once and returns a dict
 of figures. This script prints one JSON line per workload with the median of every
-figure, and the ratio of each steps/s figure to W1's, taken in the same run. Each
-line names the backend and device the workload ran on (`backend`, `device`,
+figure, and ratios taken in the same run:
+- `ratio_to_W1` / `ratio_to_W1_cpu`: the workload's steps/s (wall) / steps per
+  CPU-second over W1's (below 1: slower than W1); keyed workloads (W2k, W3k) get
+  `ratio_to_W1k` / `ratio_to_W1k_cpu` as well;
+- `speedup_over_W5` / `speedup_over_W5_cpu` for W5u (and `..._W6...` for W6u): the
+  10-steps-per-jit workload's median seconds per outer step over this one's.
+Each line names the backend and device the workload ran on (`backend`, `device`,
 `device_count`): JAX's default backend, a GPU where the env's jax has one, unless
-`JAX_PLATFORMS` is set.
+`JAX_PLATFORMS` is set. It also records the machine's 1-minute load average when
+the workload's runs started and ended and the highest sampled while they ran
+(`load_avg_1m_start`, `load_avg_1m_end`, `load_avg_1m_max`), the core count
+(`cpu_count`) and `busy`: true when the load average exceeded the core count during
+the runs (a warning goes to stderr), so its wall times are not comparable.
 
 Usage:
   python benchmarks/run.py              # every workload
@@ -18,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +84,70 @@ def _spawn(module: str, wid: str) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+class LoadMonitor:
+    """Samples the 1-minute load average in a background thread while a workload runs.
+
+    Use as a context manager; afterwards `figures()` gives the load at the start, at
+    the end, the highest sample, the core count and whether the load exceeded it.
+    """
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.cpu_count = os.cpu_count() or 1
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadMonitor:
+        self.start = os.getloadavg()[0]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.end = os.getloadavg()[0]
+
+    def figures(self) -> dict[str, float | int | bool]:
+        """Load at start and end, the highest sample, the core count, and `busy`."""
+        peak = max([self.start, self.end, *self._samples])
+        return {
+            "load_avg_1m_start": self.start,
+            "load_avg_1m_end": self.end,
+            "load_avg_1m_max": peak,
+            "cpu_count": self.cpu_count,
+            "busy": peak > self.cpu_count,
+        }
+
+
+def _sort_key(wid: str) -> tuple[bool, str, int, str]:
+    """W workloads first, then by letter, number and suffix (W1, W1k, W2, ..., W10)."""
+    digits = "".join(itertools.takewhile(str.isdigit, wid[1:]))
+    return (wid[0] != "W", wid[0], int(digits) if digits else 0, wid[1 + len(digits) :])
+
+
+def _add_ratios(wid: str, med: dict, results: dict[str, dict]) -> None:
+    """Ratios to W1 (and W1k for keyed ids) and W5u's / W6u's speedups, same run only."""
+    bases = ["W1"] + (["W1k"] if wid.endswith("k") else [])
+    for base in bases:
+        if base in results and wid != base and "steps_per_s" in med:
+            ref = results[base]
+            med[f"ratio_to_{base}"] = med["steps_per_s"] / ref["steps_per_s"]
+            if "cpu_steps_per_s" in med and "cpu_steps_per_s" in ref:
+                med[f"ratio_to_{base}_cpu"] = med["cpu_steps_per_s"] / ref["cpu_steps_per_s"]
+    if wid.endswith("u") and wid[:-1] in results and "s_per_outer_step" in med:
+        ref = results[wid[:-1]]
+        med[f"speedup_over_{wid[:-1]}"] = ref["s_per_outer_step"] / med["s_per_outer_step"]
+        if "cpu_s_per_outer_step" in med and "cpu_s_per_outer_step" in ref:
+            med[f"speedup_over_{wid[:-1]}_cpu"] = (
+                ref["cpu_s_per_outer_step"] / med["cpu_s_per_outer_step"]
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -86,25 +161,32 @@ def main() -> int:
         _run_single(*args.single)
         return 0
     table = _registry()
-    ids = args.ids or sorted(
-        table, key=lambda w: (w[0] != "W", w[0], int(w[1:]) if w[1:].isdigit() else 0)
-    )
+    ids = args.ids or sorted(table, key=_sort_key)
     unknown = [w for w in ids if w not in table]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; known: {sorted(table)}")
     results: dict[str, dict] = {}
     lines = []
     for wid in ids:
-        runs = [_spawn(table[wid], wid) for _ in range(args.repeats)]
+        with LoadMonitor() as load:
+            runs = [_spawn(table[wid], wid) for _ in range(args.repeats)]
         med = {
             k: statistics.median(r[k] for r in runs)
             for k in runs[0]
-            if isinstance(runs[0][k], (int, float))
+            if isinstance(runs[0][k], (int, float)) and not isinstance(runs[0][k], bool)
         }
-        med.update({k: v for k, v in runs[0].items() if not isinstance(v, (int, float))})
+        med.update({k: v for k, v in runs[0].items() if k not in med})
+        _add_ratios(wid, med, results)
         results[wid] = med
-        if "steps_per_s" in med and "W1" in results and wid != "W1":
-            med["ratio_to_W1"] = med["steps_per_s"] / results["W1"]["steps_per_s"]
+        med.update(load.figures())
+        if med["busy"]:
+            print(
+                f"warning: {wid}: the 1-minute load average reached {med['load_avg_1m_max']:.2f}"
+                f" on {med['cpu_count']} cores while it ran; its wall times are disturbed by"
+                " other jobs (compare CPU-time figures and same-run ratios).",
+                file=sys.stderr,
+                flush=True,
+            )
         line = json.dumps(
             {"id": wid, "repeats": args.repeats, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **med}
         )

@@ -1,6 +1,6 @@
-"""Workloads D1, D10 and D100 (defined in benchmarks/README.md): compile cost against data size.
+"""Workloads D1, D10, D100 and D1000 (benchmarks/README.md): compile cost against data size.
 
-The same meta-training step over 1x, 10x and 100x the 8x8 digits: the four splits
+The same meta-training step over 1x, 10x, 100x and 1000x the 8x8 digits: the four splits
 of `lopt_tasks.digits_datasets` tiled along their example axis, an
 `ImageMLPTask([32])` over them, and W5's TruncatedPES step (MLPLOpt, 8 tasks,
 unroll 20, schedule 200, Adam(1e-3) on theta). Batches are drawn from keys
@@ -121,5 +121,5 @@ def data_size_step(times: int, steps: int = 5) -> dict[str, float]:
 
 
 WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
-    f"D{n}": (lambda n=n: data_size_step(n)) for n in (1, 10, 100)
+    f"D{n}": (lambda n=n: data_size_step(n)) for n in (1, 10, 100, 1000)
 }

@@ -1,11 +1,18 @@
-"""Workloads W4, W5, W6 and I1 (defined in benchmarks/README.md): meta-training speed.
+"""Workloads W4, W5, W5u, W6, W6u and I1 (defined in benchmarks/README.md): meta-training.
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128 synthetic images, uniform in [0, 1), labels in 0..9),
 defined here with haiku. For W5 and W6 its data lives in a `lopt_core.ArraySplit`,
-so batches are drawn from keys inside the one jitted call of each outer step.
-Each workload function runs once in the current process and returns a dict of
-figures.
+so batches are drawn from keys inside the jitted calls of each outer step.
+
+- W5 / W6 run the unroll as jitted calls of 10 inner steps each (`steps_per_jit=10`,
+  as the reference harness does); W5u / W6u run the whole unroll of an outer step
+  as one jitted call (lopt's default).
+- I1 times a cold child process importing what a Part 1 user imports.
+
+Every figure is given by wall clock (`time.perf_counter`) and by CPU time (this
+process's `time.process_time`, all threads; the child's `getrusage` for I1). Each
+workload function runs once in the current process and returns a dict of figures.
 
 Run one by hand:
   python -c "import sys; sys.path.insert(0, 'benchmarks'); import workloads_outer as w; \
@@ -14,6 +21,7 @@ print(w.WORKLOADS['W5']())"
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import sys
@@ -88,23 +96,27 @@ def outer_learner(
 
 
 def _timed_outer_steps(estimator_fn: Callable[[Any], Any], schedule_length: int, n: int) -> dict:
+    """Learner init plus the first outer step, then `n` more outer steps: wall and CPU."""
     learner = outer_learner(estimator_fn, schedule_length)
     start, cpu = time.perf_counter(), time.process_time()
     state = learner.init(jax.random.PRNGKey(0))
     state, loss, _ = learner.update(state, jax.random.PRNGKey(1))
     jax.block_until_ready(state)
     first, first_cpu = time.perf_counter() - start, time.process_time() - cpu
-    times = []
+    walls, cpus = [], []
     for i in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         state, loss, _ = learner.update(state, jax.random.PRNGKey(i + 2))
         jax.block_until_ready(state)
-        times.append(time.perf_counter() - t)
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
     return {
         "first_outer_step_s": first,
         # CPU seconds of this process (all threads): less sensitive to other jobs.
         "first_outer_step_cpu_s": first_cpu,
-        "s_per_outer_step": statistics.median(times),
+        "s_per_outer_step": statistics.median(walls),
+        "cpu_s_per_outer_step": statistics.median(cpus),
+        "outer_steps": n,
         "meta_loss": float(loss),
     }
 
@@ -136,34 +148,87 @@ def w4() -> dict[str, float]:
     jax.block_until_ready(fn(theta, key, batch))
     first, first_cpu = time.perf_counter() - start, time.process_time() - cpu
     calls = 200
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         out = fn(theta, key, batch)
     jax.block_until_ready(out)
     per_call = (time.perf_counter() - start) / calls
-    return {"first_call_s": first, "first_call_cpu_s": first_cpu, "us_per_call": 1e6 * per_call}
+    per_call_cpu = (time.process_time() - cpu) / calls
+    return {
+        "first_call_s": first,
+        "first_call_cpu_s": first_cpu,
+        "us_per_call": 1e6 * per_call,
+        "us_per_call_cpu": 1e6 * per_call_cpu,
+    }
+
+
+PER_JIT = 10  # inner steps per jitted call in W5 and W6, as in the reference harness
 
 
 def w5() -> dict[str, float]:
-    """W5: TruncatedPES (trunc 20, std 0.01) over 8 tasks, schedule 200, MLPLOpt, Adam(1e-3)."""
+    """W5: TruncatedPES (unroll 20, std 0.01), 8 tasks, schedule 200; 10 inner steps per jit."""
+    return _timed_outer_steps(
+        lambda s: TruncatedPES(s, unroll_length=20, std=0.01, steps_per_jit=PER_JIT), 200, 20
+    )
+
+
+def w5u() -> dict[str, float]:
+    """W5u: W5 with the whole 20-step unroll of an outer step in one jitted call."""
     return _timed_outer_steps(lambda s: TruncatedPES(s, unroll_length=20, std=0.01), 200, 20)
 
 
 def w6() -> dict[str, float]:
-    """W6: W5 with FullES over a schedule of length 100."""
+    """W6: W5 with FullES over a schedule of length 100; 10 inner steps per jit."""
+    return _timed_outer_steps(
+        lambda s: FullES(s, ConstantTruncationSchedule(100), std=0.01, steps_per_jit=PER_JIT),
+        100,
+        10,
+    )
+
+
+def w6u() -> dict[str, float]:
+    """W6u: W6 with the whole 100-step unroll of an outer step in one jitted call."""
     return _timed_outer_steps(
         lambda s: FullES(s, ConstantTruncationSchedule(100), std=0.01), 100, 10
     )
 
 
+# What a Part 1 user imports; touching each name makes a lazy export load for real.
+I1_CODE = (
+    "from lopt_outer import TruncatedPES, VectorizedLOptTruncatedStep, "
+    "SingleMachineGradientLearner\n"
+    "from lopt_tasks import ImageMLPTask\n"
+    "names = (TruncatedPES, VectorizedLOptTruncatedStep, SingleMachineGradientLearner, "
+    "ImageMLPTask)\n"
+    "assert all(isinstance(n, type) and n.__init__ for n in names), names\n"
+)
+
+
 def i1() -> dict[str, float]:
-    """I1: `python -c "import lopt_outer"` in a cold process (wall time of the process)."""
+    """I1: a cold child process importing Part 1's names: its wall and CPU seconds.
+
+    The child runs `I1_CODE`: `from lopt_outer import TruncatedPES,
+    VectorizedLOptTruncatedStep, SingleMachineGradientLearner` and `from lopt_tasks
+    import ImageMLPTask`, then touches each class. CPU is the child's user plus
+    system time (`resource.getrusage(RUSAGE_CHILDREN)`).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import lopt_outer"], check=True)
-    return {"import_s": time.perf_counter() - start}
+    subprocess.run([sys.executable, "-c", I1_CODE], check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"import_s_wall": wall, "import_s_cpu": cpu}
 
 
-WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {"W4": w4, "W5": w5, "W6": w6, "I1": i1}
+WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
+    "W4": w4,
+    "W5": w5,
+    "W5u": w5u,
+    "W6": w6,
+    "W6u": w6u,
+    "I1": i1,
+}
 
 
 if __name__ == "__main__":
