@@ -1,4 +1,4 @@
-"""Workloads W1, W2, W3, W1k, W2k, W3k and W7 (defined in benchmarks/README.md): inner speed.
+"""Workloads W1, W1o, W2, W3, W1k, W2k, W3k and W7 (defined in benchmarks/README.md): inner speed.
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128), defined here with haiku so the benchmark needs only
@@ -12,6 +12,8 @@ lopt-core, lopt-optimizers and lopt-learned. The data is synthetic: 32 batches o
 - W1k, W2k, W3k (keyed, lopt's own way): each inner step is one jitted call
   `step(state, split, key)`; the 32 batches' examples sit on the device in a
   `lopt_core.ArraySplit` and the step draws its batch of 128 from the key.
+- W1o: W1's harness around a plain `optax.adam` loop, with no lopt code in the step:
+  the yardstick for lopt's Adam adapter, on the same jaxlib.
 - W7: W1 with the whole loop inside one jitted `lax.scan`.
 
 Every stepwise workload runs `WARMUP` steps, then times `STEPS` steps in chunks of
@@ -221,6 +223,32 @@ def _learned(lopt: Any) -> Any:
     return lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
 
 
+class _PlainOptax:
+    """A plain optax loop in `_stepwise`'s shape: the state is `(params, optax state)`.
+
+    No lopt code runs in its step: W1o is the yardstick for lopt's Adam adapter (W1).
+    """
+
+    def __init__(self, tx: optax.GradientTransformation) -> None:
+        self.tx = tx
+
+    def init(self, params: Any, num_steps: int | None = None) -> Any:
+        return params, self.tx.init(params)
+
+    def get_params(self, state: Any) -> Any:
+        return state[0]
+
+    def update(self, state: Any, grads: Any, loss: Any = None, key: Any = None) -> Any:
+        params, opt_state = state
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+
+def w1o() -> dict[str, float]:
+    """W1o: W1's harness around a plain `optax.adam(1e-2)` loop (no lopt code in the step)."""
+    return _stepwise(_PlainOptax(optax.adam(1e-2)))
+
+
 def w1() -> dict[str, float]:
     """W1: Adam(1e-2), one jitted call per step given a pre-made batch and a key."""
     return _stepwise(Adam(1e-2))
@@ -258,6 +286,7 @@ def w7() -> dict[str, float]:
 
 WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
     "W1": w1,
+    "W1o": w1o,
     "W2": w2,
     "W3": w3,
     "W1k": w1k,
