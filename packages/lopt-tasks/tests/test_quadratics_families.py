@@ -136,3 +136,32 @@ def test_conv_family_samples_the_conv_initializer_but_not_the_head():
     a, b = family.task_fn(cfg).init(key), family.task_fn(other).init(key)
     assert not np.allclose(a["conv2_d"]["w"], b["conv2_d"]["w"])
     np.testing.assert_array_equal(a["linear"]["w"], b["linear"]["w"])
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (100, 3), (8, 8), (1, 1)])
+def test_orthonormalize_is_the_qr_factor_with_positive_diagonal(shape):
+    from lopt_tasks._sampling import _orthonormalize
+
+    a = np.asarray(jax.random.normal(jax.random.PRNGKey(3), shape), np.float64)
+    q_ref, r = np.linalg.qr(a)
+    q_ref = q_ref * np.sign(np.diag(r))
+    q = np.asarray(_orthonormalize(jnp.asarray(a, jnp.float32)))
+    np.testing.assert_allclose(q, q_ref, atol=2e-6)
+    np.testing.assert_allclose(q.T @ q, np.eye(shape[1]), atol=2e-6)
+
+
+def test_two_sampled_autoencoder_inits_in_one_vmapped_program_finish():
+    # The program that hung in jnp.linalg.qr's LAPACK call (jaxlib 0.10 on CPU): two
+    # initialisations of a sampled network, every initializer branch traced, under vmap.
+    from lopt_tasks.parametric import ImageMLPAEFamily_Digits8
+
+    family = ImageMLPAEFamily_Digits8()
+
+    def two_inits(k):
+        task = family.task_fn(family.sample(k))
+        return task.init(k), task.init(jax.random.fold_in(k, 1))
+
+    first, second = jax.jit(jax.vmap(two_inits))(jax.random.split(jax.random.PRNGKey(1), 8))
+    w0 = first["mlp/~/linear_0"]["w"]
+    assert w0.shape[0] == 8 and np.isfinite(np.asarray(w0)).all()
+    assert not np.allclose(w0, second["mlp/~/linear_0"]["w"])

@@ -38,6 +38,7 @@ from lopt_core import (
     checkpoint,
 )
 from lopt_core.checkpoint import DEFAULT_MAX_BYTES
+from lopt_core.datasets import array_splits
 from lopt_core.tree_utils import first_difference, path_str, tree_all_finite
 from lopt_core.validation import check_optimizer_instance, check_positive, check_positive_int
 from lopt_outer._common import jit_once, split_jit, strong, tree_mean_of
@@ -725,6 +726,11 @@ class SingleMachineGradientLearner:
         else:
             theta = jax.eval_shape(strong, learner.init_theta)
         weights = WorkerWeights(theta, None, OuterState(np.zeros((), np.int32)))
+        # Lazily read data is read here, on the calling thread, before the thread
+        # starts: reading it runs computations (decoding, resizing), and the thread
+        # must only trace and compile. Running them from both threads at once hung
+        # the first outer step of a mixture whose member read its data lazily.
+        array_splits(self.gradient_estimators)
 
         def run() -> None:
             # Only a head start, and compiles only (nothing runs, so nothing here can

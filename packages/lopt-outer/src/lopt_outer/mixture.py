@@ -180,9 +180,13 @@ class MixtureEstimator(GradientEstimator):
         )
 
     def warm_up(self, worker_weights: WorkerWeights, key: PRNGKey) -> bool:
-        """Warms up every member (each compiles its own estimate)."""
-        keys = jax.random.split(key, len(self.estimators) + 1)
-        done = [est.warm_up(worker_weights, keys[i + 1]) for i, est in enumerate(self.estimators)]
+        """Warms up every member (each compiles its own estimate).
+
+        Every member gets `key` itself: a warm-up reads only the key's shape, and
+        splitting it here would run a computation, which a warm-up must not do (it
+        runs in the precompile thread beside the caller's computations).
+        """
+        done = [est.warm_up(worker_weights, key) for est in self.estimators]
         return any(done)
 
     def compute_gradient_estimate(

@@ -69,14 +69,34 @@ def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _orthonormalize(a: jax.Array) -> jax.Array:
+    """The Q of `a`'s QR decomposition with R's diagonal positive, for a tall `a` of full rank.
+
+    Gram-Schmidt, each column orthogonalised twice against the earlier ones (which
+    is as accurate as Householder QR in float32), in plain lax ops. Not
+    `jnp.linalg.qr`: on XLA:CPU (jaxlib 0.10) its LAPACK custom call hung, at 0% CPU,
+    inside a vmapped program that initialised two sampled networks (a mixture's
+    relative-normalised autoencoder family), so initialisers use no LAPACK.
+    """
+    cols = a.shape[1]
+
+    def column(j: jax.Array, q: jax.Array) -> jax.Array:
+        v = lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        earlier = (jnp.arange(cols) < j).astype(a.dtype)
+        for _ in range(2):
+            v = v - q @ ((q.T @ v) * earlier)
+        return lax.dynamic_update_index_in_dim(q, v / jnp.linalg.norm(v), j, axis=1)
+
+    return lax.fori_loop(0, cols, column, jnp.zeros_like(a))
+
+
 def _orthogonal(shape, dtype, key, scale):
     if len(shape) < 2:
         return _variance_scaling(shape, dtype, key, scale, "normal")
     rows = int(np.prod(shape[:-1]))
     cols = shape[-1]
     big, small = max(rows, cols), min(rows, cols)
-    q, r = jnp.linalg.qr(jax.random.normal(key, (big, small), dtype))
-    q = q * jnp.sign(jnp.diag(r))
+    q = _orthonormalize(jax.random.normal(key, (big, small), dtype).astype(jnp.float32))
     if rows < cols:
         q = q.T
     return scale * q.reshape(shape).astype(dtype)
