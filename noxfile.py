@@ -357,7 +357,9 @@ def demo(session: nox.Session) -> None:
         "Installing the five lopt packages (editable) with jax, flax, optax, dm-haiku, "
         "tensorflow-datasets, scikit-learn and matplotlib (1.1 GB installed): the first run "
         "downloads a few hundred MB (minutes on a slow network), about 25 s once uv's cache "
-        "holds them, a few seconds when this env exists. Then the job runs about 5 minutes."
+        "holds them, a few seconds when this env exists. Then the job runs 3,000 outer steps of "
+        "meta-training and its evaluations: about 3 minutes on 2 idle cores, longer on a busy "
+        "machine."
     )
     _install_all(session, "matplotlib")
     session.run("python", str(ROOT / "examples" / "demo.py"), *session.posargs, env=_ENV)

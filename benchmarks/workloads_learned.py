@@ -1,4 +1,4 @@
-"""Workloads W1, W1o, W2, W3, W1k, W2k, W3k and W7 (defined in benchmarks/README.md): inner speed.
+"""Workloads W1, W1o, W2, W2c, W3, W1k, W2k, W3k and W7 (defined in benchmarks/README.md): inner speed.
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128), defined here with haiku so the benchmark needs only
@@ -15,6 +15,12 @@ lopt-core, lopt-optimizers and lopt-learned. The data is synthetic: 32 batches o
 - W1o: W1's harness around a plain `optax.adam` loop, with no lopt code in the step:
   the yardstick for lopt's Adam adapter, on the same jaxlib.
 - W7: W1 with the whole loop inside one jitted `lax.scan`.
+- W2c: W1 with the shipped `Celo2_General` (its meta-trained theta, loaded from the
+  wheel): its cost per step against Adam's (`ratio_to_W1_cpu`).
+
+W1, W2, W2c and W3 also report `state_floats_per_param`: the floats in the
+optimizer's state (parameters included) per parameter of the MLP, so
+`state_floats_per_param` minus W1's is the state an optimizer holds beyond Adam's.
 
 Every stepwise workload runs `WARMUP` steps, then times `STEPS` steps in chunks of
 `CHUNK`, by wall clock (`time.perf_counter`) and by the process's CPU time
@@ -38,7 +44,7 @@ import jax.numpy as jnp
 import optax
 
 import lopt_core
-from lopt_learned import AdafacMLPLOpt, MLPLOpt
+from lopt_learned import AdafacMLPLOpt, MLPLOpt, load_pretrained
 from lopt_optimizers import Adam
 
 STEPS = 2000
@@ -146,7 +152,21 @@ def _stepwise(opt: Any) -> dict[str, float]:
         state, loss = step(state, batches[i % NUM_BATCHES], keys[i])
         return loss
 
-    return _timed_loop(run_step, WARMUP)
+    floats = _floats_per_param(state, opt.get_params(state))
+    return {**_timed_loop(run_step, WARMUP), "state_floats_per_param": floats}
+
+
+def _floats_per_param(state: Any, params: Any) -> float:
+    """Floating-point numbers in `state` (parameters included) per parameter."""
+
+    def floats(tree: Any) -> int:
+        return sum(
+            int(x.size)
+            for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+        )
+
+    return floats(state) / floats(params)
 
 
 def _keyed(opt: Any) -> dict[str, float]:
@@ -259,6 +279,12 @@ def w2() -> dict[str, float]:
     return _stepwise(_learned(MLPLOpt()))
 
 
+def w2c() -> dict[str, float]:
+    """W2c: W1 with the shipped, meta-trained Celo2_General."""
+    loaded = load_pretrained("Celo2_General")
+    return _stepwise(loaded.lopt.opt_fn(loaded.theta))
+
+
 def w3() -> dict[str, float]:
     """W3: W1 with AdafacMLPLOpt at freshly initialised theta."""
     return _stepwise(_learned(AdafacMLPLOpt()))
@@ -288,6 +314,7 @@ WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
     "W1": w1,
     "W1o": w1o,
     "W2": w2,
+    "W2c": w2c,
     "W3": w3,
     "W1k": w1k,
     "W2k": w2k,

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from lopt_learned import MLPLOpt, as_optax, list_pretrained, load_pretrained
+from lopt_learned import Celo2, MLPLOpt, as_optax, list_pretrained, load_pretrained, pretrained
 
 
 class Classifier(nn.Module):
@@ -52,8 +52,44 @@ def _train(tx, steps=200):
     return run(params)
 
 
+def test_list_pretrained_gives_one_line_per_shipped_optimizer():
+    listed = list_pretrained()
+    assert list(listed) == ["Celo2_General", "MLPLOpt_Digits8"]
+    assert listed["Celo2_General"].startswith("Celo2; trained on ")
+    assert "100-2000 steps" in listed["Celo2_General"]
+    assert listed["MLPLOpt_Digits8"].startswith("MLPLOpt; trained on ImageMLPFamily_Digits8")
+    assert all("\n" not in line for line in listed.values())
+
+
+def test_pretrained_celo2_is_an_optax_transform_with_its_recipe_and_version():
+    loaded = load_pretrained("Celo2_General")
+    assert isinstance(loaded.lopt, Celo2)
+    assert loaded.metadata["lopt_version"]
+    assert "[learned_optimizer]" in loaded.metadata["recipe"]
+    assert 'name = "Celo2"' in loaded.metadata["recipe"]
+    tx = pretrained("Celo2_General")
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}
+    state = tx.init(params)
+    grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.ones((2,))}
+    updates, _ = tx.update(grads, state, params)  # no loss= needed
+    # The step is RMS-normalised per tensor: bounded by lr * exp(max_log_lr_change).
+    bound = loaded.lopt.learning_rate * np.exp(loaded.lopt.max_log_lr_change)
+    for u in jax.tree_util.tree_leaves(updates):
+        rms = float(jnp.sqrt(jnp.mean(u**2)))
+        assert 0 < rms <= bound * (1 + 1e-5)
+        assert float(jnp.max(u)) < 0  # positive gradients: every step goes down
+
+
+def test_pretrained_celo2_trains_a_flax_classifier_better_than_adam_1e3():
+    losses, final = _train(pretrained("Celo2_General"), steps=300)
+    _, adam_final = _train(optax.adam(1e-3), steps=300)
+    assert np.all(np.isfinite(losses))
+    assert float(final) < float(adam_final), (float(final), float(adam_final))
+    assert float(final) < float(losses[0]) / 10
+
+
 def test_pretrained_mlp_lopt_is_listed_and_rebuilt_from_its_file():
-    assert list_pretrained() == ["MLPLOpt_Digits8"]
     loaded = load_pretrained("MLPLOpt_Digits8")
     assert isinstance(loaded.lopt, MLPLOpt)
     assert loaded.metadata["task_family"] == "ImageMLPFamily_Digits8"
@@ -77,3 +113,5 @@ def test_meta_trained_mlp_lopt_trains_a_flax_classifier_far_better_than_untraine
 def test_unknown_pretrained_name_suggests():
     with pytest.raises(KeyError, match="Did you mean MLPLOpt_Digits8"):
         load_pretrained("MLPLOpt_Digit8")
+    with pytest.raises(KeyError, match="Did you mean Celo2_General"):
+        pretrained("Celo2_Generl")

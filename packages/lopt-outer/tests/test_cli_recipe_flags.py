@@ -227,7 +227,7 @@ def test_the_flags_recipe_builds_what_the_flags_always_built():
 
 # -- the text: recipe_to_toml round-trips -----------------------------------------------
 def _shipped():
-    pretrained = resources.files("lopt_learned.pretrained")
+    pretrained = resources.files("lopt_learned") / "pretrained"
     with resources.as_file(pretrained / "mlp_lopt_digits8.recipe.toml") as path:
         return load_recipe(path)
 

@@ -7,7 +7,7 @@ import pytest
 from outer_helpers import DataQuadraticFamily, LearnableSGD, LrSGD, QuadraticFamily
 
 import lopt_core
-from lopt_outer import eval_training
+from lopt_outer import eval_training, evaluate
 from lopt_outer.evaluate import FixedOptimizer, compare_with_adam, format_table, plot_curves
 
 
@@ -123,6 +123,75 @@ def test_compare_with_adam_table_and_plot(tmp_path):
     path = plot_curves(res, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(FixedOptimizer(lopt_core.get_optimizer("Adam")).init(None), dict)
+
+
+def _disagreeing_curves(task_family, learned_opt, theta, *, n_tasks, steps, splits, **kw):
+    """Curves where the validation loss favours small learning rates and the test loss large ones."""
+    lr = getattr(getattr(learned_opt, "opt", None), "learning_rate", 1.0)
+    final = {"outer_valid": 1.0 + np.log10(lr), "test": 1.0 - np.log10(lr), "train": 1.0}
+    evals = np.linspace(0.0, 1.0, 3)
+    out = {"train/loss": np.ones((n_tasks, steps)), "eval/xs": np.tile([0, 10, 20], (n_tasks, 1))}
+    for split in splits:
+        out[f"eval/{split}/loss"] = np.tile(10.0 - (10.0 - final[split]) * evals, (n_tasks, 1))
+    return out
+
+
+def test_the_best_adam_is_picked_on_the_validation_loss_not_the_test_loss(monkeypatch):
+    seen_splits = []
+
+    def curves(*args, splits, **kw):
+        seen_splits.append(tuple(splits))
+        return _disagreeing_curves(*args, splits=splits, **kw)
+
+    monkeypatch.setattr(evaluate, "multi_task_training_curves", curves)
+    lopt = LearnableSGD(0.1)
+    res = compare_with_adam(
+        QuadraticFamily(),
+        lopt,
+        lopt.init(jax.random.PRNGKey(0)),
+        n_tasks=2,
+        steps=20,
+        adam_lrs=(1e-4, 1e-2, 1e-1),
+        eval_every=10,
+        steps_per_jit=10,
+    )
+    assert all(s == ("train", "outer_valid", "test") for s in seen_splits)
+    s = res["summary"]
+    by_test = min((k for k in s if k.startswith("Adam(")), key=lambda k: s[k]["final_test_loss"])
+    assert by_test == "Adam(lr=0.1)"  # the test loss would pick the largest learning rate ...
+    assert res["best_adam"] == "Adam(lr=0.0001)"  # ... validation picks the smallest
+    assert (res["split"], res["select_split"]) == ("test", "outer_valid")
+    assert s["Adam(lr=0.0001)"]["final_outer_valid_loss"] == pytest.approx(-3.0)
+    assert s["Adam(lr=0.0001)"]["final_test_loss"] == pytest.approx(5.0)  # what is reported
+    table = format_table(res)
+    assert "picked on the final outer_valid loss: Adam(lr=0.0001)" in table
+    # Picking on another split is a choice of the caller: on the test split, the test loss.
+    res = compare_with_adam(
+        QuadraticFamily(),
+        lopt,
+        lopt.init(jax.random.PRNGKey(0)),
+        n_tasks=2,
+        steps=20,
+        adam_lrs=(1e-4, 1e-2, 1e-1),
+        eval_every=10,
+        steps_per_jit=10,
+        select_split="test",
+    )
+    assert seen_splits[-1] == ("train", "test")
+    assert res["best_adam"] == "Adam(lr=0.1)"
+
+
+def test_pick_best_adam_skips_non_finite_losses_and_names_a_missing_split():
+    summary = {
+        "Adam(lr=0.1)": {"final_outer_valid_loss": float("nan")},
+        "Adam(lr=0.01)": {"final_outer_valid_loss": 2.0},
+        "Adam(lr=0.001)": {"final_outer_valid_loss": 3.0},
+    }
+    assert evaluate.pick_best_adam(summary, list(summary), "outer_valid") == "Adam(lr=0.01)"
+    with pytest.raises(ValueError, match="final_inner_valid_loss"):
+        evaluate.pick_best_adam(summary, list(summary), "inner_valid")
+    with pytest.raises(ValueError, match="no Adam labels"):
+        evaluate.pick_best_adam(summary, [], "outer_valid")
 
 
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):

@@ -22,6 +22,7 @@ __all__ = [
     "compare_with_adam",
     "curves_figure",
     "format_table",
+    "pick_best_adam",
     "plot_curves",
     "summarize",
     "write_summary",
@@ -87,6 +88,36 @@ def summarize(curves: dict[str, np.ndarray], split: str = "test") -> dict[str, f
     return out
 
 
+def pick_best_adam(
+    summary: dict[str, dict[str, float]], adam_labels: Sequence[str], select_split: str
+) -> str:
+    """The label of `adam_labels` with the lowest `final_<select_split>_loss` in `summary`.
+
+    A non-finite loss never wins; when every one is non-finite, the first label.
+
+    Raises:
+      ValueError: no Adam labels, or a summary without `final_<select_split>_loss`
+        (summarise the curves of that split: `summarize(curves, select_split)`).
+    """
+    if not adam_labels:
+        raise ValueError(
+            "pick_best_adam: no Adam labels to choose from; pass the Adam sweep's labels."
+        )
+    key = f"final_{select_split}_loss"
+    missing = [label for label in adam_labels if key not in summary.get(label, {})]
+    if missing:
+        raise ValueError(
+            f"pick_best_adam: the summaries of {missing} have no {key!r}; evaluate the "
+            f"{select_split!r} split and summarise it (summarize(curves, {select_split!r}))."
+        )
+
+    def loss(label: str) -> float:
+        value = summary[label][key]
+        return value if math.isfinite(value) else math.inf
+
+    return min(adam_labels, key=loss)
+
+
 def compare_with_adam(
     task_family: TaskFamily,
     learned_opt: LearnedOptimizer,
@@ -101,6 +132,7 @@ def compare_with_adam(
     steps_per_jit: int = 50,
     n_eval_batches_vec: int = 4,
     split: str = "test",
+    select_split: str = "outer_valid",
     progress: Callable[[list[str], int], None] | None = None,
 ) -> dict[str, Any]:
     """Trains the same held-out task samples with the learned optimizer and with Adam.
@@ -121,20 +153,25 @@ def compare_with_adam(
       steps_per_jit: steps per jitted call.
       n_eval_batches_vec: batches per evaluation.
       split: split the table reports.
+      select_split: split that picks the best Adam of the sweep (the lowest mean
+        final loss on it); its loss on `split` is then reported. A validation
+        split by default, so the choice never looks at the reported test loss.
       progress: called as `progress(labels, i)` before the i-th of the optimizers
         `labels` trains (the learned optimizer, the baseline, then the sweep).
 
     Returns:
       `{"curves": {label: curves}, "summary": {label: scalars}, "best_adam": label,
-      "learned": label, "baseline": label, "split": split, "n_tasks": n_tasks,
-      "learning_rates": {label: lr}}`: `curves` holds every task's curves (a
-      leading `n_tasks` axis, see `multi_task_training_curves`), `summary` the
-      means over tasks and their standard deviations (see `summarize`), and
+      "learned": label, "baseline": label, "split": split, "select_split":
+      select_split, "n_tasks": n_tasks, "learning_rates": {label: lr}}`: `curves`
+      holds every task's curves (a leading `n_tasks` axis, see
+      `multi_task_training_curves`), `summary` the means over tasks and their
+      standard deviations on `split` and on `select_split` (see `summarize`),
+      `best_adam` the Adam label with the lowest `final_<select_split>_loss`, and
       `learning_rates` Adam's learning rate of each Adam label (None for the
       learned optimizer).
     """
     key = jax.random.PRNGKey(10_000) if key is None else key
-    splits = ("train", split) if split != "train" else ("train",)
+    splits = tuple(dict.fromkeys(("train", select_split, split)))
     common = {"n_tasks": n_tasks, "key": key, "steps": steps, "eval_every": eval_every}
     common |= {"steps_per_jit": steps_per_jit, "n_eval_batches_vec": n_eval_batches_vec}
     common["splits"] = splits
@@ -154,16 +191,18 @@ def compare_with_adam(
         if progress is not None:
             progress(list(labels), i)
         curves[label] = multi_task_training_curves(task_family, lopt, th, **common)
-    summary = {label: summarize(c, split) for label, c in curves.items()}
+    summary = {
+        label: {**summarize(c, select_split), **summarize(c, split)} for label, c in curves.items()
+    }
     adam_labels = [label for label in labels if label.startswith("Adam(")]
-    best_adam = min(adam_labels, key=lambda label: summary[label][f"final_{split}_loss"])
     return {
         "curves": curves,
         "summary": summary,
-        "best_adam": best_adam,
+        "best_adam": pick_best_adam(summary, adam_labels, select_split),
         "learned": learned,
         "baseline": baseline,
         "split": split,
+        "select_split": select_split,
         "n_tasks": n_tasks,
         "learning_rates": learning_rates,
     }
@@ -189,6 +228,11 @@ def format_table(result: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("* untuned baseline")
+    if result.get("select_split") and result.get("best_adam"):
+        lines.append(
+            f"best Adam of the sweep, picked on the final {result['select_split']} loss: "
+            f"{result['best_adam']}"
+        )
     return "\n".join(lines)
 
 
@@ -314,6 +358,7 @@ def write_summary(result: dict[str, Any], path: str | os.PathLike, **extra: Any)
         "learned": result["learned"],
         "baseline": result["baseline"],
         "best_adam": result["best_adam"],
+        **({"best_adam_picked_on": result["select_split"]} if "select_split" in result else {}),
         **({"n_tasks": result["n_tasks"]} if "n_tasks" in result else {}),
         "summary": result["summary"],
         **extra,
