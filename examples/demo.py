@@ -53,8 +53,7 @@ from lopt_outer import (
     plot_curves,
     write_summary,
 )
-from lopt_outer.bench_cli import _plots as write_suite_plots
-from lopt_outer.bench_cli import format_report
+from lopt_outer.bench_cli import format_report, write_plots
 from lopt_outer.cli import compare_with_progress
 
 FAMILY = "ImageMLPFamily_Digits8"
@@ -287,7 +286,7 @@ def main() -> int:
         for i, report in enumerate(reports.values()):
             folder = out / "suite" / ("shipped" if i == 0 else "this_run")
             folder.mkdir(parents=True, exist_ok=True)
-            suite_plots += write_suite_plots(report, folder)
+            suite_plots += write_plots(report, folder)
     except ImportError as exc:
         print(f"no suite plots written: {exc}", file=sys.stderr)
     suite_path = out / "suite_report.json"

@@ -67,6 +67,11 @@ def test_pretrained_celo2_is_an_optax_transform_with_its_recipe_and_version():
     assert loaded.metadata["lopt_version"]
     assert "[learned_optimizer]" in loaded.metadata["recipe"]
     assert 'name = "Celo2"' in loaded.metadata["recipe"]
+    assert loaded.metadata["outer_steps"] == 4000
+    report = loaded.metadata["suite_report"]
+    assert report["suite"] == "offline" and report["horizons"] == [200, 1000, 5000]
+    assert len(report["tasks"]) == 13
+    assert all(s["diverged"] == 0 for per in report["tasks"].values() for s in per.values())
     tx = pretrained("Celo2_General")
     assert isinstance(tx, optax.GradientTransformationExtraArgs)
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros((2,))}

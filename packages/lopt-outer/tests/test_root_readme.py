@@ -19,7 +19,7 @@ def _quick_start_blocks() -> list[str]:
 
 def test_readme_quick_start_runs(capsys):
     blocks = _quick_start_blocks()
-    assert len(blocks) == 3  # Adam on digits, PES meta-training, the pretrained MLPLOpt in optax
+    assert len(blocks) == 3  # Adam on digits, PES meta-training, the pretrained Celo2 in optax
     assert "range(100):\n    state, meta_loss" in blocks[1]
     blocks[1] = blocks[1].replace(
         "range(100):\n    state, meta_loss", "range(3):\n    state, meta_loss"
@@ -34,7 +34,7 @@ def test_readme_quick_start_runs(capsys):
     shapes = jax.tree_util.tree_map(np.shape, ns["lopt"].init(jax.random.PRNGKey(0)))
     assert jax.tree_util.tree_map(np.shape, ns["theta"]) == shapes
     exec(compile(blocks[2], str(README), "exec"), ns)
-    # The shipped meta-trained MLPLOpt trains the digits MLP through optax.
+    # The shipped Celo2_General trains the digits MLP through optax, from log(10) ~ 2.3.
     assert float(ns["loss"]) < 0.5
 
 

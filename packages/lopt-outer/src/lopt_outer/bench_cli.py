@@ -25,7 +25,7 @@ from lopt_outer.cli import (
     _setup_parser,
 )
 
-__all__ = ["format_report", "setup_bench"]
+__all__ = ["format_report", "setup_bench", "write_plots"]
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -149,7 +149,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plots(report: dict[str, Any], out: Path) -> list[Path]:
+def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     path.write_text(json.dumps({**report, "optimizer_argument": args.optimizer}, indent=1))
     print(f"report: {path}")
     try:
-        for p in _plots(report, out):
+        for p in write_plots(report, out):
             print(f"plot: {p}")
     except ImportError as exc:
         print(f"lopt bench run: no plots written: {exc}", file=sys.stderr)
