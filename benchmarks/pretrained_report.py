@@ -37,15 +37,15 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if math.isfinite(v) else str(v)
 
 
-def adam_default_final_test(suite: lopt_core.Suite, task: str, horizon: int) -> float:
-    """Adam(1e-3)'s final test loss (mean over seeds) from the baseline cache."""
+def adam_default_final_tests(suite: lopt_core.Suite, task: str) -> dict[str, float]:
+    """Adam(1e-3)'s final test loss (mean over seeds) per horizon, from the baseline cache."""
     (adam,) = [b for b in bench.DEFAULT_BASELINES if b.name == "Adam"]
     result = bench.load_baseline(suite, task, adam, None)
     lrs = [c["learning_rate"] for c in result.configs]
     i = int(np.argmin([abs(math.log(lr / DEFAULT_LR)) for lr in lrs]))
     if not math.isclose(lrs[i], DEFAULT_LR, rel_tol=1e-6):
         raise ValueError(f"{task}: the Adam sweep has no {DEFAULT_LR} point ({lrs}).")
-    return float(result.curves[horizon].split("test")[i, :, -1].mean())
+    return {str(h): float(c.split("test")[i, :, -1].mean()) for h, c in result.curves.items()}
 
 
 def main() -> int:
@@ -61,8 +61,9 @@ def main() -> int:
     ]
     per_h: dict[str, dict[str, list]] = {}
     for task, per in report["tasks"].items():
+        defaults = adam_default_final_tests(suite, task)
         for h, s in per.items():
-            default = adam_default_final_test(suite, task, int(h))
+            default = defaults[h]
             final = s["final_test"]
             beats_default = bool(math.isfinite(final) and final < default and not s["diverged"])
             acc = per_h.setdefault(h, {"tuned": [], "default": [], "diverged": [], "lost": []})

@@ -256,9 +256,10 @@ def main() -> int:
 
     # -- held-out suite tasks -----------------------------------------------------------
     fresh_name = f"{lopt.name} (this run, {result.steps} steps)"
+    # Display name -> (learned optimizer, theta, folder of its suite plots).
     candidates = {
-        f"{SHIPPED} (shipped)": (shipped.lopt, shipped.theta),
-        fresh_name: (lopt, result.theta),
+        f"{SHIPPED} (shipped)": (shipped.lopt, shipped.theta, "shipped"),
+        fresh_name: (lopt, result.theta, "this_run"),
     }
     print(
         f"\nScoring {', '.join(candidates)} on {len(suite.task_names)} tasks of the {SUITE} "
@@ -268,7 +269,7 @@ def main() -> int:
     )
     t_suite = time.perf_counter()
     reports = {}
-    for name, (candidate, theta) in candidates.items():
+    for name, (candidate, theta, _) in candidates.items():
         report = bench.run_suite(
             suite,
             learned_optimizer=candidate,
@@ -283,8 +284,8 @@ def main() -> int:
         print(format_report(report))
     suite_plots = []
     try:
-        for i, report in enumerate(reports.values()):
-            folder = out / "suite" / ("shipped" if i == 0 else "this_run")
+        for name, report in reports.items():
+            folder = out / "suite" / candidates[name][2]
             folder.mkdir(parents=True, exist_ok=True)
             suite_plots += write_plots(report, folder)
     except ImportError as exc:
