@@ -17,10 +17,24 @@ the workload's runs started and ended and the highest sampled while they ran
 (`cpu_count`) and `busy`: true when the load average exceeded the core count during
 the runs (a warning goes to stderr), so its wall times are not comparable.
 
+With `--reference-python PY` (the python of an environment holding Google's
+`learned_optimization` and its pinned stack; `reference_env.sh` builds one), every
+workload that `reference_workloads.py` also defines runs there too, each reference
+run in a fresh process right after a lopt run, and the line gains `reference` (the
+reference's medians) and `lopt_over_reference_cpu` / `lopt_over_reference_wall`:
+lopt's time over the reference's for the workload's main figure, CPU and wall
+(below 1: lopt takes less time).
+
+`--cpu-dispatch sync` turns off jax's asynchronous dispatch on CPU in lopt's
+processes (`jax_cpu_enable_async_dispatch=False`); the reference's jax 0.4.30
+predates it and always dispatches synchronously. Each line records
+`cpu_async_dispatch`.
+
 Usage:
   python benchmarks/run.py              # every workload
   python benchmarks/run.py W1 W2        # some
   python benchmarks/run.py --repeats 1  # quicker, noisier
+  python benchmarks/run.py W2 --reference-python /path/to/refenv/bin/python
 """
 
 from __future__ import annotations
@@ -53,11 +67,30 @@ def _registry() -> dict[str, str]:
     return table
 
 
+SYNC_ENV = "LOPT_BENCH_CPU_SYNC_DISPATCH"
+
+# Each kind of workload's main figure: (CPU-time field, wall-time field) of lopt and
+# the reference, compared as `lopt_over_reference_cpu` / `_wall`.
+MAIN_FIGURES = (
+    ("us_per_step_cpu", "us_per_step_wall"),
+    ("cpu_s_per_outer_step", "s_per_outer_step"),
+    ("first_call_cpu_s", "first_call_s"),
+    ("import_s_cpu", "import_s_wall"),
+)
+
+
 def _run_single(module: str, wid: str) -> None:
     sys.path.insert(0, str(HERE))
+    import jax
+
+    if os.environ.get(SYNC_ENV) == "1":
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
     fn = importlib.import_module(module).WORKLOADS[wid]
     result = fn()
-    import jax  # the workload has imported it: this names what it ran on
+    # jax 0.4.30 (the reference's) has no such option: it dispatches synchronously.
+    result["cpu_async_dispatch"] = bool(
+        jax.config.values.get("jax_cpu_enable_async_dispatch", False)
+    )
 
     device = jax.devices()[0]
     result.update(
@@ -68,11 +101,11 @@ def _run_single(module: str, wid: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def _spawn(module: str, wid: str) -> dict:
+def _spawn(module: str, wid: str, python: str = sys.executable) -> dict:
     # JAX picks the backend (a GPU where jax has one) unless JAX_PLATFORMS says otherwise.
     env = dict(os.environ)
     out = subprocess.run(
-        [sys.executable, __file__, "--single", module, wid],
+        [python, __file__, "--single", module, wid],
         capture_output=True,
         text=True,
         env=env,
@@ -124,6 +157,45 @@ class LoadMonitor:
         }
 
 
+def _reference_ids(python: str) -> list[str]:
+    """The workload ids `reference_workloads.py` defines, asked of the reference's python."""
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(HERE)!r}); "
+        "import reference_workloads as r; print('IDS ' + json.dumps(list(r.WORKLOADS)))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("IDS ")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(
+            f"--reference-python {python}: cannot import reference_workloads there "
+            f"(is learned_optimization installed? benchmarks/reference_env.sh builds an "
+            f"environment):\n{out.stderr[-2000:]}"
+        )
+    return json.loads(lines[0][len("IDS ") :])
+
+
+def _medians(runs: list[dict]) -> dict:
+    """The median of every numeric figure over the runs; other fields from the first run."""
+    med = {
+        k: statistics.median(r[k] for r in runs)
+        for k in runs[0]
+        if isinstance(runs[0][k], (int, float)) and not isinstance(runs[0][k], bool)
+    }
+    med.update({k: v for k, v in runs[0].items() if k not in med})
+    return med
+
+
+def _add_reference(med: dict, ref: dict) -> None:
+    """Adds the reference's medians and lopt's time over the reference's (main figure)."""
+    med["reference"] = ref
+    for cpu_key, wall_key in MAIN_FIGURES:
+        if cpu_key in med and cpu_key in ref:
+            med["lopt_over_reference_cpu"] = med[cpu_key] / ref[cpu_key]
+            med["lopt_over_reference_wall"] = med[wall_key] / ref[wall_key]
+            med["compared_figure"] = cpu_key
+            return
+
+
 def _sort_key(wid: str) -> tuple[bool, str, int, str]:
     """W workloads first, then by letter, number and suffix (W1, W1k, W2, ..., W10)."""
     digits = "".join(itertools.takewhile(str.isdigit, wid[1:]))
@@ -156,10 +228,24 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--single", nargs=2, metavar=("MODULE", "ID"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="also write the JSON lines to this file")
+    parser.add_argument(
+        "--reference-python",
+        default=None,
+        help="python of an env with learned_optimization: also time the reference",
+    )
+    parser.add_argument(
+        "--cpu-dispatch",
+        choices=("async", "sync"),
+        default="async",
+        help="jax's CPU dispatch in lopt's processes (default: jax's own, async)",
+    )
     args = parser.parse_args()
     if args.single:
         _run_single(*args.single)
         return 0
+    if args.cpu_dispatch == "sync":
+        os.environ[SYNC_ENV] = "1"
+    ref_ids = _reference_ids(args.reference_python) if args.reference_python else []
     table = _registry()
     ids = args.ids or sorted(table, key=_sort_key)
     unknown = [w for w in ids if w not in table]
@@ -168,15 +254,16 @@ def main() -> int:
     results: dict[str, dict] = {}
     lines = []
     for wid in ids:
+        runs, ref_runs = [], []
         with LoadMonitor() as load:
-            runs = [_spawn(table[wid], wid) for _ in range(args.repeats)]
-        med = {
-            k: statistics.median(r[k] for r in runs)
-            for k in runs[0]
-            if isinstance(runs[0][k], (int, float)) and not isinstance(runs[0][k], bool)
-        }
-        med.update({k: v for k, v in runs[0].items() if k not in med})
+            for _ in range(args.repeats):
+                runs.append(_spawn(table[wid], wid))
+                if wid in ref_ids:
+                    ref_runs.append(_spawn("reference_workloads", wid, args.reference_python))
+        med = _medians(runs)
         _add_ratios(wid, med, results)
+        if ref_runs:
+            _add_reference(med, _medians(ref_runs))
         results[wid] = med
         med.update(load.figures())
         if med["busy"]:

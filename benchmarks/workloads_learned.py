@@ -34,145 +34,37 @@ print(w.WORKLOADS['W2']())"
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
+from harness import (
+    BATCH,
+    STEPS,
+    WARMUP,
+    PlainOptax,
+    init_params,
+    learned_opt,
+    loss_fn,
+    make_batches,
+    net,
+    scanned,
+    step_keys,
+    stepwise,
+    timed_loop,
+)
 
 import lopt_core
 from lopt_learned import AdafacMLPLOpt, MLPLOpt, load_pretrained
 from lopt_optimizers import Adam
 
-STEPS = 2000
-WARMUP = 100
-CHUNK = 200
-BATCH = 128
-NUM_BATCHES = 32
-
-Batch = tuple[jax.Array, jax.Array]
-
-
-def _net() -> hk.Transformed:
-    return hk.without_apply_rng(
-        hk.transform(lambda x: hk.nets.MLP([32, 10])(jnp.reshape(x, (x.shape[0], -1))))
-    )
-
-
-def make_batches(seed: int = 0) -> list[Batch]:
-    """The 32 pre-made synthetic batches: (images (128, 8, 8, 1) float32, labels (128,) int32).
-
-    Args:
-      seed: the seed of the images and labels.
-
-    Returns:
-      A list of `NUM_BATCHES` (images, labels) pairs on the default device.
-    """
-    k_img, k_lab = jax.random.split(jax.random.PRNGKey(seed))
-    images = jax.random.uniform(k_img, (NUM_BATCHES, BATCH, 8, 8, 1), jnp.float32)
-    labels = jax.random.randint(k_lab, (NUM_BATCHES, BATCH), 0, 10, jnp.int32)
-    return [(images[i], labels[i]) for i in range(NUM_BATCHES)]
-
-
-def _loss_fn(net: hk.Transformed) -> Callable[[Any, Batch], jax.Array]:
-    def loss(params: Any, batch: Batch) -> jax.Array:
-        images, labels = batch
-        logits = net.apply(params, images)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    return loss
-
-
-def _init_params(net: hk.Transformed) -> Any:
-    return net.init(jax.random.PRNGKey(1), jnp.zeros((BATCH, 8, 8, 1), jnp.float32))
-
-
-def _step_keys(n: int) -> list[jax.Array]:
-    """`n` per-step keys, split (and sliced into single keys) before any timing."""
-    return list(jax.random.split(jax.random.PRNGKey(2), n))
-
-
-def _timed_loop(run_step: Callable[[int], jax.Array], total_warmup: int) -> dict[str, float]:
-    """Warms up, then times `STEPS` calls of `run_step(i)` in chunks: wall and CPU.
-
-    Args:
-      run_step: runs inner step `i` (advancing its own state) and returns its loss.
-      total_warmup: warm-up steps before the timed ones.
-
-    Returns:
-      steps/s (wall), µs per step by wall and by CPU time, steps per CPU-second, the
-      fastest chunk's wall µs per step, and the last loss.
-    """
-    loss = None
-    for i in range(total_warmup):
-        loss = run_step(i)
-    jax.block_until_ready(loss)
-    walls, cpus = [], []
-    i = total_warmup
-    for _ in range(STEPS // CHUNK):
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(CHUNK):
-            loss = run_step(i)
-            i += 1
-        jax.block_until_ready(loss)
-        walls.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu)
-    wall, cpu = sum(walls), sum(cpus)
-    return {
-        "steps_per_s": STEPS / wall,
-        "us_per_step_wall": 1e6 * wall / STEPS,
-        "us_per_step_cpu": 1e6 * cpu / STEPS,
-        # Steps per CPU-second: the rate that other jobs on the machine disturb least.
-        "cpu_steps_per_s": STEPS / cpu,
-        # The fastest chunk of CHUNK steps, by wall clock.
-        "best_chunk_us_per_step_wall": 1e6 * min(walls) / CHUNK,
-        "final_loss": float(loss),
-    }
-
-
-def _stepwise(opt: Any) -> dict[str, float]:
-    """Like for like: each step one jitted call of (state, batch, key), batches cycled."""
-    net = _net()
-    loss_fn = _loss_fn(net)
-
-    @jax.jit
-    def step(state: Any, batch: Batch, key: jax.Array) -> tuple[Any, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(opt.get_params(state), batch)
-        return opt.update(state, grads, loss=loss, key=key), loss
-
-    batches = make_batches()
-    keys = _step_keys(WARMUP + STEPS)
-    state = opt.init(_init_params(net), num_steps=WARMUP + STEPS)
-
-    def run_step(i: int) -> jax.Array:
-        nonlocal state
-        state, loss = step(state, batches[i % NUM_BATCHES], keys[i])
-        return loss
-
-    floats = _floats_per_param(state, opt.get_params(state))
-    return {**_timed_loop(run_step, WARMUP), "state_floats_per_param": floats}
-
-
-def _floats_per_param(state: Any, params: Any) -> float:
-    """Floating-point numbers in `state` (parameters included) per parameter."""
-
-    def floats(tree: Any) -> int:
-        return sum(
-            int(x.size)
-            for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
-        )
-
-    return floats(state) / floats(params)
-
 
 def _keyed(opt: Any) -> dict[str, float]:
     """lopt's way: each step one jitted call of (state, split, key); the batch drawn inside."""
-    net = _net()
-    loss_fn = _loss_fn(net)
+    model = net()
+    loss = loss_fn(model)
     batches = make_batches()
     split = lopt_core.ArraySplit(
         {
@@ -186,108 +78,46 @@ def _keyed(opt: Any) -> dict[str, float]:
     def step(state: Any, split: lopt_core.ArraySplit, key: jax.Array) -> tuple[Any, jax.Array]:
         k_data, k_opt = jax.random.split(key)
         data = split.sample(k_data)
-        loss, grads = jax.value_and_grad(loss_fn)(
+        value, grads = jax.value_and_grad(loss)(
             opt.get_params(state), (data["image"], data["label"])
         )
-        return opt.update(state, grads, loss=loss, key=k_opt), loss
+        return opt.update(state, grads, loss=value, key=k_opt), value
 
-    keys = _step_keys(WARMUP + STEPS)
-    state = opt.init(_init_params(net), num_steps=WARMUP + STEPS)
+    keys = step_keys(WARMUP + STEPS)
+    state = opt.init(init_params(model), num_steps=WARMUP + STEPS)
 
     def run_step(i: int) -> jax.Array:
         nonlocal state
-        state, loss = step(state, split, keys[i])
-        return loss
+        state, value = step(state, split, keys[i])
+        return value
 
-    return _timed_loop(run_step, WARMUP)
-
-
-def _scanned(opt: Any) -> dict[str, float]:
-    """`STEPS` inner steps inside one jit (`lax.scan`) over the cycled batches and keys.
-
-    Compiled and run once, then timed on the second call, by wall and CPU time.
-    """
-    net = _net()
-    loss_fn = _loss_fn(net)
-    batches = make_batches()
-    images = jnp.stack([b[0] for b in batches])
-    labels = jnp.stack([b[1] for b in batches])
-    keys = jax.random.split(jax.random.PRNGKey(2), STEPS)
-    which = jnp.arange(STEPS) % NUM_BATCHES
-
-    @jax.jit
-    def train(state: Any, images: jax.Array, labels: jax.Array) -> tuple[Any, jax.Array]:
-        def body(s: Any, x: tuple[jax.Array, jax.Array]) -> tuple[Any, jax.Array]:
-            j, key = x
-            batch = (images[j], labels[j])
-            loss, grads = jax.value_and_grad(loss_fn)(opt.get_params(s), batch)
-            return opt.update(s, grads, loss=loss, key=key), loss
-
-        return jax.lax.scan(body, state, (which, keys))
-
-    state = opt.init(_init_params(net), num_steps=STEPS)
-    jax.block_until_ready(train(state, images, labels))
-    start, cpu = time.perf_counter(), time.process_time()
-    _, losses = jax.block_until_ready(train(state, images, labels))
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {
-        "steps_per_s": STEPS / wall,
-        "us_per_step_wall": 1e6 * wall / STEPS,
-        "us_per_step_cpu": 1e6 * cpu / STEPS,
-        "cpu_steps_per_s": STEPS / cpu,
-        "final_loss": float(losses[-1]),
-    }
-
-
-def _learned(lopt: Any) -> Any:
-    return lopt.opt_fn(lopt.init(jax.random.PRNGKey(0)))
-
-
-class _PlainOptax:
-    """A plain optax loop in `_stepwise`'s shape: the state is `(params, optax state)`.
-
-    No lopt code runs in its step: W1o is the yardstick for lopt's Adam adapter (W1).
-    """
-
-    def __init__(self, tx: optax.GradientTransformation) -> None:
-        self.tx = tx
-
-    def init(self, params: Any, num_steps: int | None = None) -> Any:
-        return params, self.tx.init(params)
-
-    def get_params(self, state: Any) -> Any:
-        return state[0]
-
-    def update(self, state: Any, grads: Any, loss: Any = None, key: Any = None) -> Any:
-        params, opt_state = state
-        updates, opt_state = self.tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+    return timed_loop(run_step, WARMUP)
 
 
 def w1o() -> dict[str, float]:
     """W1o: W1's harness around a plain `optax.adam(1e-2)` loop (no lopt code in the step)."""
-    return _stepwise(_PlainOptax(optax.adam(1e-2)))
+    return stepwise(PlainOptax(optax.adam(1e-2)))
 
 
 def w1() -> dict[str, float]:
     """W1: Adam(1e-2), one jitted call per step given a pre-made batch and a key."""
-    return _stepwise(Adam(1e-2))
+    return stepwise(Adam(1e-2))
 
 
 def w2() -> dict[str, float]:
     """W2: W1 with MLPLOpt at freshly initialised theta."""
-    return _stepwise(_learned(MLPLOpt()))
+    return stepwise(learned_opt(MLPLOpt()))
 
 
 def w2c() -> dict[str, float]:
     """W2c: W1 with the shipped, meta-trained Celo2_General."""
     loaded = load_pretrained("Celo2_General")
-    return _stepwise(loaded.lopt.opt_fn(loaded.theta))
+    return stepwise(loaded.lopt.opt_fn(loaded.theta))
 
 
 def w3() -> dict[str, float]:
     """W3: W1 with AdafacMLPLOpt at freshly initialised theta."""
-    return _stepwise(_learned(AdafacMLPLOpt()))
+    return stepwise(learned_opt(AdafacMLPLOpt()))
 
 
 def w1k() -> dict[str, float]:
@@ -297,17 +127,17 @@ def w1k() -> dict[str, float]:
 
 def w2k() -> dict[str, float]:
     """W2k: W1k with MLPLOpt at freshly initialised theta."""
-    return _keyed(_learned(MLPLOpt()))
+    return _keyed(learned_opt(MLPLOpt()))
 
 
 def w3k() -> dict[str, float]:
     """W3k: W1k with AdafacMLPLOpt at freshly initialised theta."""
-    return _keyed(_learned(AdafacMLPLOpt()))
+    return _keyed(learned_opt(AdafacMLPLOpt()))
 
 
 def w7() -> dict[str, float]:
     """W7: W1 with all steps inside one jit."""
-    return _scanned(Adam(1e-2))
+    return scanned(Adam(1e-2))
 
 
 WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {

@@ -21,19 +21,23 @@ print(w.WORKLOADS['W5']())"
 
 from __future__ import annotations
 
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from harness import (
+    BATCH,
+    logits_loss,
+    meta_loss_fn,
+    net,
+    synthetic_arrays,
+    timed_child,
+    timed_meta_gradient,
+    timed_outer_steps,
+)
 
 import lopt_core
 from lopt_learned import LearnableAdam, MLPLOpt
@@ -46,34 +50,21 @@ from lopt_outer import (
     VectorizedLOptTruncatedStep,
 )
 
-BATCH = 128
-
-
-def _net() -> hk.Transformed:
-    return hk.without_apply_rng(
-        hk.transform(lambda x: hk.nets.MLP([32, 10])(jnp.reshape(x, (x.shape[0], -1))))
-    )
-
 
 class ImageMLP8(lopt_core.Task):
     """The 8x8 image MLP on synthetic data (batches of 128 drawn from keys)."""
 
     def __init__(self, num_examples: int = 16 * BATCH) -> None:
-        rng = np.random.RandomState(0)
-        arrays = {
-            "image": rng.uniform(size=(num_examples, 8, 8, 1)).astype(np.float32),
-            "label": rng.randint(0, 10, size=(num_examples,)).astype(np.int32),
-        }
+        arrays = synthetic_arrays(num_examples)
         splits = [lopt_core.ArraySplit(arrays, BATCH, seed=s) for s in range(4)]
         self.datasets = lopt_core.Datasets(*splits, extra_info={"num_classes": 10})
-        self._net = _net()
+        self._net = net()
 
     def init(self, key: jax.Array) -> Any:
         return self._net.init(key, jnp.zeros((BATCH, 8, 8, 1)))
 
     def loss(self, params: Any, key: jax.Array, data: Any) -> jax.Array:
-        logits = self._net.apply(params, data["image"])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, data["label"]).mean()
+        return logits_loss(self._net.apply(params, data["image"]), data["label"])
 
     def normalizer(self, loss: jax.Array) -> jax.Array:
         return jnp.clip(jnp.nan_to_num(loss, nan=1.5 * np.log(10)), 0, 1.5 * np.log(10))
@@ -97,28 +88,7 @@ def outer_learner(
 
 def _timed_outer_steps(estimator_fn: Callable[[Any], Any], schedule_length: int, n: int) -> dict:
     """Learner init plus the first outer step, then `n` more outer steps: wall and CPU."""
-    learner = outer_learner(estimator_fn, schedule_length)
-    start, cpu = time.perf_counter(), time.process_time()
-    state = learner.init(jax.random.PRNGKey(0))
-    state, loss, _ = learner.update(state, jax.random.PRNGKey(1))
-    jax.block_until_ready(state)
-    first, first_cpu = time.perf_counter() - start, time.process_time() - cpu
-    walls, cpus = [], []
-    for i in range(n):
-        t, c = time.perf_counter(), time.process_time()
-        state, loss, _ = learner.update(state, jax.random.PRNGKey(i + 2))
-        jax.block_until_ready(state)
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return {
-        "first_outer_step_s": first,
-        # CPU seconds of this process (all threads): less sensitive to other jobs.
-        "first_outer_step_cpu_s": first_cpu,
-        "s_per_outer_step": statistics.median(walls),
-        "cpu_s_per_outer_step": statistics.median(cpus),
-        "outer_steps": n,
-        "meta_loss": float(loss),
-    }
+    return timed_outer_steps(lambda: outer_learner(estimator_fn, schedule_length), n)
 
 
 def w4() -> dict[str, float]:
@@ -126,40 +96,7 @@ def w4() -> dict[str, float]:
     task = ImageMLP8()
     batch = task.datasets.sample("train", jax.random.PRNGKey(0))
     lopt = LearnableAdam()
-
-    def meta_loss(theta: Any, key: jax.Array, batch: Any) -> jax.Array:
-        opt = lopt.opt_fn(theta)
-        key1, key = jax.random.split(key)
-        param = task.init(key1)
-        opt_state = opt.init(param)
-        for _ in range(4):
-            param = opt.get_params(opt_state)
-            key1, key = jax.random.split(key)
-            loss, grad = jax.value_and_grad(task.loss)(param, key1, batch)
-            opt_state = opt.update(opt_state, grad, loss)
-        param, _ = opt.get_params_state(opt_state)
-        key1, key = jax.random.split(key)
-        return task.loss(param, key1, batch)
-
-    key = jax.random.PRNGKey(0)
-    theta = lopt.init(key)
-    fn = jax.jit(jax.value_and_grad(meta_loss))
-    start, cpu = time.perf_counter(), time.process_time()
-    jax.block_until_ready(fn(theta, key, batch))
-    first, first_cpu = time.perf_counter() - start, time.process_time() - cpu
-    calls = 200
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(calls):
-        out = fn(theta, key, batch)
-    jax.block_until_ready(out)
-    per_call = (time.perf_counter() - start) / calls
-    per_call_cpu = (time.process_time() - cpu) / calls
-    return {
-        "first_call_s": first,
-        "first_call_cpu_s": first_cpu,
-        "us_per_call": 1e6 * per_call,
-        "us_per_call_cpu": 1e6 * per_call_cpu,
-    }
+    return timed_meta_gradient(meta_loss_fn(task, lopt), lopt.init(jax.random.PRNGKey(0)), batch)
 
 
 PER_JIT = 10  # inner steps per jitted call in W5 and W6, as in the reference harness
@@ -205,20 +142,8 @@ I1_CODE = (
 
 
 def i1() -> dict[str, float]:
-    """I1: a cold child process importing Part 1's names: its wall and CPU seconds.
-
-    The child runs `I1_CODE`: `from lopt_outer import TruncatedPES,
-    VectorizedLOptTruncatedStep, SingleMachineGradientLearner` and `from lopt_tasks
-    import ImageMLPTask`, then touches each class. CPU is the child's user plus
-    system time (`resource.getrusage(RUSAGE_CHILDREN)`).
-    """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", I1_CODE], check=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"import_s_wall": wall, "import_s_cpu": cpu}
+    """I1: a cold child process importing Part 1's names (`I1_CODE`): wall and CPU s."""
+    return timed_child(I1_CODE)
 
 
 WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
