@@ -15,12 +15,13 @@ averaged over a batch of 128 synthetic images (float32 uniform in [0, 1), shape
 
 from __future__ import annotations
 
+import itertools
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import haiku as hk
@@ -73,6 +74,23 @@ def synthetic_arrays(num_examples: int, seed: int = 0) -> dict[str, np.ndarray]:
         "image": rng.uniform(size=(num_examples, 8, 8, 1)).astype(np.float32),
         "label": rng.randint(0, 10, size=(num_examples,)).astype(np.int32),
     }
+
+
+OUTER_EXAMPLES = 16 * BATCH
+"""Examples in each split of the W4-W6 task (the same on both libraries' sides)."""
+
+
+def host_batches(seed: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless host batches of 128 of the W4-W6 task's examples, a seeded order cycled.
+
+    The like-for-like W5/W6 feed both libraries' tasks from these iterators: a
+    host batch per inner step, as the reference's tasks read theirs.
+    """
+    arrays = synthetic_arrays(OUTER_EXAMPLES)
+    order = np.random.RandomState(seed).permutation(OUTER_EXAMPLES)
+    chunks = [order[i : i + BATCH] for i in range(0, OUTER_EXAMPLES, BATCH)]
+    for idx in itertools.cycle(chunks):
+        yield {k: v[idx] for k, v in arrays.items()}
 
 
 def loss_fn(model: hk.Transformed) -> Callable[[Any, Batch], jax.Array]:
@@ -266,6 +284,50 @@ def meta_loss_fn(task: Any, lopt: Any) -> Callable[[Any, jax.Array, Any], jax.Ar
         return task.loss(param, key1, batch)
 
     return meta_loss
+
+
+def plain_adam_meta_loss(task: Any) -> tuple[Callable[[Any, jax.Array, Any], jax.Array], Any]:
+    """W4p: Part 1's `meta_loss` written in plain JAX, no library: the W4 yardstick.
+
+    The same 4 inner steps of `task` on one batch as `meta_loss_fn`, with Adam's four
+    hyperparameters as theta in LearnableAdam's parametrisation (logs of lr and eps,
+    logs of one minus each beta; bias-corrected, `eps_root=1e-8`), written inline.
+
+    Returns:
+      `(meta_loss(theta, key, batch), theta)` with theta at lr 1e-3, betas 0.9 and
+      0.999, eps 1e-8.
+    """
+    theta = {
+        "log_epsilon": jnp.log(jnp.float32(1e-8)),
+        "log_lr": jnp.log(jnp.float32(1e-3)),
+        "one_minus_beta1": jnp.log(jnp.float32(0.1)),
+        "one_minus_beta2": jnp.log(jnp.float32(1e-3)),
+    }
+
+    def meta_loss(theta: Any, key: jax.Array, batch: Any) -> jax.Array:
+        lr, eps = jnp.exp(theta["log_lr"]), jnp.exp(theta["log_epsilon"])
+        b1 = 1 - jnp.exp(theta["one_minus_beta1"])
+        b2 = 1 - jnp.exp(theta["one_minus_beta2"])
+        key1, key = jax.random.split(key)
+        param = task.init(key1)
+        mu = jax.tree.map(jnp.zeros_like, param)
+        nu = jax.tree.map(jnp.zeros_like, param)
+        for t in range(1, 5):
+            key1, key = jax.random.split(key)
+            grad = jax.grad(task.loss)(param, key1, batch)
+            mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, mu, grad)
+            nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, nu, grad)
+            c1, c2 = 1 - b1**t, 1 - b2**t
+            param = jax.tree.map(
+                lambda p, m, v, c1=c1, c2=c2: p - lr * (m / c1) / (jnp.sqrt(v / c2 + 1e-8) + eps),
+                param,
+                mu,
+                nu,
+            )
+        key1, key = jax.random.split(key)
+        return task.loss(param, key1, batch)
+
+    return meta_loss, theta
 
 
 def timed_meta_gradient(meta_loss: Callable[..., jax.Array], theta: Any, batch: Any) -> dict:

@@ -16,20 +16,20 @@ task, data, step function, warm-up and timing code:
 | W2 | `mlp_lopt.MLPLOpt()` at its initial theta |
 | W3 | `adafac_mlp_lopt.AdafacMLPLOpt()` at its initial theta |
 | W4 | `lopt_base.LearnableAdam()` in Part 1's `meta_loss` |
+| W4p | none: the plain-JAX meta-loss on the reference's jaxlib 0.4.30 |
 | W5 / W5u | `truncated_pes.TruncatedPES` over `lopt_truncated_step.VectorizedLOptTruncatedStep`, `steps_per_jit` 10 / 20 (the whole unroll) |
 | W6 / W6u | `full_es.FullES`, `steps_per_jit` 10 / 100 (the whole unroll) |
 | W7 | W1 inside one `lax.scan` |
 | I1 | a cold child importing Part 1's names |
 
-The reference's tasks read their data from host iterators (its only way): W5 and W6
-cycle through the same synthetic examples lopt's ImageMLP8 holds on the device.
+The reference's tasks read their data from host iterators (its only way); W5 and W6
+feed both libraries from the same iterators (`harness.host_batches`).
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import harness
@@ -49,22 +49,12 @@ from learned_optimization.outer_trainers import (
 from learned_optimization.tasks import base as tasks_base
 from learned_optimization.tasks.datasets import base as datasets_base
 
-NUM_EXAMPLES = 16 * harness.BATCH  # as lopt's ImageMLP8
-
-
-def _batches(seed: int) -> Iterator[dict[str, np.ndarray]]:
-    arrays = harness.synthetic_arrays(NUM_EXAMPLES)
-    order = np.random.RandomState(seed).permutation(NUM_EXAMPLES)
-    chunks = [order[i : i + harness.BATCH] for i in range(0, NUM_EXAMPLES, harness.BATCH)]
-    for idx in itertools.cycle(chunks):
-        yield {k: v[idx] for k, v in arrays.items()}
-
 
 class ImageMLP8(tasks_base.Task):
     """The 8x8 image MLP as a reference Task, its four splits host iterators of batches."""
 
     def __init__(self) -> None:
-        self.datasets = datasets_base.Datasets(*[_batches(s) for s in range(4)])
+        self.datasets = datasets_base.Datasets(*[harness.host_batches(s) for s in range(4)])
         self._net = harness.net()
 
     def init(self, key: jax.Array) -> Any:
@@ -78,14 +68,14 @@ class ImageMLP8(tasks_base.Task):
         return jax.numpy.clip(jax.numpy.nan_to_num(loss, nan=bound), 0, bound)
 
 
-def _learner(estimator_fn: Callable[[Any], Any], schedule_length: int) -> Any:
+def _learner(estimator_fn: Callable[[Any], Any], schedule: Any, offset: int) -> Any:
     lopt = mlp_lopt.MLPLOpt()
     step = lopt_truncated_step.VectorizedLOptTruncatedStep(
         tasks_base.single_task_to_family(ImageMLP8()),
         lopt,
-        truncation_schedule.ConstantTruncationSchedule(schedule_length),
+        schedule,
         num_tasks=8,
-        random_initial_iteration_offset=schedule_length,
+        random_initial_iteration_offset=offset,
     )
     return gradient_learner.SingleMachineGradientLearner(
         lopt, [estimator_fn(step)], optax_opts.Adam(1e-3)
@@ -98,6 +88,7 @@ def _pes(steps_per_jit: int) -> dict:
             lambda s: truncated_pes.TruncatedPES(
                 s, trunc_length=20, std=0.01, steps_per_jit=steps_per_jit
             ),
+            truncation_schedule.ConstantTruncationSchedule(200),
             200,
         ),
         20,
@@ -108,7 +99,10 @@ def _full_es(steps_per_jit: int) -> dict:
     sched = truncation_schedule.ConstantTruncationSchedule(100)
     return harness.timed_outer_steps(
         lambda: _learner(
-            lambda s: full_es.FullES(s, sched, std=0.01, steps_per_jit=steps_per_jit), 100
+            lambda s: full_es.FullES(s, sched, std=0.01, steps_per_jit=steps_per_jit),
+            # FullES owns the schedule; the reference refuses a finite one in the step.
+            truncation_schedule.NeverEndingTruncationSchedule(),
+            0,
         ),
         10,
     )
@@ -122,6 +116,13 @@ def w4() -> dict:
     return harness.timed_meta_gradient(
         harness.meta_loss_fn(task, lopt), lopt.init(jax.random.PRNGKey(0)), batch
     )
+
+
+def w4p() -> dict:
+    """W4p: the plain-JAX meta-loss on the reference's jaxlib (no library code)."""
+    task = ImageMLP8()
+    meta_loss, theta = harness.plain_adam_meta_loss(task)
+    return harness.timed_meta_gradient(meta_loss, theta, next(task.datasets.train))
 
 
 I1_CODE = (
@@ -139,6 +140,7 @@ WORKLOADS: dict[str, Callable[[], dict]] = {
     "W2": lambda: harness.stepwise(harness.learned_opt(mlp_lopt.MLPLOpt())),
     "W3": lambda: harness.stepwise(harness.learned_opt(adafac_mlp_lopt.AdafacMLPLOpt())),
     "W4": w4,
+    "W4p": w4p,
     "W5": lambda: _pes(10),
     "W5u": lambda: _pes(20),
     "W6": lambda: _full_es(10),

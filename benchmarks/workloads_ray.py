@@ -59,7 +59,7 @@ def _learner() -> SingleMachineGradientLearner:
     """W5's learner (from workloads_outer, imported by name beside this file)."""
     from workloads_outer import outer_learner
 
-    return outer_learner(lambda step: TruncatedPES(step, 20, 0.01), 200)
+    return outer_learner(lambda step: TruncatedPES(step, 20, 0.01))
 
 
 def _start_ray() -> tuple[Any, float]:
