@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lopt_learned._common import MLP_TILE, _mlp_columns, _mlp_tiled, mlp_apply
+from lopt_learned._common import MLP_TILE, MLP_TILE_MIN_WIDTH, _mlp_columns, _mlp_tiled, mlp_apply
 
 
 def _layers(key, sizes):
@@ -50,10 +50,19 @@ def test_gradients_through_the_tiles_match():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_dispatches_the_tiles_and_small_inputs_skip_them():
-    layers = _layers(jax.random.key(5), [3, 4, 1])
-    big = jax.make_jaxpr(lambda x: mlp_apply(layers, x))(jnp.ones((3, MLP_TILE + 1)))
-    small = jax.make_jaxpr(lambda x: mlp_apply(layers, x))(jnp.ones((3, MLP_TILE)))
-    assert "platform_index" in str(big)
-    assert "platform_index" not in str(small)
-    assert "scan" not in str(small)
+@pytest.mark.parametrize(
+    ("sizes", "n", "tiles"),
+    [
+        ([3, MLP_TILE_MIN_WIDTH, 1], MLP_TILE + 1, True),
+        ([3, 8, MLP_TILE_MIN_WIDTH, 2], MLP_TILE + 1, True),
+        ([3, MLP_TILE_MIN_WIDTH, 1], MLP_TILE, False),
+        ([3, MLP_TILE_MIN_WIDTH - 1, 1], 4 * MLP_TILE, False),  # narrow: Celo2's 8, Adafac's 4
+        ([3, 8, 8, 3], 200 * MLP_TILE, False),
+        ([3, 1], 4 * MLP_TILE, False),  # no hidden layer
+    ],
+)
+def test_cpu_tiles_only_wide_networks_on_many_columns(sizes, n, tiles):
+    layers = _layers(jax.random.key(5), sizes)
+    jaxpr = str(jax.make_jaxpr(lambda x: mlp_apply(layers, x))(jnp.ones((3, n))))
+    assert ("platform_index" in jaxpr) is tiles
+    assert ("scan" in jaxpr) is tiles

@@ -175,14 +175,16 @@ def mlp_layers(params: dict[str, dict[str, jax.Array]], name: str = "mlp") -> li
 def mlp_apply(layers: list[tuple], x: jax.Array, first_bias: jax.Array | None = None) -> jax.Array:
     """Runs an MLP given as `(w, b)` pairs on feature-major inputs, ReLU between layers.
 
-    On CPU, more than `MLP_TILE` columns run as a `lax.map` over tiles of `MLP_TILE`
+    On CPU, a network with a hidden layer at least `MLP_TILE_MIN_WIDTH` wide given
+    more than `MLP_TILE` columns runs as a `lax.map` over tiles of `MLP_TILE`
     columns (the last, partial tile as one more product): each tile's layers then
     stay in cache and run on one thread, where one product over all columns
     spills its `(hidden, batch)` activations out of cache and splits across
-    threads. On the 8x8 image MLP's 2,410 parameters that is 2.2x less CPU time
-    for MLPLOpt's network, and 6x at 200k parameters (`benchmarks/README.md`, the
-    MLP tiles). Every column's arithmetic is the same either way; other backends
-    run the one product.
+    threads. On the 8x8 image MLP's 2,410 parameters that is 2x less CPU time
+    for MLPLOpt's network (32 wide), and 5x at 200k parameters; narrower networks
+    (Celo's 8, AdafacMLPLOpt's 4) run faster as one product, so they never tile
+    (`benchmarks/README.md`, the MLP tiles). Every column's arithmetic is the same
+    either way; other backends run the one product.
 
     Args:
       layers: `(w, b)` pairs, `w` of shape `(in, out)` as haiku stores it.
@@ -197,13 +199,17 @@ def mlp_apply(layers: list[tuple], x: jax.Array, first_bias: jax.Array | None = 
     bias = layers[0][1] if first_bias is None else first_bias
     if bias.ndim == 1:
         bias = bias[:, None]
-    if x.ndim != 2 or x.shape[1] <= MLP_TILE:
+    widest_hidden = max((w.shape[1] for w, _ in layers[:-1]), default=0)
+    if x.ndim != 2 or x.shape[1] <= MLP_TILE or widest_hidden < MLP_TILE_MIN_WIDTH:
         return _mlp_columns(layers, x, bias)
     return jax.lax.platform_dependent(layers, x, bias, cpu=_mlp_tiled, default=_mlp_columns)
 
 
 MLP_TILE = 1024
 """Columns per tile of `mlp_apply` on CPU (1,024 is fastest from 2k to 2M parameters)."""
+
+MLP_TILE_MIN_WIDTH = 32
+"""The narrowest widest-hidden-layer that `mlp_apply` tiles on CPU (16 wide: no gain)."""
 
 
 def _mlp_columns(layers: list[tuple], x: jax.Array, bias: jax.Array) -> jax.Array:
