@@ -367,7 +367,13 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmark suite: one JSON line per workload (see benchmarks/README.md)."""
+    """The benchmark suite: one JSON line per workload (see benchmarks/README.md).
+
+    Arguments after `--` go to `benchmarks/run.py`: workload ids, `--repeats N`,
+    `--cpu-dispatch sync|async`, and `--reference-python PY` (or
+    `$LOPT_REFERENCE_PYTHON`) to time the reference library beside lopt, in an env
+    that `benchmarks/reference_env.sh` builds.
+    """
     _install_all(session, "ray>=2.40")
     if shutil.which("nvidia-smi") and os.environ.get("JAX_PLATFORMS", "") in ("", "cuda"):
         # An NVIDIA GPU: jax's CUDA plugin, so the workloads run on it.
