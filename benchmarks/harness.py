@@ -151,6 +151,38 @@ def timed_loop(run_step: Callable[[int], jax.Array], total_warmup: int) -> dict[
     }
 
 
+CALL_OUTPUTS = (4, 8, 9, 10, 16, 32, 64, 100)
+"""X1: the output counts timed (each output its own small fusion: one thunk each)."""
+
+
+def call_cost(calls: int = 2000, warmup: int = 300) -> dict[str, float]:
+    """X1: the cost of calling a jitted function of one small fusion per output.
+
+    For each count k of `CALL_OUTPUTS`, `x -> tuple(sin(x * (i + 1)) for i < k)` on a
+    `(3, 100)` float32 array: about k tiny thunks and k output arrays, no library
+    code. It times the runtime's own cost per call, and how it grows with the
+    program's thunk count, on each side's jaxlib.
+
+    Returns:
+      `us_per_call_cpu_k{k}` and `us_per_call_wall_k{k}` for every k.
+    """
+    x = jnp.ones((3, 100), jnp.float32)
+    out: dict[str, float] = {}
+    for k in CALL_OUTPUTS:
+        fn = jax.jit(lambda x, k=k: tuple(jnp.sin(x * (i + 1)) for i in range(k)))
+        res = fn(x)
+        for _ in range(warmup):
+            res = fn(x)
+        jax.block_until_ready(res)
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            res = fn(x)
+        jax.block_until_ready(res)
+        out[f"us_per_call_wall_k{k}"] = 1e6 * (time.perf_counter() - start) / calls
+        out[f"us_per_call_cpu_k{k}"] = 1e6 * (time.process_time() - cpu) / calls
+    return out
+
+
 def floats_per_param(state: Any, params: Any) -> float:
     """Floating-point numbers in `state` (parameters included) per parameter."""
 

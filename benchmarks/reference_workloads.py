@@ -21,6 +21,7 @@ task, data, step function, warm-up and timing code:
 | W6 / W6u | `full_es.FullES`, `steps_per_jit` 10 / 100 (the whole unroll) |
 | W7 | W1 inside one `lax.scan` |
 | I1 | a cold child importing Part 1's names |
+| X1 | none: the cost of a jitted call against its fusion count, on jaxlib 0.4.30 |
 
 The reference's tasks read their data from host iterators (its only way); W5 and W6
 feed both libraries from the same iterators (`harness.host_batches`).
@@ -147,6 +148,7 @@ WORKLOADS: dict[str, Callable[[], dict]] = {
     "W6u": lambda: _full_es(100),
     "W7": lambda: harness.scanned(optax_opts.Adam(1e-2)),
     "I1": lambda: harness.timed_child(I1_CODE),
+    "X1": harness.call_cost,
 }
 
 

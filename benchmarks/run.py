@@ -77,6 +77,7 @@ MAIN_FIGURES = (
     ("cpu_s_per_outer_step", "s_per_outer_step"),
     ("first_call_cpu_s", "first_call_s"),
     ("import_s_cpu", "import_s_wall"),
+    ("us_per_call_cpu_k16", "us_per_call_wall_k16"),
 )
 
 

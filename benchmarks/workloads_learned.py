@@ -1,4 +1,4 @@
-"""Workloads W1, W1o, W2, W2c, W3, W1k, W2k, W3k and W7 (defined in benchmarks/README.md): inner speed.
+"""Workloads W1, W1o, W2, W2c, W3, W1k, W2k, W3k, W7 and X1 (defined in benchmarks/README.md).
 
 The task is the 8x8 image MLP (flatten 64 -> ReLU 32 -> 10, softmax cross-entropy
 averaged over a batch of 128), defined here with haiku so the benchmark needs only
@@ -15,6 +15,8 @@ lopt-core, lopt-optimizers and lopt-learned. The data is synthetic: 32 batches o
 - W1o: W1's harness around a plain `optax.adam` loop, with no lopt code in the step:
   the yardstick for lopt's Adam adapter, on the same jaxlib.
 - W7: W1 with the whole loop inside one jitted `lax.scan`.
+- X1: no library code: the cost of a jitted call against the number of small
+  fusions (and outputs) in the program (`harness.call_cost`), on this jaxlib.
 - W2c: W1 with the shipped `Celo2_General` (its meta-trained theta, loaded from the
   wheel): its cost per step against Adam's (`ratio_to_W1_cpu`).
 
@@ -45,6 +47,7 @@ from harness import (
     STEPS,
     WARMUP,
     PlainOptax,
+    call_cost,
     init_params,
     learned_opt,
     loss_fn,
@@ -150,4 +153,5 @@ WORKLOADS: dict[str, Callable[[], dict[str, float]]] = {
     "W2k": w2k,
     "W3k": w3k,
     "W7": w7,
+    "X1": call_cost,
 }
