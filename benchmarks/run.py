@@ -204,6 +204,10 @@ def _sort_key(wid: str) -> tuple[bool, str, int, str]:
     return (wid[0] != "W", wid[0], int(digits) if digits else 0, wid[1 + len(digits) :])
 
 
+# Each whole-unroll workload and its 10-steps-per-jit twin, for `speedup_over_<twin>`.
+WHOLE_UNROLL_OF = {"W5u": "W5", "W5uk": "W5k", "W6u": "W6"}
+
+
 def _add_ratios(wid: str, med: dict, results: dict[str, dict]) -> None:
     """Ratios to W1 (and W1k for keyed ids) and W5u's / W6u's speedups, same run only."""
     bases = ["W1"] + (["W1k"] if wid.endswith("k") else [])
@@ -213,8 +217,7 @@ def _add_ratios(wid: str, med: dict, results: dict[str, dict]) -> None:
             med[f"ratio_to_{base}"] = med["steps_per_s"] / ref["steps_per_s"]
             if "cpu_steps_per_s" in med and "cpu_steps_per_s" in ref:
                 med[f"ratio_to_{base}_cpu"] = med["cpu_steps_per_s"] / ref["cpu_steps_per_s"]
-    # W5u over W5, W5uk over W5k, W6u over W6: the whole unroll against 10 steps per jit.
-    chunked = wid.replace("u", "", 1) if "u" in wid[2:] else None
+    chunked = WHOLE_UNROLL_OF.get(wid)
     if chunked in results and "s_per_outer_step" in med:
         ref = results[chunked]
         med[f"speedup_over_{chunked}"] = ref["s_per_outer_step"] / med["s_per_outer_step"]

@@ -87,23 +87,26 @@ class ImageMLP8(lopt_core.Task):
         return jnp.clip(jnp.nan_to_num(loss, nan=1.5 * np.log(10)), 0, 1.5 * np.log(10))
 
 
+PES_SCHEDULE = ConstantTruncationSchedule(200)  # W5's; a frozen declaration, safely shared
+
+
 def outer_learner(
     estimator_fn: Callable[[Any], Any],
-    schedule: Any = None,
+    schedule: Any = PES_SCHEDULE,
     offset: int = 200,
     keyed: bool = True,
 ) -> SingleMachineGradientLearner:
     """W5/W6's learner: MLPLOpt on 8 copies of the 8x8 MLP, Adam(1e-3) on theta.
 
-    The truncated step's schedule defaults to `ConstantTruncationSchedule(200)`,
-    its random initial iteration offset to 200.
+    `schedule` and `offset` are the truncated step's schedule and random initial
+    iteration offset.
     """
     lopt = MLPLOpt()
     family = lopt_core.single_task_to_family(ImageMLP8(keyed))
     step = VectorizedLOptTruncatedStep(
         family,
         lopt,
-        ConstantTruncationSchedule(200) if schedule is None else schedule,
+        schedule,
         num_tasks=8,
         random_initial_iteration_offset=offset,
     )
@@ -129,8 +132,8 @@ def _full_es(steps_per_jit: int | None) -> dict[str, float]:
             lambda s: FullES(
                 s, ConstantTruncationSchedule(100), std=0.01, steps_per_jit=steps_per_jit
             ),
-            NeverEndingTruncationSchedule(),
-            0,
+            schedule=NeverEndingTruncationSchedule(),
+            offset=0,
             keyed=False,
         ),
         10,
